@@ -1,0 +1,58 @@
+"""The ``autovision`` app: assembles the command groups."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="autovision",
+    help="Self-hosted AutoML for image classification.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (module, attribute, group name or None to add its commands at the top level)
+_GROUPS = [
+    ("autovision.cli.dataset", "app", "dataset"),
+    ("autovision.cli.train", "register", None),
+    ("autovision.cli.models", "app", "models"),
+    ("autovision.cli.evaluate", "register", None),
+    ("autovision.cli.predict", "register", None),
+    ("autovision.cli.export", "register", None),
+    ("autovision.cli.serve", "register", None),
+    ("autovision.cli.keys", "app", "keys"),
+]
+
+
+def _assemble() -> None:
+    for module_name, attr, group in _GROUPS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # command group not built yet
+            raise
+        obj = getattr(module, attr)
+        if group is None:
+            obj(app)
+        else:
+            app.add_typer(obj, name=group)
+
+
+@app.callback()
+def _root() -> None:
+    """Self-hosted AutoML for image classification."""
+
+
+_assemble()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

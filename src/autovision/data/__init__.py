@@ -1,0 +1,1 @@
+"""Data: safe decoding, readers, import, quality checks, duplicates, splits, reports."""

@@ -1,0 +1,38 @@
+"""Problems found while reading a source: one entry per bad input, never a crash."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+MISSING_FILE = "missing_file"
+EMPTY_FILE = "empty_file"
+UNREADABLE = "unreadable"
+UNSUPPORTED_FORMAT = "unsupported_format"
+TOO_MANY_PIXELS = "too_many_pixels"
+PATH_NOT_ALLOWED = "path_not_allowed"
+BAD_ROW = "bad_row"
+BAD_LABEL = "bad_label"
+
+REASONS = (
+    MISSING_FILE,
+    EMPTY_FILE,
+    UNREADABLE,
+    UNSUPPORTED_FORMAT,
+    TOO_MANY_PIXELS,
+    PATH_NOT_ALLOWED,
+    BAD_ROW,
+    BAD_LABEL,
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A bad input: where it is (``source`` and 1-based ``line``), why, and a readable message."""
+
+    source: str
+    reason: str
+    message: str
+    line: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)

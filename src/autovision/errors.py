@@ -1,0 +1,35 @@
+"""Error types. Messages name the file, row and reason; the CLI prints them as one line."""
+
+from __future__ import annotations
+
+
+class AutovisionError(Exception):
+    """Base class of every error autovision raises on purpose."""
+
+
+class WorkspaceError(AutovisionError):
+    """The workspace cannot be opened or is inconsistent."""
+
+
+class DatasetError(AutovisionError):
+    """A dataset source or dataset version is unusable (missing, empty, wrong labels...)."""
+
+
+class ImageDecodeError(AutovisionError):
+    """An image could not be decoded safely.
+
+    ``reason`` is one of the problem reasons of :mod:`autovision.data.problems`.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ModelError(AutovisionError):
+    """A model package is missing, incomplete or does not fit the request."""
+
+
+class TrainingError(AutovisionError):
+    """Training cannot start or cannot go on (too few labels, empty train split...)."""

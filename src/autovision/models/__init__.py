@@ -1,0 +1,1 @@
+"""Models: the backbone registry, pretrained weights, preprocessing and the model package."""

@@ -1,0 +1,235 @@
+"""The model package: a directory with no pickle in it.
+
+- ``model.onnx``: input ``input`` float32 [N, 3, S, S] (already preprocessed), output
+  ``probabilities`` float32 [N, L] (softmax for single-label, sigmoid for multi-label);
+  labels, task and preprocessing are repeated in the ONNX metadata.
+- ``weights.safetensors``: the PyTorch state dict (logits model, no activation).
+- ``model.json``: labels, task, thresholds, architecture, preprocessing, hyperparameters,
+  dataset lineage, metrics, timings, seed, stop reason, library versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import uuid
+import warnings
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autovision.errors import ModelError
+from autovision.models.preprocess import Preprocessing, preprocess
+
+FORMAT_VERSION = 1
+TASKS = ("single-label", "multi-label")
+ONNX_INPUT = "input"
+ONNX_OUTPUT = "probabilities"
+ONNX_OPSET = 18
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("autovision", "torch", "timm", "onnx", "onnxruntime", "optuna", "scikit-learn"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def new_model_id(prefix: str = "m") -> str:
+    return f"{prefix}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+class _WithActivation:
+    """Wrap a logits model with softmax / sigmoid for export."""
+
+    @staticmethod
+    def build(model: Any, task: str) -> Any:
+        import torch
+        from torch import nn
+
+        act: nn.Module = nn.Softmax(dim=-1) if task == "single-label" else nn.Sigmoid()
+
+        class Wrapped(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+                self.act = act
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.act(self.model(x))
+
+        return Wrapped().eval()
+
+
+def export_onnx(model: Any, task: str, spec: Preprocessing, path: Path, meta: dict) -> None:
+    """Export logits model + activation to ONNX (legacy exporter: fast, exact)."""
+    import onnx
+    import torch
+
+    wrapped = _WithActivation.build(model, task)
+    x = torch.zeros(1, 3, spec.input_size, spec.input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapped,
+            (x,),
+            str(path),
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    proto = onnx.load(str(path))
+    for key, value in {
+        "autovision.labels": json.dumps(meta["labels"]),
+        "autovision.task": task,
+        "autovision.preprocessing": json.dumps(spec.to_dict()),
+        "autovision.model_id": meta.get("id", ""),
+    }.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def save_package(
+    directory: str | os.PathLike[str],
+    model: Any,
+    *,
+    labels: Sequence[str],
+    task: str,
+    backbone: str,
+    preprocessing: Preprocessing,
+    thresholds: Sequence[float] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a package atomically (a temporary directory, then rename) and return its path.
+
+    ``model`` is a logits ``nn.Module`` built by :func:`autovision.models.registry.create_model`
+    with ``num_classes=len(labels)``; ``meta`` adds keys to ``model.json`` (hyperparameters,
+    dataset, validation, training_seconds, seed, stop_reason...).
+    """
+    from safetensors.torch import save_file
+
+    if task not in TASKS:
+        raise ModelError(f"unknown task {task!r}; expected one of {TASKS}")
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(f".{directory.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir()
+    try:
+        model = model.eval().cpu()
+        info: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "id": directory.name,
+            "labels": list(labels),
+            "task": task,
+            "thresholds": list(thresholds) if thresholds is not None else None,
+            "architecture": {"backbone": backbone, "num_classes": len(labels)},
+            "preprocessing": preprocessing.to_dict(),
+            "created_at": datetime.now(UTC).isoformat(),
+            "library_versions": library_versions(),
+            "files": {"onnx": "model.onnx", "weights": "weights.safetensors"},
+        }
+        info.update(meta or {})
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "weights.safetensors"))
+        export_onnx(model, task, preprocessing, tmp / "model.onnx", info)
+        (tmp / "model.json").write_text(json.dumps(info, indent=2, default=str))
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+class ModelPackage:
+    """A loaded package: ONNX Runtime session created once, ``predict_proba`` on images."""
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        self.path = Path(path)
+        meta_path = self.path / "model.json"
+        if not meta_path.is_file():
+            raise ModelError(f"{self.path}: not a model package (no model.json)")
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.id: str = self.meta.get("id", self.path.name)
+        self.labels: list[str] = list(self.meta["labels"])
+        self.task: str = self.meta["task"]
+        th = self.meta.get("thresholds")
+        self.thresholds: list[float] | None = list(th) if th is not None else None
+        self.preprocessing = Preprocessing.from_dict(self.meta["preprocessing"])
+        self._threads = threads
+        self._session: Any = None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> ModelPackage:
+        pkg = cls(path, **kwargs)
+        pkg.session  # noqa: B018 - create the session now, once
+        return pkg
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / "model.onnx"
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            if self._threads:
+                opts.intra_op_num_threads = self._threads
+            opts.log_severity_level = 3
+            self._session = ort.InferenceSession(
+                str(self.onnx_path), opts, providers=_providers(ort)
+            )
+        return self._session
+
+    def predict_array(self, x: np.ndarray) -> np.ndarray:
+        """Preprocessed float32 [N, 3, S, S] -> probabilities [N, L]."""
+        if len(x) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: x.astype(np.float32, copy=False)})[0]
+
+    def predict_proba(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        """RGB PIL images -> probabilities [N, L]."""
+        out = [
+            self.predict_array(preprocess(images[i : i + batch_size], self.preprocessing))
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(out) if out else self.predict_array(np.zeros((0,)))
+
+    def decide(self, probs: np.ndarray) -> list[list[int]]:
+        """Predicted label indices per row: argmax (single-label) or over threshold (multi)."""
+        if self.task == "single-label":
+            return [[int(i)] for i in probs.argmax(axis=1)]
+        th = np.asarray(self.thresholds or [0.5] * len(self.labels))
+        return [list(np.flatnonzero(row >= th)) for row in probs]
+
+    def torch_model(self) -> Any:
+        """Rebuild the PyTorch logits model from ``weights.safetensors``."""
+        from safetensors.torch import load_file
+
+        from autovision.models.registry import create_model
+
+        arch = self.meta["architecture"]
+        model = create_model(arch["backbone"], num_classes=arch["num_classes"], pretrained=False)
+        model.load_state_dict(load_file(str(self.path / "weights.safetensors")))
+        return model.eval()
+
+
+def _providers(ort: Any) -> list[str]:
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
