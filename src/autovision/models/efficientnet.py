@@ -52,7 +52,9 @@ def load_lite_weights(model: nn.Module, name: str) -> None:
     new_sd = {}
     for (ks, vs), (kd, vd) in zip(src_body, dst_items, strict=True):
         if vs.shape != vd.shape:
-            raise ModelError(f"{name}: weight {ks} {tuple(vs.shape)} does not fit {kd} {tuple(vd.shape)}")
+            raise ModelError(
+                f"{name}: weight {ks} {tuple(vs.shape)} does not fit {kd} {tuple(vd.shape)}"
+            )
         new_sd[kd] = vs
     classifier = getattr(model, "classifier", None)
     if isinstance(classifier, nn.Linear) and classifier.out_features == src["_fc.weight"].shape[0]:

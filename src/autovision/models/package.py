@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -38,10 +39,8 @@ def library_versions() -> dict[str, str]:
 
     out = {"python": platform.python_version()}
     for pkg in ("autovision", "torch", "timm", "onnx", "onnxruntime", "optuna", "scikit-learn"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 

@@ -49,7 +49,9 @@ def register_backbone(cfg: BackboneCfg) -> Callable[[BuildFn], BuildFn]:
 
 def list_backbones(*, pretrained: bool | None = None) -> list[str]:
     _ensure_loaded()
-    return [n for n, (c, _) in _REGISTRY.items() if pretrained is None or c.pretrained == pretrained]
+    return [
+        n for n, (c, _) in _REGISTRY.items() if pretrained is None or c.pretrained == pretrained
+    ]
 
 
 def get_backbone_cfg(name: str) -> BackboneCfg:

@@ -18,7 +18,7 @@ def workspace_path(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def db_url(root: Path, url: str | None = None) -> str:
-    """Any SQLAlchemy URL (``postgresql+psycopg://...``); a SQLite file in the workspace by default."""
+    """Any SQLAlchemy URL (``postgresql+psycopg://...``); SQLite in the workspace by default."""
     return url or os.environ.get(ENV_DB_URL) or f"sqlite:///{root / 'autovision.db'}"
 
 
