@@ -1,0 +1,278 @@
+"""The prediction server under load, next to ONNX Runtime alone for the same model.
+
+An EfficientNet-Lite0 package at 224 px (random 10-class head) is served by
+``autovision serve`` on 127.0.0.1; a load generator in this process (httpx, asyncio) sends
+Vertex-style JSON requests with one 224x224 JPEG each:
+
+- concurrency 16 for ``--duration`` seconds or ``--requests`` requests: throughput against
+  ONNX Runtime's own batch-32 throughput (target >= 85%), p50/p99 latency;
+- concurrency 1: p50 latency against ONNX Runtime's batch-1 latency (target <= +5 ms).
+
+    .venv/bin/python benchmarks/bench_serving.py [--duration 40] [--requests 2000]
+
+Prints a table and writes ``benchmarks/results/serving.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_batch_predict import (  # noqa: E402
+    CACHE,
+    REPO,
+    bench_image,
+    bench_package,
+    machine,
+    ort_batch,
+    ort_latency,
+    print_table,
+    say,
+    write_results,
+)
+
+MODEL_ID = "bench-lite0-224"
+
+
+def request_bodies(n: int, size: int = 224) -> list[bytes]:
+    """``n`` distinct request bodies, each one JPEG (quality 90), encoded once up front."""
+    out = []
+    for i in range(n):
+        buf = io.BytesIO()
+        bench_image(10_000 + i, size, size).save(buf, format="JPEG", quality=90)
+        b64 = base64.b64encode(buf.getvalue()).decode("ascii")
+        out.append(json.dumps({"instances": [{"content": b64}]}).encode())
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(ws_dir: Path, port: int, max_batch: int, wait_ms: float) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "autovision.cli.main", "serve", MODEL_ID]
+    cmd += ["--port", str(port), "--workspace", str(ws_dir)]
+    cmd += ["--max-batch-size", str(max_batch), "--max-batch-wait-ms", str(wait_ms)]
+    log = open(CACHE / "bench-serving-server.log", "w")  # noqa: SIM115 - lives with the process
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}; see {log.name}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server not ready after 120 s")
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    if not ms:
+        return {"p50_ms": float("nan"), "p90_ms": float("nan"), "p99_ms": float("nan")}
+    return {
+        "p50_ms": statistics.median(ms),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": statistics.fmean(ms),
+    }
+
+
+def sequential(url: str, bodies: list[bytes], requests: int) -> dict[str, Any]:
+    """Concurrency 1: one request after the other on a kept-alive connection."""
+    path = f"{url}/v1/models/{MODEL_ID}:predict"
+    headers = {"content-type": "application/json"}
+    with httpx.Client(timeout=60) as client:
+        for body in bodies[:5]:
+            client.post(path, content=body, headers=headers).raise_for_status()
+        times = []
+        for i in range(requests):
+            t0 = time.perf_counter()
+            r = client.post(path, content=bodies[i % len(bodies)], headers=headers)
+            times.append((time.perf_counter() - t0) * 1000)
+            r.raise_for_status()
+    return {"requests": requests, **percentiles(times)}
+
+
+async def _load(
+    url: str, bodies: list[bytes], concurrency: int, requests: int, duration: float
+) -> dict[str, Any]:
+    path = f"{url}/v1/models/{MODEL_ID}:predict"
+    headers = {"content-type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    statuses: dict[int, int] = {}
+    times: list[float] = []
+    counter = iter(range(10**9))
+
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        # Warm-up: every connection once, and the batcher's first batches.
+        await asyncio.gather(
+            *(
+                client.post(path, content=bodies[i % len(bodies)], headers=headers)
+                for i in range(concurrency * 2)
+            )
+        )
+        deadline = time.perf_counter() + duration
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                i = next(counter)
+                if i >= requests:
+                    return
+                t0 = time.perf_counter()
+                r = await client.post(path, content=bodies[i % len(bodies)], headers=headers)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code == 200:
+                    times.append((time.perf_counter() - t0) * 1000)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+    ok = statuses.get(200, 0)
+    return {
+        "concurrency": concurrency,
+        "requests": sum(statuses.values()),
+        "ok": ok,
+        "statuses": statuses,
+        "seconds": seconds,
+        "images_per_second": ok / seconds,
+        **percentiles(times),
+    }
+
+
+def batch_sizes(url: str) -> dict[str, float]:
+    """Mean images per ONNX Runtime call, from the server's Prometheus metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    total = re.search(r"^autovision_batch_size_sum(?:\{[^}]*\})? ([0-9.e+]+)$", text, re.M)
+    count = re.search(r"^autovision_batch_size_count(?:\{[^}]*\})? ([0-9.e+]+)$", text, re.M)
+    if not (total and count) or float(count.group(1)) == 0:
+        return {}
+    return {
+        "batches": float(count.group(1)),
+        "mean_batch_size": float(total.group(1)) / float(count.group(1)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=2000, help="cap on loaded requests")
+    parser.add_argument("--duration", type=float, default=40.0, help="cap on the loaded phase")
+    parser.add_argument("--sequential", type=int, default=60, help="requests at concurrency 1")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-wait-ms", type=float, default=5.0)
+    args = parser.parse_args()
+
+    from autovision.models.package import ModelPackage
+    from autovision.workspace import Workspace
+
+    pkg_dir = bench_package()
+    ws_dir = CACHE / "serving-ws"
+    ws = Workspace(ws_dir)
+    ws.register_model(
+        MODEL_ID, dataset="bench", dataset_version=1, task="single-label", path=pkg_dir
+    )
+    bodies = request_bodies(64)
+
+    say("ONNX Runtime alone (server not started) ...")
+    package = ModelPackage.load(pkg_dir)
+    raw = [ort_batch(package, args.max_batch_size, 320)]
+    raw_latency = [ort_latency(package, runs=40)]
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    say(f"starting `autovision serve {MODEL_ID}` on {url} ...")
+    proc = start_server(ws_dir, port, args.max_batch_size, args.max_batch_wait_ms)
+    try:
+        say(f"concurrency 1, {args.sequential} requests ...")
+        seq = sequential(url, bodies, args.sequential)
+        say(f"concurrency {args.concurrency}, up to {args.duration:.0f} s ...")
+        loaded = asyncio.run(_load(url, bodies, args.concurrency, args.requests, args.duration))
+        batching = batch_sizes(url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    say("ONNX Runtime alone again (server stopped) ...")
+    raw.append(ort_batch(package, args.max_batch_size, 320))
+    raw_latency.append(ort_latency(package, runs=40))
+    ort_ips = max(r["images_per_second"] for r in raw)
+    ort_p50 = min(r["p50_ms"] for r in raw_latency)
+    ratio = loaded["images_per_second"] / ort_ips
+    overhead = seq["p50_ms"] - ort_p50
+
+    rows = [
+        ("measure", "images/s", "p50 ms", "p99 ms", "target", "result"),
+        (f"ORT fp32 alone, batch {args.max_batch_size}", f"{ort_ips:.1f}", "", "", "", ""),
+        ("ORT fp32 alone, batch 1", "", f"{ort_p50:.1f}", "", "", ""),
+        (
+            f"server, {args.concurrency} clients, 1 JPEG/request",
+            f"{loaded['images_per_second']:.1f}",
+            f"{loaded['p50_ms']:.1f}",
+            f"{loaded['p99_ms']:.1f}",
+            ">= 85% of ORT",
+            f"{ratio:.0%}",
+        ),
+        (
+            "server, 1 client",
+            "",
+            f"{seq['p50_ms']:.1f}",
+            f"{seq['p99_ms']:.1f}",
+            "<= ORT + 5 ms",
+            f"{overhead:+.1f} ms",
+        ),
+    ]
+    print_table(rows)
+    if batching:
+        print(f"mean images per ORT call under load: {batching['mean_batch_size']:.1f}")
+    path = write_results(
+        "serving",
+        {
+            "model": {"backbone": "efficientnet_lite0", "input_size": 224, "labels": 10},
+            "request": "Vertex JSON, one base64 JPEG 224x224 (quality 90) per request",
+            "server": {
+                "command": f"autovision serve {MODEL_ID}",
+                "max_batch_size": args.max_batch_size,
+                "max_batch_wait_ms": args.max_batch_wait_ms,
+            },
+            "ort_batch": raw,
+            "ort_batch1_latency": raw_latency,
+            "loaded": loaded,
+            "sequential": seq,
+            "batching": batching,
+            "throughput_ratio_to_ort": ratio,
+            "throughput_target_met": ratio >= 0.85,
+            "latency_overhead_ms": overhead,
+            "latency_target_met": overhead <= 5.0,
+            "machine": machine(),
+            "note": "client and server share the CPU cores; other jobs may run at the same time",
+        },
+    )
+    say(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

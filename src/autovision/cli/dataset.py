@@ -1,0 +1,367 @@
+"""``autovision dataset``: import, list, show, exclude, relabel and export datasets."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from autovision.cli._common import (
+    JsonOpt,
+    WorkspaceOpt,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    open_workspace,
+    print_json,
+)
+
+app = typer.Typer(
+    help="Import, inspect, clean, split and export datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+class SourceFormat(StrEnum):
+    folder = "folder"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    folder = "folder"
+
+
+# ---- rendering ---------------------------------------------------------------------------
+
+
+def _problems_table(problems: list[dict[str, Any]], limit: int) -> Table:
+    table = Table(title=f"{len(problems)} problem(s)", title_justify="left")
+    for col in ("reason", "source", "line", "message"):
+        table.add_column(col, overflow="fold")
+    for p in problems[:limit]:
+        line = "" if p.get("line") is None else str(p["line"])
+        table.add_row(p["reason"], str(p["source"]), line, p["message"])
+    if len(problems) > limit:
+        table.caption = f"... and {len(problems) - limit} more (--json lists them all)"
+    return table
+
+
+def render_import(result: dict[str, Any], out: Console = console, limit: int = 20) -> None:
+    """The readable summary of an import."""
+    splits = result["splits"]
+    out.print(
+        f"[bold green]Imported[/] {result['images']} images into "
+        f"[bold]{result['dataset']}@{result['version']}[/]: {len(result['labels'])} labels; "
+        + ", ".join(f"{s} {splits.get(s, 0)}" for s in SPLIT_NAMES),
+        highlight=False,
+    )
+    if result["problems"]:
+        out.print(_problems_table(result["problems"], limit))
+
+
+def _group_text(group: dict[str, Any]) -> str:
+    images = group.get("images", [])
+    parts = [
+        f"{m.get('id')} {m.get('source', '')} [{','.join(m.get('labels', []) or ['-'])}"
+        f"/{m.get('split', '?')}]"
+        for m in images
+    ]
+    kind = f"({group['kind']}) " if group.get("kind") else ""
+    return kind + "; ".join(parts)
+
+
+def render_report(report: dict[str, Any], out: Console = console, limit: int = 5) -> None:
+    """Readable tables of a :func:`autovision.data.report.dataset_report`."""
+    kind = "multi-label" if report.get("multi_label") else "single-label"
+    out.print(
+        f"[bold]{report['dataset']}@{report['version']}[/]: {report['images']} images, "
+        f"{len(report.get('labels', {}))} labels, {kind}",
+        highlight=False,
+    )
+    per_split = report.get("label_split_counts") or {}
+    table = Table(title="Images per label and split", title_justify="left")
+    table.add_column("label")
+    for s in SPLIT_NAMES:
+        table.add_column(s, justify="right")
+    table.add_column("total", justify="right")
+    for label, count in report.get("labels", {}).items():
+        row = per_split.get(label, {})
+        table.add_row(label, *(str(row.get(s, "")) for s in SPLIT_NAMES), str(count))
+    splits = report.get("splits", {})
+    table.add_section()
+    table.add_row(
+        "all images", *(str(splits.get(s, 0)) for s in SPLIT_NAMES), str(report["images"])
+    )
+    out.print(table)
+    ratio = report.get("imbalance_ratio")
+    if ratio is not None:
+        out.print(f"Imbalance ratio (largest / smallest label): {ratio:.2f}")
+    for w in report.get("label_warnings", []):
+        colour = "red" if w.get("level") == "error" else "yellow"
+        out.print(f"[{colour}]{w.get('level', 'warning')}[/]: {w.get('message', w)}")
+
+    issues = report.get("issues") or {}
+    if issues:
+        itable = Table(title="Issues", title_justify="left")
+        itable.add_column("issue")
+        itable.add_column("count", justify="right")
+        itable.add_column(f"first {limit} (id source [labels/split])", overflow="fold")
+        for name in ("exact_duplicates", "near_duplicates", "conflicting_labels", "split_leakage"):
+            groups = issues.get(name, [])
+            shown = "\n".join(_group_text(g) for g in groups[:limit])
+            itable.add_row(name, f"{len(groups)} groups", shown)
+        for flag, entries in (issues.get("quality") or {}).items():
+            shown = "\n".join(
+                f"{e.get('id')} {e.get('source', '')} ({e.get('value', '')})"
+                for e in entries[:limit]
+            )
+            itable.add_row(f"quality: {flag}", f"{len(entries)} images", shown)
+        out.print(itable)
+    problems = report.get("problems") or []
+    if problems:
+        out.print(_problems_table(problems, limit))
+
+
+# ---- commands ----------------------------------------------------------------------------
+
+
+@app.command("import")
+@handle_errors
+def import_cmd(
+    name: Annotated[str, typer.Argument(help="Dataset name (a new version if it exists).")],
+    source: Annotated[str, typer.Argument(help="Folder, CSV or JSONL file; a path or URL.")],
+    fmt: Annotated[
+        SourceFormat | None,
+        typer.Option("--format", help="Source format (detected when not given)."),
+    ] = None,
+    multi_label: Annotated[
+        bool | None,
+        typer.Option(
+            "--multi-label/--single-label",
+            help="Force multi- or single-label (detected from the rows when not given).",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="TRAIN/VALIDATION/TEST fractions.")
+    ] = "80/10/10",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split.")] = 0,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Any problem: no new version, exit 1.")
+    ] = False,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Import images from a folder per label, a CSV or a JSONL file."""
+    from autovision.data.importer import ImportFailed, import_dataset
+
+    ws = open_workspace(workspace)
+    kwargs: dict[str, Any] = dict(
+        format=fmt.value if fmt else None,
+        multi_label=multi_label,
+        split=split,
+        seed=seed,
+        strict=strict,
+    )
+    try:
+        if json_out:
+            result = import_dataset(ws, name, source, **kwargs)
+        else:
+            with Progress(
+                TextColumn("importing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+            ) as bar:
+                task = bar.add_task("import", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                result = import_dataset(ws, name, source, progress=progress, **kwargs)
+    except ImportFailed as exc:
+        if json_out:
+            print_json(
+                {
+                    "dataset": name,
+                    "version": None,
+                    "images": 0,
+                    "labels": {},
+                    "splits": {s: 0 for s in SPLIT_NAMES},
+                    "problems": exc.problems,
+                    "error": str(exc),
+                }
+            )
+            raise typer.Exit(1) from None
+        if exc.problems:
+            err_console.print(_problems_table(exc.problems, 20))
+        fail(str(exc))
+        return
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        render_import(result.to_dict())
+
+
+@app.command("list")
+@handle_errors
+def list_cmd(json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+    """List the datasets of the workspace (latest versions)."""
+    rows = open_workspace(workspace).list_datasets()
+    if json_out:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("No datasets yet: autovision dataset import NAME SOURCE")
+        return
+    table = Table("dataset", "latest", "images", "type", "created")
+    for r in rows:
+        kind = "multi-label" if r["multi_label"] else "single-label"
+        table.add_row(
+            r["dataset"], str(r["latest_version"]), str(r["images"]), kind, r["created_at"][:19]
+        )
+    console.print(table)
+
+
+@app.command("show")
+@handle_errors
+def show_cmd(
+    ref: Annotated[str, typer.Argument(metavar="NAME[@N]", help="Dataset (latest) or version.")],
+    limit: Annotated[int, typer.Option("--limit", help="Entries shown per issue.")] = 5,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The data report: counts per label and split, warnings, duplicates, leakage, quality."""
+    from autovision.data.report import dataset_report
+
+    report = dataset_report(open_workspace(workspace).dataset(ref))
+    if json_out:
+        print_json(report)
+    else:
+        render_report(report, limit=limit)
+
+
+def _edit_summary(new: Any, old: Any, key: str) -> dict[str, Any]:
+    changed = new.version != old.version
+    return {
+        "dataset": new.name,
+        "version": new.version,
+        "parent_version": old.version if changed else new.parent_version,
+        "changed": changed,
+        "images": len(new.items),
+        key: sorted(new.params.get(key, [])) if changed else [],
+        "note": new.note if changed else "",
+    }
+
+
+def _print_edit(summary: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        print_json(summary)
+    elif summary["changed"]:
+        console.print(
+            f"[bold green]{summary['dataset']}@{summary['version']}[/] "
+            f"(from @{summary['parent_version']}): {summary['note']}; "
+            f"{summary['images']} images",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"Nothing changed; {summary['dataset']}@{summary['version']} stays the latest.",
+            highlight=False,
+        )
+
+
+@app.command("exclude")
+@handle_errors
+def exclude_cmd(
+    ref: Annotated[str, typer.Argument(metavar="NAME[@N]", help="Dataset to edit.")],
+    ids: Annotated[
+        list[str] | None,
+        typer.Option("--ids", help="Image ids (repeat or comma-separate).", show_default=False),
+    ] = None,
+    issues: Annotated[
+        str | None,
+        typer.Option(
+            "--issues",
+            help="Issues to clean, e.g. exact_duplicates,near_duplicates,conflicting_labels,"
+            "split_leakage,quality or a quality flag (blurry, dark...).",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Make a new version without some images (by id or by issue)."""
+    from autovision.data.edit import exclude
+
+    if (ids is None) == (issues is None):
+        fail("give either --ids or --issues", code=2)
+    id_list: list[int] | None = None
+    if ids is not None:
+        parts = [p.strip() for v in ids for p in v.split(",") if p.strip()]
+        bad = [p for p in parts if not p.isdigit()]
+        if bad or not parts:
+            fail(f"--ids expects image ids, got {', '.join(bad) or 'nothing'}", code=2)
+        id_list = [int(p) for p in parts]
+    ws = open_workspace(workspace)
+    old = ws.dataset(ref)
+    new = exclude(ws, old.ref, ids=id_list, issues=issues)
+    _print_edit(_edit_summary(new, old, "excluded"), json_out)
+
+
+@app.command("relabel")
+@handle_errors
+def relabel_cmd(
+    ref: Annotated[str, typer.Argument(metavar="NAME[@N]", help="Dataset to edit.")],
+    file: Annotated[
+        str, typer.Option("--file", help="CSV of id,label[,label...] rows.", show_default=False)
+    ],
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Make a new version with labels changed from a CSV file."""
+    from autovision.data.edit import relabel
+
+    ws = open_workspace(workspace)
+    old = ws.dataset(ref)
+    new = relabel(ws, old.ref, file)
+    _print_edit(_edit_summary(new, old, "relabeled"), json_out)
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    ref: Annotated[str, typer.Argument(metavar="NAME[@N]", help="Dataset to export.")],
+    out: Annotated[str, typer.Argument(help="New or empty folder to write.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="Export layout.")] = (
+        ExportFormat.csv
+    ),
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Export a version: csv or jsonl (images, labels, splits, metadata) or folder (a folder
+    per label, no splits)."""
+    from autovision.data.export import export_dataset
+
+    summary = export_dataset(open_workspace(workspace), ref, out, format=fmt.value)
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(
+            f"Exported {summary['images']} images of {summary['dataset']}@{summary['version']} "
+            f"to {summary['path']} ({summary['format']})",
+            highlight=False,
+        )

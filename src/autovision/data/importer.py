@@ -1,0 +1,307 @@
+"""Import a source into a new dataset version: read, check, store, analyse, split.
+
+Files are processed by a pool of worker processes in chunks: each worker reads a file,
+hashes it, decodes it safely (reduced JPEG draft), computes the quality stats and the
+perceptual hash and writes the bytes to the blob store, and sends back only a small
+result. The parent never holds more than one small record per image, so memory stays
+bounded however large the source is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from autovision.data import duplicates, quality
+from autovision.data import problems as P
+from autovision.data.dataset import SPLITS, DatasetVersion, Item
+from autovision.data.decode import DEFAULT_MAX_PIXELS, decode_image
+from autovision.data.problems import Problem
+from autovision.data.readers import detect_format, get_reader
+from autovision.data.readers._base import Record, local_path
+from autovision.data.split import SplitEntry, assign_splits, parse_fractions
+from autovision.errors import DatasetError, ImageDecodeError
+
+ProgressFn = Callable[[int, int], None]
+
+# JPEGs decode at the smallest 1/2^k scale that keeps both sides at least this size. Smaller
+# drafts are faster but move perceptual hashes of resized copies by several bits.
+DRAFT_SIZE = (256, 256)
+MAX_FILE_BYTES = 256 * 1024 * 1024
+SERIAL_BELOW = 64  # fewer files than this are processed in-process (no pool start-up)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class ImportFailed(DatasetError):
+    """An import that made no version; ``problems`` says why, row by row."""
+
+    def __init__(self, message: str, problems: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+@dataclass
+class ImportResult:
+    """The new version and every problem met on the way."""
+
+    version: DatasetVersion
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    split_conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The import JSON: dataset, version, images, labels, splits, problems."""
+        ds = self.version
+        counts = ds.split_counts()
+        return {
+            "dataset": ds.name,
+            "version": ds.version,
+            "images": len(ds.items),
+            "labels": ds.label_counts(),
+            "splits": {s: counts.get(s, 0) for s in SPLITS},
+            "problems": [_problem_json(p) for p in self.problems],
+        }
+
+
+def _problem_json(p: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "source": p["source"],
+        "line": p.get("line"),
+        "reason": p["reason"],
+        "message": p["message"],
+    }
+
+
+def check_name(name: str) -> str:
+    """Dataset names: letters, digits, ``.``, ``_``, ``-``; up to 100 characters."""
+    if not _NAME.match(name or ""):
+        raise DatasetError(
+            f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(up to 100 characters, starting with a letter or digit)"
+        )
+    return name
+
+
+# ---- worker side -------------------------------------------------------------------------
+
+_STORE: Any = None
+_MAX_PIXELS = DEFAULT_MAX_PIXELS
+
+
+def _init_worker(blob_url: str, max_pixels: int) -> None:
+    global _STORE, _MAX_PIXELS
+    from autovision.workspace.blobs import BlobStore
+
+    _STORE = BlobStore(blob_url)
+    _MAX_PIXELS = max_pixels
+
+
+def _read_bytes(uri: str) -> bytes:
+    lp = local_path(uri)
+    if lp is not None:
+        size = os.stat(lp).st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageDecodeError(
+                P.TOO_MANY_PIXELS, f"file of {size} bytes is over the limit of {MAX_FILE_BYTES}"
+            )
+        with open(lp, "rb") as fh:
+            return fh.read()
+    import fsspec
+
+    with fsspec.open(uri, "rb") as fh:
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageDecodeError(P.TOO_MANY_PIXELS, f"file is over the limit of {MAX_FILE_BYTES}")
+    return data
+
+
+def _process(task: tuple[int, str]) -> tuple[int, dict[str, Any] | None, tuple[str, str] | None]:
+    """Read, hash, decode, analyse and store one file; never raises."""
+    index, uri = task
+    try:
+        data = _read_bytes(uri)
+    except ImageDecodeError as exc:
+        return index, None, (exc.reason, exc.message)
+    except FileNotFoundError:
+        return index, None, (P.MISSING_FILE, "no such file")
+    except IsADirectoryError:
+        return index, None, (P.MISSING_FILE, "is a folder, not a file")
+    except Exception as exc:  # noqa: BLE001 - any I/O failure is a problem entry
+        return index, None, (P.UNREADABLE, f"cannot read the file: {exc}")
+    if not data:
+        return index, None, (P.EMPTY_FILE, "file is empty")
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        decoded = decode_image(data, max_pixels=_MAX_PIXELS, draft=DRAFT_SIZE)
+        small = quality.thumbnail(decoded.image)
+        stats = dict(quality.analyze(small))
+        phash = duplicates.perceptual_hash(small)
+    except ImageDecodeError as exc:
+        return index, None, (exc.reason, exc.message)
+    except Exception as exc:  # noqa: BLE001
+        return index, None, (P.UNREADABLE, f"cannot analyse the image: {exc}")
+    stats.update(width=decoded.width, height=decoded.height)
+    _STORE.put(data, sha)
+    info = {
+        "sha256": sha,
+        "width": decoded.width,
+        "height": decoded.height,
+        "format": decoded.format,
+        "phash": phash,
+        "stats": stats,
+    }
+    return index, info, None
+
+
+def _run(
+    tasks: list[tuple[int, str]],
+    *,
+    blob_url: str,
+    max_pixels: int,
+    workers: int,
+) -> Iterable[tuple[int, dict[str, Any] | None, tuple[str, str] | None]]:
+    if workers <= 1 or len(tasks) < SERIAL_BELOW:
+        _init_worker(blob_url, max_pixels)
+        yield from map(_process, tasks)
+        return
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+    chunk = max(1, min(32, len(tasks) // (workers * 8)))
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(blob_url, max_pixels)) as pool:
+        yield from pool.imap(_process, tasks, chunksize=chunk)
+
+
+# ---- parent side -------------------------------------------------------------------------
+
+
+def import_dataset(
+    ws: Any,
+    name: str,
+    source: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    multi_label: bool | None = None,
+    split: str | Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    strict: bool = False,
+    progress: ProgressFn | None = None,
+    workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ImportResult:
+    """Import ``source`` (folder, CSV or JSONL; local or URL) as a new version of ``name``.
+
+    Bad inputs become problem entries; with ``strict`` any problem raises
+    :class:`ImportFailed` and makes no version, as does a source with no good image.
+    """
+    check_name(name)
+    source = os.fspath(source)
+    fractions = parse_fractions(split)
+    fmt = format or detect_format(source)
+    reader = get_reader(fmt)
+
+    records: list[Record] = []
+    problems: list[Problem] = []
+    for entry in reader.read(source):
+        if isinstance(entry, Problem):
+            problems.append(entry)
+        elif multi_label is False and len(entry.labels) > 1:
+            problems.append(
+                Problem(
+                    entry.source,
+                    P.BAD_LABEL,
+                    f"{_where(entry)}{len(entry.labels)} labels in a single-label import "
+                    "(import with --multi-label)",
+                    entry.line,
+                )
+            )
+        else:
+            records.append(entry)
+
+    total = len(records)
+    if progress is not None:
+        progress(0, total)
+    infos: list[dict[str, Any] | None] = [None] * total
+    tasks = [(i, r.uri) for i, r in enumerate(records)]
+    n_workers = workers if workers is not None else (os.cpu_count() or 1)
+    results = _run(tasks, blob_url=ws.blobs.url, max_pixels=max_pixels, workers=n_workers)
+    for done, (index, info, problem) in enumerate(results, start=1):
+        if problem is not None:
+            rec = records[index]
+            reason, message = problem
+            problems.append(Problem(rec.source, reason, f"{_where(rec)}{message}", rec.line))
+        else:
+            infos[index] = info
+        if progress is not None:
+            progress(done, total)
+
+    good = [(rec, info) for rec, info in zip(records, infos, strict=True) if info is not None]
+    problems.sort(key=lambda p: (p.line is None, p.line or 0, p.source))
+    if strict and problems:
+        raise _failed(source, problems, strict=True)
+    if not good:
+        raise _failed(source, problems, strict=False)
+
+    if multi_label is None:
+        multi_label = any(len(r.labels) > 1 or r.multi_label for r, _ in good)
+    first_id = ws.reserve_item_ids(name, len(good))
+    items = [
+        Item(
+            id=first_id + k,
+            sha256=info["sha256"],
+            source=rec.source,
+            labels=rec.labels,
+            split="train",
+            width=info["width"],
+            height=info["height"],
+            format=info["format"],
+            phash=info["phash"] or "",
+            metadata=dict(rec.metadata),
+            stats=info["stats"],
+        )
+        for k, (rec, info) in enumerate(good)
+    ]
+    fixed = [rec.ml_use for rec, _ in good]
+    result = assign_splits(
+        [SplitEntry(it.id, it.labels, f) for it, f in zip(items, fixed, strict=True)],
+        fractions=fractions,
+        seed=seed,
+        groups=duplicates.duplicate_groups(items),
+    )
+    items = [replace(it, split=result.splits[it.id]) for it in items]
+    problem_dicts = [_problem_json(p.to_dict()) for p in problems]
+    conflicts = [{"ids": c["ids"], "message": c["message"]} for c in result.conflicts]
+    version = ws.create_version(
+        name,
+        items,
+        multi_label=bool(multi_label),
+        source=source,
+        note=f"imported {len(items)} images from {source} ({fmt})"
+        + (f"; {len(conflicts)} duplicate groups with conflicting ML_USE" if conflicts else ""),
+        params={
+            "format": fmt,
+            "split": list(fractions),
+            "seed": seed,
+            "strict": strict,
+            "split_conflicts": conflicts,
+        },
+        problems=problem_dicts,
+    )
+    return ImportResult(version=version, problems=problem_dicts, split_conflicts=conflicts)
+
+
+def _where(rec: Record) -> str:
+    return f"line {rec.line}: " if rec.line is not None else ""
+
+
+def _failed(source: str, problems: list[Problem], *, strict: bool) -> ImportFailed:
+    first = problems[0] if problems else None
+    detail = f"; first: {first.source}: {first.reason}: {first.message}" if first else ""
+    if strict:
+        msg = f"{source}: strict import refused, {len(problems)} problem(s){detail}"
+    else:
+        msg = f"{source}: nothing imported, {len(problems)} problem(s){detail}"
+    return ImportFailed(msg, [_problem_json(p.to_dict()) for p in problems])

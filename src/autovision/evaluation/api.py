@@ -1,0 +1,112 @@
+"""``evaluate``: a registered model judged on a held-out split, written beside the model."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from autovision.evaluation.metrics import compute_metrics, indicator
+from autovision.evaluation.predictions import Progress, SplitPredictions, predict_split
+
+METRICS_FILE = "metrics.json"
+
+
+def evaluate(
+    ws: Any,
+    model_id: str,
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    report: str | os.PathLike[str] | None = None,
+    slice_by: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model_id`` on ``split`` of its own dataset version (or ``dataset``).
+
+    Writes ``metrics.json`` in the model directory, stores a summary as the model's
+    ``test_metrics``, optionally writes an HTML report, and returns the full metrics.
+    """
+    preds = predict_split(ws, model_id, split=split, dataset=dataset, progress=progress)
+    result = evaluate_predictions(preds, slice_by=slice_by)
+    model_dir = Path(ws.model(model_id)["path"])
+    metrics_path = model_dir / METRICS_FILE
+    if report is not None:
+        from autovision.evaluation.report import write_report
+
+        report_path = Path(report).resolve()
+        write_report(report_path, result, preds, ws.load_image)
+        result["report"] = str(report_path)
+    result["metrics_path"] = str(metrics_path)
+    _write_json(metrics_path, result)
+    ws.update_model_info(model_id, test_metrics=summary(result))
+    return result
+
+
+def evaluate_predictions(preds: SplitPredictions, *, slice_by: str | None = None) -> dict:
+    """The metrics dict of ``evaluate`` from predictions already made."""
+    metrics = compute_metrics(
+        preds.true_labels,
+        preds.probs,
+        preds.labels,
+        task=preds.task,
+        thresholds=preds.thresholds,
+        ids=preds.ids,
+    )
+    result: dict[str, Any] = {
+        "model": preds.model_id,
+        "dataset": preds.dataset.ref,
+        "split": preds.split,
+        "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "label_counts": _label_counts(preds),
+        **metrics,
+    }
+    result["notes"] = preds.notes + metrics["notes"]
+    if slice_by:
+        from autovision.evaluation.metrics import as_probs
+        from autovision.evaluation.slices import slice_metrics
+
+        result["slices"] = slice_metrics(
+            indicator(preds.true_labels, preds.labels),
+            as_probs(preds.probs, len(preds.labels)),
+            [it.metadata for it in preds.items],
+            slice_by,
+            task=preds.task,
+            thresholds=preds.thresholds,
+        )
+    return result
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers kept in the model's info (``autovision models show``)."""
+    keys = ["dataset", "split", "images", "accuracy", "top_k", "top_k_accuracy", "log_loss"]
+    if result["task"] == "multi-label":
+        keys += ["subset_accuracy", "hamming_loss"]
+    out = {k: result.get(k) for k in keys}
+    out |= {
+        "macro_precision": result["macro"]["precision"],
+        "macro_recall": result["macro"]["recall"],
+        "macro_f1": result["macro"]["f1"],
+        "micro_f1": result["micro"]["f1"],
+        "roc_auc_macro": result["roc_auc"]["macro"],
+        "average_precision_macro": result["average_precision"]["macro"],
+        "ece": result["calibration"]["ece"],
+        "evaluated_at": result["evaluated_at"],
+        "metrics_path": result.get("metrics_path"),
+    }
+    if "slices" in result:
+        out["slices_flagged"] = {result["slices"]["key"]: result["slices"]["flagged"]}
+    return out
+
+
+def _label_counts(preds: SplitPredictions) -> dict[str, int]:
+    counts = preds.dataset.label_counts(preds.items)
+    return {lab: counts.get(lab, 0) for lab in preds.labels}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)

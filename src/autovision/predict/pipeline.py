@@ -1,0 +1,220 @@
+"""Batch prediction: stream sources through decode (thread pool) and ONNX Runtime (batches).
+
+Memory stays bounded: sources are read in chunks, at most two chunks are in flight (one
+decoding while the other is inferred), and results are written and flushed per chunk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autovision.data.decode import DEFAULT_MAX_PIXELS
+from autovision.data.problems import Problem
+from autovision.errors import ModelError
+from autovision.models.package import ModelPackage
+from autovision.models.preprocess import normalize
+from autovision.predict.inputs import count_sources, expand_inputs
+from autovision.predict.loading import Loaded, load_source
+from autovision.predict.results import (
+    ResultWriter,
+    completed_sources,
+    error_line,
+    format_prediction,
+    label_thresholds,
+    prediction_line,
+)
+
+ProgressFn = Callable[[int, int | None], None]
+"""``progress(done, total)``: sources handled so far (skipped ones included) and the total
+(``None`` when not counted)."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch prediction run did."""
+
+    output: Path
+    errors: Path
+    total: int
+    predicted: int
+    failed: int
+    skipped: int
+    seconds: float
+    failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        done = self.predicted + self.failed
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": str(self.output),
+            "errors": str(self.errors),
+            "total": self.total,
+            "predicted": self.predicted,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "failures": dict(self.failures),
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+        }
+
+
+def default_errors_path(output: str | os.PathLike[str]) -> Path:
+    """``preds.jsonl`` -> ``preds.errors.jsonl`` (beside the output)."""
+    out = Path(output)
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.with_name(f"{stem}.errors.jsonl")
+
+
+def resolve_package(model: Any, workspace: Any = None) -> ModelPackage:
+    """A :class:`ModelPackage`, a package folder, or a model id of ``workspace``."""
+    if isinstance(model, ModelPackage):
+        return model
+    path = Path(os.fspath(model))
+    if workspace is not None and not (path / "model.json").is_file():
+        path = workspace.model_path(str(model))
+    if not (path / "model.json").is_file():
+        raise ModelError(f"{model}: not a model package (no model.json)")
+    return ModelPackage.load(path)
+
+
+def _chunked(entries: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(entries)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def predict_batch(
+    model: Any,
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    errors: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    workspace: Any = None,
+    confidence_threshold: float | None = None,
+    max_predictions: int | None = None,
+    chunk_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> BatchResult:
+    """Predict every image named by ``inputs``; one JSON line per image in ``output``.
+
+    ``model`` is a :class:`ModelPackage`, a package folder, or a model id of ``workspace``.
+    Images that cannot be read go to ``errors`` (default ``OUTPUT.errors.jsonl``) with a
+    reason from :mod:`autovision.data.problems`; the run goes on. With ``resume`` the
+    sources already in ``output`` or ``errors`` are skipped and new lines are appended;
+    without it both files are rewritten. Labels in a prediction: see
+    :func:`~autovision.predict.results.label_thresholds`.
+    """
+    start = time.perf_counter()
+    package = resolve_package(model, workspace)
+    output = Path(output)
+    errors_path = Path(errors) if errors is not None else default_errors_path(output)
+    if output.resolve() == errors_path.resolve():
+        raise ModelError(f"{output}: the output and errors files must differ")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    done: set[str] = set()
+    if resume:
+        done = completed_sources(output) | completed_sources(errors_path)
+    total = None
+    if progress is not None and not isinstance(inputs, Iterator):
+        total = count_sources(inputs)
+    thresholds = label_thresholds(
+        package.task,
+        len(package.labels),
+        model_thresholds=package.thresholds,
+        confidence_threshold=confidence_threshold,
+    )
+    workers = workers or os.cpu_count() or 1
+    chunk_size = chunk_size or max(batch_size * 4, 64)
+    spec = package.preprocessing
+    counts = {"predicted": 0, "failed": 0, "skipped": 0, "seen": 0}
+    failures: Counter[str] = Counter()
+
+    def handle(chunk: list[Loaded | Problem], writer: ResultWriter) -> None:
+        good = [x for x in chunk if isinstance(x, Loaded) and x.pixels is not None]
+        lines: list[str] = []
+        for i in range(0, len(good), batch_size):
+            batch = good[i : i + batch_size]
+            probs = package.predict_array(normalize(np.stack([x.pixels for x in batch]), spec))
+            for item, row in zip(batch, probs, strict=True):
+                pred = format_prediction(row, package.labels, thresholds, max_predictions)
+                lines.append(prediction_line(item.source, pred))
+        error_lines = []
+        for x in chunk:
+            if isinstance(x, Problem):
+                error_lines.append(error_line(x.source, x.reason, x.message))
+                failures[x.reason] += 1
+            elif x.pixels is None:
+                error_lines.append(error_line(x.source, x.reason or "", x.message or ""))
+                failures[x.reason or ""] += 1
+        writer.write(lines, error_lines)
+        writer.flush()
+        counts["predicted"] += len(lines)
+        counts["failed"] += len(error_lines)
+        counts["seen"] += len(chunk)
+        if progress is not None:
+            progress(counts["seen"] + counts["skipped"], total)
+
+    def fresh(entries: Iterable[str | Problem]) -> Iterator[str | Problem]:
+        for entry in entries:
+            source = entry.source if isinstance(entry, Problem) else entry
+            if source in done:
+                counts["skipped"] += 1
+                continue
+            yield entry
+
+    def submit(pool: ThreadPoolExecutor, entry: str | Problem) -> Future | Problem:
+        if isinstance(entry, Problem):
+            return entry
+        return pool.submit(load_source, entry, spec, max_pixels=max_pixels)
+
+    if progress is not None:
+        progress(0, total)
+    with (
+        ResultWriter(output, errors_path, append=resume) as writer,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autovision-decode") as pool,
+    ):
+        pending: deque[list[Future | Problem]] = deque()
+        try:
+            for chunk in _chunked(fresh(expand_inputs(inputs)), chunk_size):
+                pending.append([submit(pool, e) for e in chunk])
+                if len(pending) > 1:
+                    handle(_gather(pending.popleft()), writer)
+            while pending:
+                handle(_gather(pending.popleft()), writer)
+        finally:
+            for futures in pending:
+                for f in futures:
+                    if isinstance(f, Future):
+                        f.cancel()
+    return BatchResult(
+        output=output,
+        errors=errors_path,
+        total=counts["seen"] + counts["skipped"],
+        predicted=counts["predicted"],
+        failed=counts["failed"],
+        skipped=counts["skipped"],
+        seconds=time.perf_counter() - start,
+        failures=dict(failures),
+    )
+
+
+def _gather(items: list[Future | Problem]) -> list[Loaded | Problem]:
+    return [f.result() if isinstance(f, Future) else f for f in items]

@@ -1,0 +1,154 @@
+"""The ``linear`` mode: a frozen backbone's cached embeddings and a logistic head.
+
+The head is fitted by full-batch L-BFGS on standardised embeddings (L2 penalty, label
+smoothing, class weights), scored on validation every few iterations, and folded back into
+the model's ``classifier`` (standardisation included), so the package is one network.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from autovision.search.augment import soft_targets, to_input
+from autovision.search.cache import EmbeddingCache
+from autovision.search.modes import build_model, classifier_of, set_trainable, state_dict_cpu
+from autovision.search.space import TrialConfig
+from autovision.search.trainer import (
+    EpochCallback,
+    Runtime,
+    TrialOutcome,
+    TrialPlan,
+    _outcome,
+    preprocessing_for,
+    save_checkpoint,
+    score_probs,
+)
+
+CHUNK_STEPS = 25  # L-BFGS iterations between validation checks
+
+
+def _cache_args(rt: Runtime, cfg: TrialConfig) -> tuple:
+    """Rows: every validation image, then training images in ``data.order``."""
+    data = rt.data
+    items = [*data.val, *(data.train[i] for i in data.order)]
+    key = cfg.backbone if rt.base is None else f"{cfg.backbone}@{rt.base.id}"
+    return rt.ws, items, preprocessing_for(cfg.backbone, cfg.image_size), key
+
+
+def embedding_cache(rt: Runtime, cfg: TrialConfig, dim: int) -> EmbeddingCache:
+    return EmbeddingCache(*_cache_args(rt, cfg), dim)
+
+
+def embedded_rows(rt: Runtime, cfg: TrialConfig) -> int:
+    """Embedding rows already cached for ``cfg`` (validation first, then training)."""
+    return EmbeddingCache.rows_done(EmbeddingCache.path_for(*_cache_args(rt, cfg)))
+
+
+def train_linear(
+    rt: Runtime,
+    cfg: TrialConfig,
+    plan: TrialPlan,
+    folder: Path,
+    on_epoch: EpochCallback | None = None,
+    *,
+    steps: int = 150,
+) -> TrialOutcome:
+    t0 = time.monotonic()
+    data, dev = rt.data, rt.device
+    torch.manual_seed(plan.seed)
+    spec = preprocessing_for(cfg.backbone, cfg.image_size)
+    model = build_model(cfg.backbone, data.labels, base=rt.base).to(dev)
+    set_trainable(model, "linear")
+    model.eval().to(memory_format=torch.channels_last)
+    head = classifier_of(model)
+    n_val = len(data.val)
+    mean = torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=dev).view(1, 3, 1, 1)
+    timings = {"embed_s": 0.0, "embed_images": 0}
+    emb_cache = embedding_cache(rt, cfg, head.in_features)
+    need = n_val + plan.n_train
+    if emb_cache.done < need:
+        px = rt.pixels(spec)  # decoded once per size, shared with the image modes
+        rows = np.concatenate([np.arange(n_val), n_val + data.order])
+
+        @torch.inference_mode()
+        def compute(start: int, stop: int) -> np.ndarray:
+            if plan.heartbeat is not None:
+                plan.heartbeat()
+            xb = torch.from_numpy(np.ascontiguousarray(px[rows[start:stop]])).to(dev)
+            with rt.autocast():
+                f = model.forward_head(
+                    model.forward_features(to_input(xb, mean, std)), pre_logits=True
+                )
+            return f.float().cpu().numpy()
+
+        te, before = time.monotonic(), emb_cache.done
+        emb = emb_cache.get(need, compute, batch=128 if rt.gpu else 32, deadline=plan.deadline)
+        timings["embed_s"] = time.monotonic() - te
+        timings["embed_images"] = need - before
+    else:
+        emb = emb_cache.get(need, lambda a, b: np.zeros(0))
+    eval_idx = np.arange(n_val) if plan.eval_idx is None else np.asarray(plan.eval_idx)
+    x_val = torch.from_numpy(np.ascontiguousarray(emb[eval_idx])).to(dev)
+    x_tr = torch.from_numpy(np.ascontiguousarray(emb[n_val:need])).to(dev)
+    y_tr = torch.from_numpy(data.y_train[data.order[: plan.n_train]]).to(dev)
+    mu, sd = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
+    z_tr, z_val = (x_tr - mu) / sd, (x_val - mu) / sd
+    n_labels = len(data.labels)
+    target = soft_targets(y_tr, n_labels, cfg.label_smoothing, data.multi_label)
+    w = None
+    if cfg.imbalance != "none":
+        w = torch.from_numpy(data.class_weights()).to(dev)
+    lin = torch.nn.Linear(z_tr.shape[1], n_labels).to(dev)
+    torch.nn.init.zeros_(lin.weight)
+    torch.nn.init.zeros_(lin.bias)
+    opt = torch.optim.LBFGS(
+        lin.parameters(),
+        lr=1.0,
+        max_iter=CHUNK_STEPS,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = lin(z_tr)
+        if data.multi_label:
+            per = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            loss = (per * w).mean() if w is not None else per.mean()
+        else:
+            per = -(target * F.log_softmax(logits, 1)).sum(1)
+            loss = (per * (target @ w)).sum() / (target @ w).sum() if w is not None else per.mean()
+        loss = loss + 0.5 * cfg.l2 * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    best, stopped, chunk = (-np.inf, -1), "done", 0
+    chunks = max(1, steps // CHUNK_STEPS)
+    for chunk in range(1, chunks + 1):
+        opt.step(closure)
+        with torch.no_grad():
+            logits = lin(z_val)
+            probs = (
+                (torch.sigmoid(logits) if data.multi_label else torch.softmax(logits, 1))
+                .cpu()
+                .numpy()
+            )
+        score, _ = score_probs(data, eval_idx, probs)
+        if score > best[0] + 1e-9:
+            best = (score, chunk)
+            with torch.no_grad():
+                head.weight.copy_(lin.weight / sd)
+                head.bias.copy_(lin.bias - (lin.weight / sd) @ mu)
+            save_checkpoint(folder, state_dict_cpu(model), probs, eval_idx)
+        if on_epoch is not None:
+            on_epoch(chunk, score)  # linear heads are cheap: reported, never pruned
+        if chunk - best[1] >= 2:
+            stopped = "early_stop"
+            break
+    return _outcome(rt, folder, best, chunk, stopped, t0, timings)

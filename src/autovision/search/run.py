@@ -1,0 +1,279 @@
+"""``train()``: one call from a dataset version to a registered model package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autovision.data.dataset import parse_ref
+from autovision.errors import TrainingError
+from autovision.search import metrics
+from autovision.search.budget import Budget
+from autovision.search.prepare import TrainData, prepare_data
+from autovision.search.search import Progress, Search
+from autovision.search.space import SearchSpace, TrialConfig
+from autovision.search.state import RunState, find_resumable, new_run_id
+from autovision.search.trainer import (
+    Runtime,
+    load_checkpoint,
+    predict,
+    preprocessing_for,
+    score_probs,
+)
+
+_EXPORT_S = {"cnn": 2.0, "effnet": 10.0}  # ONNX export + safetensors + model.json on 2 cores
+
+
+@dataclass
+class TrainResult:
+    """What ``autovision train`` reports; :meth:`to_dict` is its ``--json`` object."""
+
+    model: str
+    dataset: str
+    dataset_version: int
+    task: str
+    validation: dict[str, float]
+    best: dict[str, Any]
+    trials: int
+    stop_reason: str
+    seconds: float
+    path: Path | None = None
+    run_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "dataset_version": self.dataset_version,
+            "task": self.task,
+            "validation": self.validation,
+            "best": self.best,
+            "trials": self.trials,
+            "stop_reason": self.stop_reason,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def _export_reserve(rt: Runtime, search_ref: list[Search]) -> Any:
+    from autovision.search.planner import family
+
+    def reserve(cfg: TrialConfig | None) -> float:
+        fam = family(cfg.backbone) if cfg else "effnet"
+        seconds = 1.0 + _EXPORT_S[fam] * (0.3 if rt.gpu else 1.0)
+        data = rt.data
+        if cfg is not None and search_ref and len(data.val_select) < len(data.val):
+            seconds += len(data.val) * search_ref[0].cost.eval_s(cfg)  # re-score on all of it
+        return seconds
+
+    return reserve
+
+
+def train(
+    ws: Any,
+    dataset_ref: str,
+    *,
+    budget: str | float | None = None,
+    node_hours: float | None = None,
+    trials: int | None = None,
+    task: str = "auto",
+    base_model: str | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    progress: Progress | None = None,
+    space: SearchSpace | None = None,
+) -> TrainResult:
+    """Search for the best model of ``dataset_ref`` (``NAME`` or ``NAME@N``) within the budget,
+    write its package into ``ws.models_dir`` and register it.
+
+    ``budget`` is wall-clock (``"30m"``, or seconds); ``node_hours`` the cloud unit;
+    ``trials`` a count (reproducible for a ``seed``). ``resume`` continues the latest
+    unfinished run of the dataset with its original settings. ``progress`` receives one dict
+    per event (``search_start``, ``trial_start``, ``epoch``, ``trial_end``, ``export``,
+    ``done``). ``space`` restricts the search space (default: ``AUTOVISION_SEARCH_SPACE`` or
+    the whole registry).
+    """
+    import torch
+
+    if resume:
+        name, version = parse_ref(dataset_ref)
+        state = find_resumable(ws, name, version)
+        state.sessions += 1
+        dv = ws.dataset(f"{state.dataset}@{state.dataset_version}")
+        plan_budget = Budget.from_dict(state.budget)
+        space = SearchSpace.from_dict(state.space)
+        task, seed, base_model = state.task, state.seed, state.base_model
+    else:
+        dv = ws.dataset(dataset_ref)
+        plan_budget = Budget.from_args(budget, node_hours, trials)
+        space = space or SearchSpace.from_env()
+        state = None
+    data = prepare_data(dv, task=task, seed=seed)
+    base = _load_base(ws, base_model, data) if base_model else None
+    if state is None:
+        state = RunState(
+            run_id=new_run_id(),
+            dataset=dv.name,
+            dataset_version=dv.version,
+            task=data.task,
+            seed=seed,
+            budget=plan_budget.to_dict(),
+            base_model=base_model,
+            space=space.to_dict(),
+        )
+    state.save(ws)
+    deterministic = plan_budget.trials is not None and not plan_budget.timed
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        rt = Runtime.create(ws, data, deterministic=deterministic, base=base)
+        holder: list[Search] = []
+        search = Search(
+            rt,
+            state,
+            space,
+            plan_budget,
+            progress=progress,
+            export_reserve=_export_reserve(rt, holder),
+        )
+        holder.append(search)
+        result = search.run()
+        if progress:
+            progress(
+                {"event": "export", "elapsed": search.spent(), "time_left": search.time_left()}
+            )
+        out = _export(ws, rt, search, result, state, base_model)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+    if progress:
+        progress(
+            {"event": "done", "elapsed": out.seconds, "time_left": None, "result": out.to_dict()}
+        )
+    return out
+
+
+def _load_base(ws: Any, model_id: str, data: TrainData) -> Any:
+    from autovision.search.modes import BaseModel
+
+    path = ws.model_path(model_id)
+    base = BaseModel.load(model_id, path)
+    if base.task != data.task:
+        raise TrainingError(
+            f"base model {model_id} is {base.task}, the dataset is trained as {data.task}"
+        )
+    lost = [lab for lab in base.labels if lab not in data.labels]
+    if len(lost) == len(base.labels):
+        raise TrainingError(
+            f"base model {model_id} shares no label with {data.dataset.ref} "
+            f"(base labels: {', '.join(base.labels)})"
+        )
+    return base
+
+
+def _export(
+    ws: Any, rt: Runtime, search: Search, result: Any, state: RunState, base_model: str | None
+) -> TrainResult:
+    from autovision.models.package import new_model_id, save_package
+    from autovision.models.registry import create_model, get_backbone_cfg
+
+    data = rt.data
+    bt = result.best
+    cfg = TrialConfig.from_dict(bt.user_attrs["config"])
+    spec = preprocessing_for(cfg.backbone, cfg.image_size)
+    weights, probs, idx = load_checkpoint(result.folder)
+    model = create_model(cfg.backbone, num_classes=len(data.labels), pretrained=False)
+    model.load_state_dict(weights)
+    model = model.to(rt.device)
+    if len(idx) < len(data.val):  # ranked on part of validation: report on all of it
+        idx = np.arange(len(data.val))
+        px = rt.pixels(spec)
+        probs = predict(rt, model, px, idx, spec, 256 if rt.gpu else 128)
+    _, validation = score_probs(data, idx, probs)
+    thresholds = None
+    if data.multi_label:
+        thresholds = [float(t) for t in metrics.best_thresholds(data.y_val[idx], probs)]
+    best = {
+        **cfg.to_dict(),
+        "trial": bt.number,
+        "train_images": int(bt.user_attrs.get("n_train", data.profile.n_train)),
+        "phase": bt.user_attrs.get("phase", "explore"),
+    }
+    model_id = new_model_id()
+    seconds_so_far = search.spent()
+    meta = {
+        "hyperparameters": best,
+        "backbone_cfg": get_backbone_cfg(cfg.backbone).to_dict(),
+        "dataset": {
+            "name": data.dataset.name,
+            "version": data.dataset.version,
+            "ref": data.dataset.ref,
+            "content_hash": data.dataset.content_hash,
+            "train_images": len(data.train),
+            "validation_images": len(data.val),
+            "validation_source": data.validation_source,
+            "label_counts": data.label_counts,
+            "profile": data.profile.to_dict(),
+        },
+        "validation": validation,
+        "training_seconds": round(seconds_so_far, 2),
+        "seed": state.seed,
+        "stop_reason": result.stop_reason,
+        "trials": result.trials,
+        "base_model": base_model,
+        "search": {
+            "run_id": state.run_id,
+            "study": state.study_name,
+            "budget": state.budget,
+            "space": state.space,
+            "device": str(rt.device),
+            "sessions": state.sessions,
+        },
+    }
+    path = save_package(
+        ws.models_dir / model_id,
+        model.cpu(),
+        labels=data.labels,
+        task=data.task,
+        backbone=cfg.backbone,
+        preprocessing=spec,
+        thresholds=thresholds,
+        meta=meta,
+    )
+    seconds = search.spent()
+    score = validation.get(metrics.PRIMARY[data.task])
+    ws.register_model(
+        model_id,
+        dataset=data.dataset.name,
+        dataset_version=data.dataset.version,
+        task=data.task,
+        path=path,
+        score=score,
+        info={
+            "validation": validation,
+            "best": best,
+            "stop_reason": result.stop_reason,
+            "seconds": round(seconds, 2),
+            "trials": result.trials,
+            "run_id": state.run_id,
+            "base_model": base_model,
+        },
+    )
+    state.status = "finished"
+    state.model = model_id
+    state.spent_s = seconds
+    state.save(ws)
+    return TrainResult(
+        model=model_id,
+        dataset=data.dataset.name,
+        dataset_version=data.dataset.version,
+        task=data.task,
+        validation=validation,
+        best=best,
+        trials=result.trials,
+        stop_reason=result.stop_reason,
+        seconds=seconds,
+        path=path,
+        run_id=state.run_id,
+    )

@@ -1,0 +1,345 @@
+"""One trial of image training (``finetune_top``, ``finetune_full``, ``scratch``).
+
+Trains on cached uint8 pixels with batched augmentation, evaluates on validation after each
+epoch, reports the score (the search prunes through it), keeps the best weights in an atomic
+safetensors checkpoint, stops early when validation stops improving, and never runs past its
+deadline. CUDA with bf16/fp16 autocast when present; CPU otherwise, on every core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from autovision.models.preprocess import Preprocessing
+from autovision.models.registry import get_backbone_cfg
+from autovision.search import cache, metrics
+from autovision.search.augment import BatchAugment, to_input
+from autovision.search.modes import (
+    BaseModel,
+    build_model,
+    set_trainable,
+    state_dict_cpu,
+    train_mode,
+)
+from autovision.search.prepare import TrainData
+from autovision.search.space import TrialConfig
+
+HEARTBEAT_S = 5.0
+EpochCallback = Callable[[int, float], bool]  # (epoch, score) -> stop (pruned)
+
+
+def preprocessing_for(backbone: str, size: int) -> Preprocessing:
+    cfg = get_backbone_cfg(backbone)
+    return Preprocessing(input_size=size, mean=cfg.mean, std=cfg.std, resize="squash")
+
+
+@dataclass
+class Runtime:
+    """What every trial of a search shares: workspace, data, device, caches, base model."""
+
+    ws: Any
+    data: TrainData
+    device: torch.device
+    deterministic: bool = False
+    base: BaseModel | None = None
+    measured: dict[str, float] = field(default_factory=dict)  # filled by cache loads
+
+    @classmethod
+    def create(cls, ws: Any, data: TrainData, *, deterministic: bool = False, **kw: Any) -> Runtime:
+        if torch.cuda.is_available():
+            device = torch.device("cuda")
+            torch.backends.cudnn.benchmark = not deterministic
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        else:
+            device = torch.device("cpu")
+            torch.set_num_threads(os.cpu_count() or 1)
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        return cls(ws=ws, data=data, device=device, deterministic=deterministic, **kw)
+
+    @property
+    def gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.gpu:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def pixels(self, spec: Preprocessing) -> np.ndarray:
+        """uint8 [n_val + n_train, S, S, 3] in :attr:`TrainData.items` order (cached)."""
+        fresh = not cache.pixels_path(self.ws, self.data.items, spec).exists()
+        t = time.monotonic()
+        arr = cache.load_pixels(self.ws, self.data.items, spec)
+        if fresh:
+            self.measured[f"decoded/{spec.input_size}"] = time.monotonic() - t
+        return arr
+
+
+@dataclass
+class TrialPlan:
+    """Resources the search gives a trial."""
+
+    n_train: int  # a prefix of ``data.order``
+    epochs: int
+    deadline: float | None = None  # time.monotonic()
+    eval_idx: np.ndarray | None = None  # validation indices evaluated (None: all)
+    patience: int = 5
+    seed: int = 0
+    heartbeat: Callable[[], None] | None = None  # called every few seconds while training
+
+
+@dataclass
+class TrialOutcome:
+    score: float | None
+    metrics: dict[str, float]
+    thresholds: list[float] | None
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+    stopped: str  # done | early_stop | deadline | pruned
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def save_checkpoint(
+    folder: Path, state: dict[str, torch.Tensor], probs: np.ndarray, idx: np.ndarray
+) -> None:
+    """Best weights and their validation probabilities, each written then renamed."""
+    from safetensors.torch import save
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    for name, write in (
+        ("val_probs.npy", lambda fh: np.save(fh, probs.astype(np.float32), allow_pickle=False)),
+        ("val_index.npy", lambda fh: np.save(fh, idx.astype(np.int64), allow_pickle=False)),
+        ("best.safetensors", lambda fh: fh.write(save(state))),
+    ):
+        tmp = folder / f".{name}.{tag}.tmp"
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, folder / name)
+
+
+def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
+    from safetensors.torch import load_file
+
+    return (
+        load_file(str(folder / "best.safetensors")),
+        np.load(folder / "val_probs.npy", allow_pickle=False),
+        np.load(folder / "val_index.npy", allow_pickle=False),
+    )
+
+
+def selection_positions(data: TrainData, eval_idx: np.ndarray) -> np.ndarray:
+    """Positions in ``eval_idx`` of the validation images that rank trials."""
+    pos = np.searchsorted(eval_idx, data.val_select)
+    return pos[
+        (pos < len(eval_idx)) & (eval_idx[np.minimum(pos, len(eval_idx) - 1)] == data.val_select)
+    ]
+
+
+def score_probs(data: TrainData, eval_idx: np.ndarray, probs: np.ndarray) -> tuple[float, dict]:
+    """Selection score on the ranking images; all metrics on every evaluated image."""
+    y = data.y_val[eval_idx]
+    _, m = metrics.evaluate(data.task, y, probs)
+    sel = selection_positions(data, eval_idx)
+    if len(sel) == len(eval_idx):
+        return m[metrics.PRIMARY[data.task]], m
+    score, _ = metrics.evaluate(data.task, y[sel], probs[sel])
+    return score, m
+
+
+@torch.inference_mode()
+def predict(
+    rt: Runtime,
+    model: torch.nn.Module,
+    px: np.ndarray,
+    idx: np.ndarray,
+    spec: Preprocessing,
+    batch: int,
+) -> np.ndarray:
+    """Probabilities for rows ``idx`` of ``px``."""
+    model.eval()
+    mean = torch.tensor(spec.mean, device=rt.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=rt.device).view(1, 3, 1, 1)
+    out = []
+    for i in range(0, len(idx), batch):
+        xb = torch.from_numpy(np.ascontiguousarray(px[idx[i : i + batch]])).to(rt.device)
+        with rt.autocast():
+            logits = model(to_input(xb, mean, std)).float()
+        act = torch.sigmoid(logits) if rt.data.multi_label else torch.softmax(logits, 1)
+        out.append(act.cpu().numpy())
+    n_labels = len(rt.data.labels)
+    return np.concatenate(out) if out else np.zeros((0, n_labels), np.float32)
+
+
+def _loss(
+    logits: torch.Tensor, target: torch.Tensor, multi: bool, w: torch.Tensor | None
+) -> torch.Tensor:
+    logits = logits.float()
+    if multi:
+        loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return (loss * w).mean() if w is not None else loss.mean()
+    per = -(target * F.log_softmax(logits, 1)).sum(1)
+    if w is None:
+        return per.mean()
+    sw = target @ w
+    return (per * sw).sum() / sw.sum()
+
+
+def train_trial(
+    rt: Runtime,
+    cfg: TrialConfig,
+    plan: TrialPlan,
+    folder: Path,
+    on_epoch: EpochCallback | None = None,
+) -> TrialOutcome:
+    """Train ``cfg`` within ``plan``; the best epoch's weights end in ``folder``."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import CosineLRScheduler
+
+    t0 = time.monotonic()
+    data, dev = rt.data, rt.device
+    torch.manual_seed(plan.seed)
+    rng = np.random.default_rng(plan.seed)
+    spec = preprocessing_for(cfg.backbone, cfg.image_size)
+    px = rt.pixels(spec)
+    n_val = len(data.val)
+    eval_idx = np.arange(n_val) if plan.eval_idx is None else np.asarray(plan.eval_idx)
+    subset = np.sort(data.order[: plan.n_train])
+    model = build_model(cfg.backbone, data.labels, drop_rate=cfg.drop_rate, base=rt.base).to(dev)
+    model = model.to(memory_format=torch.channels_last)
+    set_trainable(model, cfg.mode)
+    opt = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+    bs = min(cfg.batch_size, max(2, len(subset)))
+    steps_per_epoch = max(1, len(subset) // bs)
+    total = steps_per_epoch * plan.epochs
+    sched = CosineLRScheduler(
+        opt,
+        t_initial=total,
+        lr_min=cfg.lr * 0.01,
+        warmup_t=min(steps_per_epoch, total // 10),
+        warmup_lr_init=cfg.lr * 0.01,
+        t_in_epochs=False,
+    )
+    scaler = torch.amp.GradScaler("cuda") if rt.gpu and not torch.cuda.is_bf16_supported() else None
+    aug = BatchAugment(
+        mean=spec.mean,
+        std=spec.std,
+        num_classes=len(data.labels),
+        multi_label=data.multi_label,
+        strength=cfg.aug_strength,
+        hflip=cfg.hflip,
+        auto_augment=cfg.auto_augment,
+        label_smoothing=cfg.label_smoothing,
+        mix=cfg.mix,
+        small=data.profile.small,
+        grayscale=data.profile.grayscale,
+        device=dev,
+    )
+    weights = None
+    if cfg.imbalance == "weighted_loss":
+        weights = torch.from_numpy(data.class_weights()).to(dev)
+    sample_p = None
+    if cfg.imbalance == "balanced_sampler":
+        sw = data.sample_weights()[subset]
+        sample_p = sw / sw.sum()
+    y_all = torch.from_numpy(data.y_train)
+    eval_bs = 4 * bs
+    best = (-np.inf, -1)
+    timings = {"train_s": 0.0, "train_images": 0, "eval_s": 0.0, "eval_images": 0}
+    stopped, epoch, step, last_loss, last_beat = "done", 0, 0, 0.0, time.monotonic()
+    for epoch in range(1, plan.epochs + 1):
+        order = (
+            rng.choice(subset, size=len(subset), p=sample_p)
+            if sample_p is not None
+            else rng.permutation(subset)
+        )
+        train_mode(model)
+        te = time.monotonic()
+        seen = 0
+        for b in range(steps_per_epoch):
+            if plan.deadline is not None and time.monotonic() > plan.deadline:
+                stopped = "deadline"
+                break
+            batch = np.sort(order[b * bs : (b + 1) * bs])
+            xb = torch.from_numpy(np.ascontiguousarray(px[n_val + batch]))
+            x, target = aug(xb, y_all[batch])
+            with rt.autocast():
+                logits = model(x)
+            loss = _loss(logits, target, data.multi_label, weights)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            step += 1
+            sched.step_update(num_updates=step)
+            if plan.heartbeat is not None and time.monotonic() - last_beat > HEARTBEAT_S:
+                last_beat = time.monotonic()
+                plan.heartbeat()
+            seen += len(batch)
+            last_loss = float(loss.detach())
+        timings["train_s"] += time.monotonic() - te
+        timings["train_images"] += seen
+        if not np.isfinite(last_loss):
+            stopped = "diverged"
+            break
+        if stopped == "deadline" and best[1] >= 0:
+            break  # keep the best evaluated epoch; evaluate only when there is none yet
+        te = time.monotonic()
+        probs = predict(rt, model, px, eval_idx, spec, eval_bs)
+        timings["eval_s"] += time.monotonic() - te
+        timings["eval_images"] += len(eval_idx)
+        score, _ = score_probs(data, eval_idx, probs)
+        if score > best[0] + 1e-9:
+            best = (score, epoch)
+            save_checkpoint(folder, state_dict_cpu(model), probs, eval_idx)
+        if stopped == "deadline":
+            break
+        if on_epoch is not None and on_epoch(epoch, score):
+            stopped = "pruned"
+            break
+        if epoch - best[1] >= plan.patience:
+            stopped = "early_stop"
+            break
+        if plan.deadline is not None and time.monotonic() > plan.deadline:
+            stopped = "deadline" if epoch < plan.epochs else "done"
+            break
+    return _outcome(rt, folder, best, epoch, stopped, t0, timings)
+
+
+def _outcome(
+    rt: Runtime,
+    folder: Path,
+    best: tuple[float, int],
+    epochs_run: int,
+    stopped: str,
+    t0: float,
+    timings: dict,
+) -> TrialOutcome:
+    seconds = time.monotonic() - t0
+    if best[1] < 0:
+        return TrialOutcome(None, {}, None, epochs_run, -1, seconds, stopped, timings)
+    _, probs, idx = load_checkpoint(folder)
+    score, m = score_probs(rt.data, idx, probs)
+    th = None
+    if rt.data.multi_label:
+        th = [float(v) for v in metrics.best_thresholds(rt.data.y_val[idx], probs)]
+    return TrialOutcome(score, m, th, epochs_run, best[1], seconds, stopped, timings)

@@ -1,0 +1,135 @@
+"""Dependencies, each an ``Annotated[..., Depends(...)]``: server state, the caller's key
+and role, the addressed model, and request bodies parsed only after authentication."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
+
+from anyio import to_thread
+from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
+from starlette.convertors import Convertor, register_url_convertor
+
+from autovision.security.keys import role_allows
+from autovision.serving.errors import ApiError, validation_message
+from autovision.serving.schemas import CreateKeyRequest, PredictRequest
+from autovision.serving.state import ServedModel, ServerState
+
+B = TypeVar("B", bound=BaseModel)
+
+
+class ModelIdConvertor(Convertor[str]):
+    """``{model:model_id}``: one path segment without a colon, so that
+    ``/v1/models/m1:predict`` never reads as a model named ``m1:predict``."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("model_id", ModelIdConvertor())
+
+
+async def get_state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key id and its role (``key_id`` None when auth is off)."""
+
+    key_id: str | None
+    role: str
+
+
+def presented_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def require_role(role: str):
+    """Dependency factory: 401 without a valid key (once any key exists), 403 with a key
+    whose role does not allow ``role``. Keys are checked per request (TTL-cached)."""
+
+    async def dependency(request: Request, state: StateDep) -> Principal:
+        keys = state.keys
+        key = presented_key(request)
+        enabled = keys.cached_enabled()
+        if enabled is None:
+            enabled = await to_thread.run_sync(keys.auth_enabled)
+        if key is not None:
+            found = keys.cached_lookup(key)
+            if found is None:
+                found = await to_thread.run_sync(keys.lookup, key)
+            if found is not None:
+                key_id, key_role = found
+                request.state.key_id = key_id
+                if not role_allows(key_role, role):
+                    raise ApiError(403, "forbidden", f"this key's role cannot call {role} routes")
+                return Principal(key_id, key_role)
+            if enabled:
+                raise ApiError(
+                    401,
+                    "invalid_api_key",
+                    "unknown or revoked API key",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        if enabled:
+            raise ApiError(
+                401,
+                "missing_api_key",
+                "an API key is required: 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return Principal(None, "admin")
+
+    return dependency
+
+
+predict_auth = require_role("predict")
+admin_auth = require_role("admin")
+PredictAuth = Annotated[Principal, Depends(predict_auth)]
+AdminAuth = Annotated[Principal, Depends(admin_auth)]
+
+
+async def get_model(model: str, state: StateDep) -> ServedModel:
+    return state.model(model)
+
+
+async def get_endpoint_model(endpoint: str, state: StateDep) -> ServedModel:
+    return state.model(endpoint)
+
+
+ModelDep = Annotated[ServedModel, Depends(get_model)]
+EndpointModelDep = Annotated[ServedModel, Depends(get_endpoint_model)]
+
+
+def json_body(model: type[B]):
+    """Dependency factory: the JSON body as ``model``, read after the auth dependency
+    (route-level dependencies and earlier parameters resolve first), so an unauthenticated
+    caller never gets its body parsed."""
+
+    async def dependency(request: Request) -> B:
+        raw = await request.body()
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            raise ApiError(400, "invalid_request", validation_message(exc.errors())) from None
+
+    return dependency
+
+
+PredictBody = Annotated[PredictRequest, Depends(json_body(PredictRequest))]
+CreateKeyBody = Annotated[CreateKeyRequest, Depends(json_body(CreateKeyRequest))]

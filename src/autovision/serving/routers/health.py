@@ -1,0 +1,25 @@
+"""Health checks, open without a key: ``/healthz``, ``/v2/health/live``, ``/v2/health/ready``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from autovision.serving.deps import StateDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+@router.get("/v2/health/live")
+async def live() -> Any:
+    return {"live": True}
+
+
+@router.get("/v2/health/ready")
+async def ready(state: StateDep) -> Any:
+    """200 once every model is loaded, 503 before that and while shutting down."""
+    ok = state.ready
+    return JSONResponse({"ready": ok, "models": len(state.models)}, status_code=200 if ok else 503)

@@ -1,0 +1,74 @@
+"""Vertex AI / TF Serving prediction: ``POST /v1/models/{model}:predict`` and the Vertex
+endpoint path. ``{model:model_id}`` matches one segment without a colon, so the literal
+``:predict`` suffix never becomes part of the model id (see ``deps.ModelIdConvertor``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from autovision.serving.deps import (
+    EndpointModelDep,
+    ModelDep,
+    PredictBody,
+    StateDep,
+    predict_auth,
+)
+from autovision.serving.inference import b64decode, prepare_encoded, vertex_predict
+from autovision.serving.schemas import ModelStatus, PredictRequest, PredictResponse
+from autovision.serving.state import ServedModel, ServerState
+
+router = APIRouter(tags=["predict"], dependencies=[Depends(predict_auth)])
+
+
+async def _predict(state: ServerState, served: ServedModel, body: PredictRequest) -> Any:
+    spec = served.package.preprocessing
+    max_pixels = state.settings.max_pixels
+    instances = body.instances
+
+    def prepare():
+        payloads = [b64decode(inst.b64, i) for i, inst in enumerate(instances)]
+        return prepare_encoded(payloads, spec, max_pixels)
+
+    return await vertex_predict(
+        state,
+        served,
+        len(instances),
+        prepare,
+        keys=[inst.key for inst in instances],
+        threshold=body.parameters.confidenceThreshold,
+        max_predictions=body.parameters.maxPredictions,
+    )
+
+
+@router.post(
+    "/v1/models/{model:model_id}:predict",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+)
+async def predict(served: ModelDep, body: PredictBody, state: StateDep) -> Any:
+    return await _predict(state, served, body)
+
+
+@router.post(
+    "/v1/projects/{project}/locations/{location}/endpoints/{endpoint:model_id}:predict",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+)
+async def predict_endpoint(
+    project: str, location: str, served: EndpointModelDep, body: PredictBody, state: StateDep
+) -> Any:
+    """The Vertex AI endpoint path; ``endpoint`` is the model id."""
+    return await _predict(state, served, body)
+
+
+@router.get("/v1/models/{model:model_id}", response_model=ModelStatus)
+async def model_status(served: ModelDep) -> Any:
+    """TF Serving's model status, with the labels and input size a client needs."""
+    return {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK"}}
+        ],
+        "model": served.info(),
+    }

@@ -1,0 +1,98 @@
+"""Server settings: one pydantic-settings class, from arguments or ``AUTOVISION_SERVE_*``."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from autovision.data.decode import DEFAULT_MAX_PIXELS
+from autovision.errors import AutovisionError
+
+ENV_PREFIX = "AUTOVISION_SERVE_"
+
+
+class ServingConfigError(AutovisionError):
+    """The server cannot start with these settings (unsafe bind, missing TLS file...)."""
+
+
+class ServerSettings(BaseSettings):
+    """What ``autovision serve`` can be told; each field is ``AUTOVISION_SERVE_<NAME>`` too."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    workspace: str | None = None
+    model_ids: list[str] = Field(default_factory=list)
+
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    max_instances: int = Field(64, ge=1, description="images in one request")
+
+    max_batch_size: int = Field(32, ge=1)
+    max_batch_wait_ms: float = Field(5.0, ge=0)
+    queue_limit: int = Field(256, ge=1, description="images admitted and not yet answered")
+    request_timeout_s: float = Field(30.0, gt=0)
+    retry_after_s: int = Field(1, ge=0)
+    preprocess_threads: int | None = Field(None, ge=1, description="default: CPU count")
+    ort_threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads")
+
+    key_cache_ttl_s: float = Field(2.0, ge=0)
+    insecure_no_auth: bool = False
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as environment variables, for uvicorn worker processes."""
+        out = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            out[ENV_PREFIX + name.upper()] = (
+                json.dumps(value) if isinstance(value, list | dict | bool) else str(value)
+            )
+        return out
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_startup(settings: ServerSettings, *, auth_enabled: bool) -> None:
+    """Refuse unsafe or impossible configurations before binding a socket."""
+    if not is_loopback(settings.host) and not auth_enabled and not settings.insecure_no_auth:
+        raise ServingConfigError(
+            f"refusing to serve on {settings.host} without API keys: create one with "
+            "`autovision keys create --role predict`, bind to 127.0.0.1, or pass "
+            "--insecure-no-auth"
+        )
+    if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
+        raise ServingConfigError("TLS needs both --ssl-certfile and --ssl-keyfile")
+    for f in (settings.ssl_certfile, settings.ssl_keyfile):
+        if f and not os.path.isfile(f):
+            raise ServingConfigError(f"{f}: no such file")
+
+
+def uvicorn_kwargs(settings: ServerSettings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "access_log": False,  # the request-id middleware logs every request
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.ssl_certfile:
+        kwargs["ssl_certfile"] = settings.ssl_certfile
+        kwargs["ssl_keyfile"] = settings.ssl_keyfile
+    return kwargs

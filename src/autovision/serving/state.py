@@ -1,0 +1,132 @@
+"""What a running server holds: settings, workspace, keys, audit log, metrics, and the
+served models (each a :class:`ModelPackage` loaded once plus its batcher)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from autovision.errors import AutovisionError, ModelError
+from autovision.models.package import ModelPackage
+from autovision.security.audit import AuditLog
+from autovision.security.keys import KeyStore
+from autovision.serving.batching import DynamicBatcher
+from autovision.serving.errors import ApiError
+from autovision.serving.metrics import Metrics
+from autovision.serving.settings import ServerSettings
+
+log = logging.getLogger("autovision.serving")
+
+
+@dataclass
+class ServedModel:
+    id: str
+    package: ModelPackage
+    batcher: DynamicBatcher
+
+    @property
+    def labels(self) -> list[str]:
+        return self.package.labels
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "task": self.package.task,
+            "labels": list(self.package.labels),
+            "inputSize": self.package.preprocessing.input_size,
+            "backbone": self.package.meta.get("architecture", {}).get("backbone"),
+        }
+
+
+class ServerState:
+    """Built by ``create_app``; :meth:`load` runs in the lifespan, :meth:`close` at exit."""
+
+    def __init__(self, ws: Any, settings: ServerSettings) -> None:
+        self.ws = ws
+        self.settings = settings
+        self.keys = KeyStore(ws, ttl=settings.key_cache_ttl_s)
+        self.audit = AuditLog(ws.audit_log_path)
+        self.metrics = Metrics()
+        self.models: dict[str, ServedModel] = {}
+        self.pool: ThreadPoolExecutor | None = None
+        self.ready = False
+        self.metrics.add_gauge(
+            "autovision_queue_images",
+            "Images admitted and not yet answered, by model.",
+            ("model",),
+            lambda: [({"model": m.id}, m.batcher.pending) for m in self.models.values()],
+        )
+        self.metrics.add_gauge(
+            "autovision_models_loaded",
+            "Models loaded and served.",
+            (),
+            lambda: [({}, len(self.models))],
+        )
+
+    def model_ids(self) -> list[str]:
+        if self.settings.model_ids:
+            return list(self.settings.model_ids)
+        return [m["model"] for m in self.ws.list_models() if m.get("status", "ready") == "ready"]
+
+    def load(self) -> None:
+        """Load every package once (one ORT session each) and start its batcher."""
+        s = self.settings
+        explicit = bool(s.model_ids)
+        for model_id in self.model_ids():
+            try:
+                path = self.ws.model(model_id)["path"]
+                package = ModelPackage.load(path, threads=s.ort_threads)
+            except AutovisionError:
+                if explicit:
+                    raise
+                log.warning("skipping model %s: its package cannot be loaded", model_id)
+                continue
+            self.models[model_id] = self._serve(model_id, package)
+        if explicit and not self.models:
+            raise ModelError("no model to serve")
+        self.pool = ThreadPoolExecutor(
+            max_workers=s.preprocess_threads or os.cpu_count() or 2,
+            thread_name_prefix="preprocess",
+        )
+        for m in self.models.values():
+            m.batcher.start()
+        self.ready = True
+        log.info("serving %d model(s): %s", len(self.models), ", ".join(self.models) or "none")
+
+    def _serve(self, model_id: str, package: ModelPackage) -> ServedModel:
+        s = self.settings
+
+        def on_batch(images: int, seconds: float) -> None:
+            self.metrics.batch_size.observe(images, model=model_id)
+            self.metrics.inference.observe(seconds, model=model_id)
+            self.metrics.images.inc(images, model=model_id)
+
+        served: ServedModel
+        batcher = DynamicBatcher(
+            lambda x: served.package.predict_array(x),
+            max_batch_size=s.max_batch_size,
+            max_wait_ms=s.max_batch_wait_ms,
+            queue_limit=s.queue_limit,
+            on_batch=on_batch,
+            name=model_id,
+        )
+        served = ServedModel(model_id, package, batcher)
+        return served
+
+    def close(self) -> None:
+        self.ready = False
+        for m in self.models.values():
+            m.batcher.stop()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def model(self, name: str) -> ServedModel:
+        served = self.models.get(name)
+        if served is None:
+            shown = name if len(name) <= 80 else name[:80] + "..."
+            raise ApiError(404, "model_not_found", f"no model {shown!r} is served here")
+        return served

@@ -1,0 +1,293 @@
+"""The data report: counts, label warnings, duplicates, conflicts, leakage, quality."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from autovision.data.dataset import DatasetVersion, Item
+from autovision.data.duplicates import perceptual_hash
+from autovision.data.quality import analyze
+from autovision.data.report import dataset_report
+
+
+def photo(seed: int = 0, size: tuple[int, int] = (160, 120)) -> Image.Image:
+    """A photo-like image (gradient, sharp shapes, mild noise) whose copies keep their pHash.
+
+    The conftest's stripe patterns are mostly per-pixel noise, which resizing and JPEG
+    remove: their copies are not perceptually stable, so near-duplicate tests use these.
+    """
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    c0, c1 = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
+    t = (xx / max(w - 1, 1))[..., None]
+    img = Image.fromarray((c0 * (1 - t) + c1 * t).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(14):
+        x0, y0 = rng.uniform(-0.1, 0.9) * w, rng.uniform(-0.1, 0.9) * h
+        x1, y1 = x0 + rng.uniform(0.1, 0.5) * w, y0 + rng.uniform(0.1, 0.5) * h
+        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
+    arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 3, (h, w, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def make_item(make_image):
+    """``make_item(id, label, split, seed=, img=, fmt=)``: an Item as the importer makes it."""
+
+    def make(
+        item_id: int,
+        label: str | tuple[str, ...] = "cat",
+        split: str = "train",
+        *,
+        seed: int | None = None,
+        img: Image.Image | None = None,
+        fmt: str = "PNG",
+        quality: int = 90,
+    ) -> Item:
+        if img is None:
+            labels = ("cat", "dog", "bird", "fish")
+            index = labels.index(label) if label in labels else 0
+            img = make_image(index, 64, item_id if seed is None else seed)
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+        data = buf.getvalue()
+        decoded = Image.open(io.BytesIO(data)).convert("RGB")
+        return Item(
+            id=item_id,
+            sha256=hashlib.sha256(data).hexdigest(),
+            source=f"/data/{item_id}.{fmt.lower()}",
+            labels=(label,) if isinstance(label, str) else tuple(label),
+            split=split,
+            width=decoded.width,
+            height=decoded.height,
+            format=fmt,
+            phash=perceptual_hash(decoded),
+            stats=analyze(decoded),
+        )
+
+    return make
+
+
+def version(items, *, multi_label: bool = False, problems=()) -> DatasetVersion:
+    return DatasetVersion(
+        name="pets", version=3, multi_label=multi_label, items=tuple(items), problems=problems
+    )
+
+
+def ids(group: dict) -> list[int]:
+    return [m["id"] for m in group["images"]]
+
+
+def test_counts_warnings_and_imbalance(make_item) -> None:
+    items = [make_item(i, "cat", "train" if i < 10 else "test") for i in range(12)]
+    items += [make_item(100 + i, "dog", "validation") for i in range(4)]
+    problem = {"source": "x.png", "line": None, "reason": "unreadable", "message": "bad"}
+    report = dataset_report(version(items, problems=(problem,)))
+
+    assert report["dataset"] == "pets" and report["version"] == 3
+    assert report["images"] == 16
+    assert report["labels"] == {"cat": 12, "dog": 4}
+    assert report["splits"] == {"train": 10, "validation": 4, "test": 2}
+    assert report["multi_label"] is False
+    assert report["label_split_counts"] == {
+        "cat": {"train": 10, "validation": 0, "test": 2},
+        "dog": {"train": 0, "validation": 4, "test": 0},
+    }
+    assert report["imbalance_ratio"] == 3.0
+    warnings = {w["label"]: w for w in report["label_warnings"]}
+    assert warnings["dog"]["level"] == "error" and warnings["dog"]["count"] == 4
+    assert "too few to train" in warnings["dog"]["message"]
+    assert warnings["cat"]["level"] == "warning"
+    assert "below the recommended minimum of 100" in warnings["cat"]["message"]
+    assert report["problems"] == [problem]
+    assert report["summary"]["label_warnings"] == {"error": 1, "warning": 1}
+    assert report["summary"]["problems"] == 1
+    json.dumps(report)
+
+
+def test_no_warning_from_100_images_and_no_ratio_without_labels(make_item) -> None:
+    base = make_item(0, "cat")
+    many = [Item(i, f"s{i}", f"{i}.png", ("cat",), "train", 64, 64, "PNG") for i in range(100)]
+    assert dataset_report(version(many))["label_warnings"] == []
+    unlabeled = dataset_report(version([replace(base, labels=())]))
+    assert unlabeled["imbalance_ratio"] is None and unlabeled["labels"] == {}
+
+
+def test_exact_duplicates_and_conflicting_labels(make_item, make_image) -> None:
+    img = make_image(0, 64, 7)
+    items = [
+        make_item(1, "cat", img=img),
+        make_item(2, "dog", img=img),  # same bytes, other label
+        make_item(3, "cat", img=make_image(1, 64, 8)),
+        make_item(4, "cat", img=make_image(1, 64, 8)),  # same bytes, same label
+        make_item(5, "cat", seed=9),
+    ]
+    report = dataset_report(version(items))
+    issues = report["issues"]
+    assert [ids(g) for g in issues["exact_duplicates"]] == [[1, 2], [3, 4]]
+    member = issues["exact_duplicates"][0]["images"][0]
+    assert member == {"id": 1, "source": "/data/1.png", "labels": ["cat"], "split": "train"}
+    assert [(g["kind"], ids(g), g["labels"]) for g in issues["conflicting_labels"]] == [
+        ("exact", [1, 2], [["cat"], ["dog"]])
+    ]
+    assert issues["near_duplicates"] == [] and issues["split_leakage"] == []
+    assert report["summary"]["exact_duplicates"] == {"groups": 2, "images": 4}
+    assert report["summary"]["conflicting_labels"] == {"groups": 1, "images": 2}
+
+
+def test_near_duplicates_with_conflicting_labels(make_item) -> None:
+    img = photo(11)
+    items = [
+        make_item(1, "bird", img=img),
+        make_item(2, "fish", img=img.resize((80, 60)), fmt="JPEG", quality=30),
+        make_item(3, "bird", seed=12),
+    ]
+    issues = dataset_report(version(items))["issues"]
+    assert [ids(g) for g in issues["near_duplicates"]] == [[1, 2]]
+    assert [(g["kind"], ids(g)) for g in issues["conflicting_labels"]] == [("near", [1, 2])]
+
+
+def test_near_group_is_not_a_conflict_only_because_of_its_exact_copies(make_item) -> None:
+    img = photo(21)
+    items = [
+        make_item(1, "cat", img=img),
+        make_item(2, "dog", img=img),  # exact copy, conflicting
+        make_item(3, "cat", img=img, fmt="JPEG", quality=30),  # near copy, agrees with 1
+    ]
+    unlabeled_near = replace(items[2], labels=())
+    issues = dataset_report(version([*items[:2], unlabeled_near]))["issues"]
+    assert [ids(g) for g in issues["near_duplicates"]] == [[1, 2, 3]]
+    assert [(g["kind"], ids(g)) for g in issues["conflicting_labels"]] == [("exact", [1, 2])]
+    # With a labeled near copy, "dog" (2) and "cat" (3) are different files that disagree.
+    issues = dataset_report(version(items))["issues"]
+    kinds = [(g["kind"], ids(g)) for g in issues["conflicting_labels"]]
+    assert kinds == [("exact", [1, 2]), ("near", [2, 3])]
+
+
+def hashed(item_id: int, value: int, label: str, split: str = "train") -> Item:
+    labels = (label,) if label else ()
+    return Item(
+        item_id,
+        f"sha{item_id}",
+        f"{item_id}.png",
+        labels,
+        split,
+        64,
+        64,
+        "PNG",
+        phash=f"{value:016x}",
+    )
+
+
+def test_a_chain_of_near_duplicates_is_not_a_conflict_or_a_leak() -> None:
+    """A-B and B-C match directly (3 bits), A-C do not (6 bits): only direct pairs count."""
+    a, b, c = 0, 0b111, 0b111111
+    chain = [hashed(1, a, "cat"), hashed(2, b, ""), hashed(3, c, "dog", "test")]
+    report = dataset_report(version(chain), max_distance=4)
+    assert [ids(g) for g in report["issues"]["near_duplicates"]] == [[1, 2, 3]]
+    assert report["issues"]["conflicting_labels"] == []
+    assert report["issues"]["split_leakage"] == []
+
+    direct = [hashed(1, a, "cat"), hashed(2, b, "cat"), hashed(3, c, "dog", "test")]
+    issues = dataset_report(version(direct), max_distance=4)["issues"]
+    assert [(g["kind"], ids(g), g["labels"]) for g in issues["conflicting_labels"]] == [
+        ("near", [2, 3], [["cat"], ["dog"]])
+    ]
+    assert [(ids(g), g["splits"]) for g in issues["split_leakage"]] == [([2, 3], ["train", "test"])]
+
+
+def test_split_leakage_exact_and_near(make_item) -> None:
+    a, b = photo(31), photo(32)
+    items = [
+        make_item(1, "cat", "train", img=a),
+        make_item(2, "cat", "test", img=a),  # exact copy in another split
+        make_item(3, "dog", "train", img=b),
+        make_item(4, "dog", "validation", img=b.resize((80, 60)), fmt="JPEG", quality=30),
+        make_item(5, "dog", "train", img=b.resize((120, 90))),  # near, same split as 3
+        make_item(6, "cat", "train", seed=33),
+    ]
+    report = dataset_report(version(items))
+    leaks = [(g["kind"], ids(g), g["splits"]) for g in report["issues"]["split_leakage"]]
+    assert leaks == [
+        ("exact", [1, 2], ["train", "test"]),
+        ("near", [3, 4, 5], ["train", "validation"]),
+    ]
+    assert report["summary"]["split_leakage"] == {"groups": 2, "images": 5}
+
+
+def test_quality_flags_in_report(make_item, make_image) -> None:
+    dark = Image.eval(make_image(0, 64, 41), lambda v: v // 6)
+    tiny = make_image(1, 16, 42)
+    items = [make_item(1, "cat", img=dark), make_item(2, "cat", img=tiny), make_item(3, seed=43)]
+    report = dataset_report(version(items))
+    quality = report["issues"]["quality"]
+    assert [e["id"] for e in quality["dark"]] == [1]
+    assert quality["small"] == [{"id": 2, "source": "/data/2.png", "value": 16.0}]
+    assert report["summary"]["quality"]["dark"] == 1
+    assert report["summary"]["notes"] == []
+
+
+def test_dataset_wide_flag_is_a_note(make_item, make_image) -> None:
+    gray = [make_image(i % 2, 64, 50 + i).convert("L").convert("RGB") for i in range(4)]
+    items = [make_item(i, "cat" if i % 2 else "dog", img=g) for i, g in enumerate(gray)]
+    report = dataset_report(version(items))
+    assert len(report["issues"]["quality"]["grayscale"]) == 4
+    assert any(note.startswith("grayscale: 100%") for note in report["summary"]["notes"])
+
+
+def test_multi_label_conflicts_compare_label_sets(make_item, make_image) -> None:
+    img = make_image(3, 64, 61)
+    items = [
+        make_item(1, ("cat", "dog"), img=img),
+        make_item(2, ("dog", "cat"), img=img),
+        make_item(3, ("cat",), img=make_image(0, 64, 62)),
+        make_item(4, ("cat", "fish"), img=make_image(0, 64, 62)),
+    ]
+    report = dataset_report(version(items, multi_label=True))
+    assert report["multi_label"] is True
+    conflicts = [(ids(g), g["labels"]) for g in report["issues"]["conflicting_labels"]]
+    assert conflicts == [([3, 4], [["cat"], ["cat", "fish"]])]
+
+
+def test_report_on_many_items() -> None:
+    """20,000 items (no images needed): a smoke test of the vectorised paths, not timed."""
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**63, 20_000, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    stats = {
+        "brightness": 0.5,
+        "highlight": 0.9,
+        "shadow": 0.1,
+        "entropy": 6.0,
+        "sharpness": 2.0,
+        "channel_diff": 0.5,
+        "mean_r": 0.5,
+        "mean_g": 0.4,
+        "mean_b": 0.3,
+    }
+    items = [
+        Item(
+            i,
+            f"{i % 19_000:064x}",
+            f"{i}.jpg",
+            (f"l{i % 7}",),
+            ("train", "test")[i % 2],
+            640,
+            480,
+            "JPEG",
+            phash=f"{int(h):016x}",
+            stats=stats,
+        )
+        for i, h in enumerate(hashes)
+    ]
+    report = dataset_report(version(items))
+    assert report["summary"]["exact_duplicates"]["groups"] == 1000
+    assert report["images"] == 20_000

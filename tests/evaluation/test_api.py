@@ -1,0 +1,121 @@
+"""``evaluate``: the known 9-of-10 case end to end, written beside the model, label checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autovision.errors import DatasetError, ModelError
+from autovision.evaluation import evaluate
+
+from .conftest import FakePackage, make_item, png
+
+
+def test_known_case_end_to_end(known):
+    result = evaluate(known, "m-known")
+    assert result["model"] == "m-known" and result["dataset"] == "known@1"
+    assert result["split"] == "test" and result["images"] == 10
+    assert result["accuracy"] == 0.9
+    assert result["confusion_matrix"]["matrix"] == [
+        [3, 1, 0, 0],
+        [0, 3, 0, 0],
+        [0, 0, 3, 0],
+        [0, 0, 0, 0],
+    ]
+    assert result["per_label"]["a"]["recall"] == 0.75
+    assert result["per_label"]["b"]["precision"] == 0.75
+    assert result["label_counts"] == {"a": 4, "b": 3, "c": 3, "d": 0}
+    assert result["most_confused"][0]["examples"] == [104]
+    # written beside the model, and listed by `models show`
+    metrics_path = Path(known.model("m-known")["path"]) / "metrics.json"
+    assert result["metrics_path"] == str(metrics_path)
+    assert json.loads(metrics_path.read_text()) == json.loads(json.dumps(result))
+    stored = known.model("m-known")["test_metrics"]
+    assert stored["accuracy"] == 0.9 and stored["dataset"] == "known@1"
+    assert stored["macro_f1"] == pytest.approx(19 / 21)
+    assert stored["images"] == 10 and stored["split"] == "test"
+
+
+def test_another_version_with_the_same_labels(known):
+    ds = known.dataset("known@1")
+    items = [it for it in ds.items if it.id != 104]  # drop the mistake
+    known.create_version("known", items, multi_label=False, parent_version=1)
+    result = evaluate(known, "m-known", dataset="known@2")
+    assert result["dataset"] == "known@2" and result["images"] == 9
+    assert result["accuracy"] == 1.0
+    assert known.model("m-known")["test_metrics"]["dataset"] == "known@2"
+
+
+def test_dataset_with_labels_the_model_does_not_know(known):
+    other = [make_item(known, 1, png((1, 2, 3)), ["zebra"], "test")]
+    known.create_version("zoo", other, multi_label=False)
+    with pytest.raises(DatasetError, match="does not know: zebra"):
+        evaluate(known, "m-known", dataset="zoo")
+
+
+def test_single_label_model_on_multi_label_data(known):
+    items = [make_item(known, 1, png((1, 2, 3)), ["a", "b"], "test")]
+    known.create_version("multi", items, multi_label=True)
+    with pytest.raises(ModelError, match="single-label"):
+        evaluate(known, "m-known", dataset="multi")
+
+
+def test_empty_or_unknown_split(known):
+    with pytest.raises(DatasetError, match="no labelled images in the 'validation' split"):
+        evaluate(known, "m-known", split="validation")
+    with pytest.raises(DatasetError, match="unknown split"):
+        evaluate(known, "m-known", split="holdout")
+    with pytest.raises(ModelError, match="no model 'nope'"):
+        evaluate(known, "nope")
+
+
+def test_slices_flag_the_weak_value(known):
+    result = evaluate(known, "m-known", slice_by="site")
+    s = result["slices"]
+    by_value = {x["value"]: x for x in s["slices"]}
+    assert s["key"] == "site" and s["overall"]["accuracy"] == 0.9
+    assert by_value["north"]["images"] == 6 and by_value["north"]["accuracy"] == 1.0
+    assert by_value["south"]["images"] == 4 and by_value["south"]["accuracy"] == 0.75
+    assert by_value["south"]["flagged"] and not by_value["north"]["flagged"]
+    assert s["flagged"] == ["south"]
+    assert known.model("m-known")["test_metrics"]["slices_flagged"] == {"site": ["south"]}
+    with pytest.raises(DatasetError, match="metadata key 'camera'.*site"):
+        evaluate(known, "m-known", slice_by="camera")
+
+
+def test_slice_exactly_five_points_below_is_not_flagged():
+    import numpy as np
+
+    from autovision.evaluation.slices import slice_metrics
+
+    # 20 images, 1 wrong overall (0.95); slice "x" has 10 images with that mistake (0.90)
+    Y = np.eye(2, dtype=int)[[0] * 20]
+    P = np.array([[0.9, 0.1]] * 19 + [[0.2, 0.8]])
+    meta = [{"g": "y"}] * 10 + [{"g": "x"}] * 10
+    s = slice_metrics(Y, P, meta, "g", task="single-label")
+    x = next(v for v in s["slices"] if v["value"] == "x")
+    assert x["accuracy"] == 0.9 and x["accuracy_gap"] == pytest.approx(0.05)
+    assert not x["flagged"]
+
+
+def test_multi_label_model(known):
+    labels = ["sky", "tree"]
+    probs = {(7, 7, 7): [0.9, 0.2], (8, 8, 8): [0.6, 0.7], (9, 9, 9): [0.1, 0.4]}
+    truth = {(7, 7, 7): ["sky"], (8, 8, 8): ["sky", "tree"], (9, 9, 9): ["tree"]}
+    items = [make_item(known, i + 1, png(c), truth[c], "test") for i, c in enumerate(probs)]
+    known.create_version("outdoor", items, multi_label=True)
+    model_dir = known.models_dir / "m-multi"
+    model_dir.mkdir()
+    known.register_model(
+        "m-multi", dataset="outdoor", dataset_version=1, task="multi-label", path=model_dir
+    )
+    known.fake_packages[str(model_dir)] = FakePackage(probs, labels, "multi-label", [0.5, 0.3])
+    result = evaluate(known, "m-multi", report=model_dir / "report.html")
+    assert result["task"] == "multi-label"
+    assert result["subset_accuracy"] == 1.0 and result["hamming_loss"] == 0.0
+    assert result["per_label"]["tree"]["threshold"] == 0.3
+    assert known.model("m-multi")["test_metrics"]["subset_accuracy"] == 1.0
+    assert (model_dir / "report.html").is_file()
+    assert "test_metrics" not in known.model("m-known")

@@ -1,0 +1,146 @@
+"""``autovision serve`` and ``autovision keys``: start-up checks, uvicorn arguments, keys."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from autovision.security import read_audit, verify
+
+from .conftest import MODEL
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    from autovision.cli import serve
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    serve.register(app)
+    return app
+
+
+@pytest.fixture
+def started(monkeypatch) -> list:
+    """Replace the blocking server run; record the settings it was given."""
+    import autovision.serving.app as server_app
+
+    calls: list = []
+    monkeypatch.setattr(server_app, "serve", lambda settings, ws=None: calls.append(settings))
+    return calls
+
+
+def _serve(cli, ws, *args):
+    return runner.invoke(cli, ["serve", *args, "--workspace", str(ws.root)])
+
+
+def test_serve_defaults_to_loopback_and_every_model(cli, served_ws, started):
+    r = _serve(cli, served_ws)
+    assert r.exit_code == 0, r.output
+    (settings,) = started
+    assert settings.host == "127.0.0.1" and settings.port == 8080
+    assert settings.model_ids == [] and settings.workspace == str(served_ws.root)
+
+
+def test_serve_refuses_public_bind_without_keys(cli, served_ws, started):
+    r = _serve(cli, served_ws, MODEL, "--host", "0.0.0.0")
+    assert r.exit_code == 1
+    assert "--insecure-no-auth" in r.output
+    assert not started
+    r = _serve(cli, served_ws, MODEL, "--host", "0.0.0.0", "--insecure-no-auth")
+    assert r.exit_code == 0, r.output
+    from autovision.security import create_key
+
+    create_key(served_ws, "predict")
+    r = _serve(cli, served_ws, MODEL, "--host", "0.0.0.0", "--port", "9000", "--workers", "2")
+    assert r.exit_code == 0, r.output
+    assert started[-1].host == "0.0.0.0" and started[-1].workers == 2
+    assert started[-1].model_ids == [MODEL]
+
+
+def test_serve_errors(cli, served_ws, workspace, started, tmp_path):
+    r = _serve(cli, served_ws, "no-such-model")
+    assert r.exit_code == 1 and "no-such-model" in r.output
+    r = _serve(cli, served_ws, "--ssl-certfile", str(tmp_path / "c.pem"))
+    assert r.exit_code == 1 and "ssl-keyfile" in r.output
+    r = _serve(cli, served_ws, "--ssl-certfile", "missing.pem", "--ssl-keyfile", "missing.key")
+    assert r.exit_code == 1 and "no such file" in r.output
+    assert not started
+
+
+def test_serve_passes_tls_and_app_to_uvicorn(served_ws, monkeypatch, tmp_path):
+    import uvicorn
+    from fastapi import FastAPI
+
+    from autovision.serving.app import serve
+    from autovision.serving.settings import ServerSettings
+
+    calls: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    settings = ServerSettings(
+        workspace=str(served_ws.root), model_ids=[MODEL], port=8443,
+        ssl_certfile="c.pem", ssl_keyfile="k.pem",
+    )  # fmt: skip
+    serve(settings, served_ws)
+    app, kw = calls[-1]
+    assert isinstance(app, FastAPI)
+    assert kw["host"] == "127.0.0.1" and kw["port"] == 8443
+    assert kw["ssl_certfile"] == "c.pem" and kw["ssl_keyfile"] == "k.pem"
+    assert kw["access_log"] is False
+    try:
+        serve(settings.model_copy(update={"workers": 2}), served_ws)
+        app, kw = calls[-1]
+        assert app == "autovision.serving.app:create_app_from_env"
+        assert kw["factory"] is True and kw["workers"] == 2
+        assert json.loads(os.environ["AUTOVISION_SERVE_MODEL_IDS"]) == [MODEL]
+        from autovision.serving.app import create_app_from_env
+
+        rebuilt = create_app_from_env().state.server.settings
+        assert rebuilt.model_ids == [MODEL] and rebuilt.ort_threads >= 1
+        assert rebuilt.ssl_certfile == "c.pem"
+    finally:
+        for var in list(os.environ):
+            if var.startswith("AUTOVISION_SERVE_"):
+                del os.environ[var]
+
+
+def test_keys_cli(workspace):
+    from autovision.cli.keys import app
+
+    ws_args = ["--workspace", str(workspace.root)]
+    r = runner.invoke(app, ["create", "--role", "admin", "--json", *ws_args])
+    assert r.exit_code == 0, r.output
+    created = json.loads(r.output)
+    assert set(created) == {"id", "role", "key"} and created["role"] == "admin"
+    assert verify(workspace, created["key"]) == "admin"
+
+    r = runner.invoke(app, ["create", *ws_args])
+    assert r.exit_code == 0 and "not shown again" in r.output
+
+    r = runner.invoke(app, ["list", "--json", *ws_args])
+    keys = json.loads(r.output)["keys"]
+    assert len(keys) == 2 and {k["role"] for k in keys} == {"admin", "predict"}
+    assert created["key"] not in r.output
+
+    r = runner.invoke(app, ["revoke", created["id"], *ws_args])
+    assert r.exit_code == 0
+    assert verify(workspace, created["key"]) is None
+    r = runner.invoke(app, ["revoke", "k-missing", *ws_args])
+    assert r.exit_code == 1 and "k-missing" in r.output
+    r = runner.invoke(app, ["create", "--role", "root", *ws_args])
+    assert r.exit_code == 2
+
+    actions = [e["action"] for e in read_audit(workspace.audit_log_path)]
+    assert actions == ["keys.create", "keys.create", "keys.revoke"]
+    r = runner.invoke(app, ["list", *ws_args])
+    assert "revoked" in r.output
