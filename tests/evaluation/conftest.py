@@ -86,6 +86,7 @@ def known(workspace, monkeypatch, tmp_path: Path):
         table[_color(i)] = probs
     for j, label in enumerate(LABELS):  # every label also in train
         items.append(make_item(workspace, 1 + j, png((j, 0, 0)), [label], "train"))
+        table[(j, 0, 0)] = [0.7 if k == j else 0.1 for k in range(len(LABELS))]
     workspace.create_version("known", items, multi_label=False)
     model_dir = workspace.models_dir / "m-known"
     model_dir.mkdir(parents=True)

@@ -48,6 +48,21 @@ def test_another_version_with_the_same_labels(known):
     assert known.model("m-known")["test_metrics"]["dataset"] == "known@2"
 
 
+def test_other_splits_are_noted_as_not_held_out(known):
+    result = evaluate(known, "m-known", split="train")
+    assert result["images"] == 4 and result["accuracy"] == 1.0
+    assert "the 'train' split is not held out; only 'test' is" in result["notes"]
+
+
+def test_dataset_with_fewer_labels_is_evaluated_with_a_note(known):
+    items = [it for it in known.dataset("known@1").items if it.labels[0] in ("a", "b")]
+    known.create_version("ab", items, multi_label=False)
+    result = evaluate(known, "m-known", dataset="ab")
+    assert result["images"] == 7 and result["accuracy"] == pytest.approx(6 / 7)
+    assert "model labels not in dataset ab@1: c, d" in result["notes"]
+    assert result["per_label"]["c"]["support"] == 0
+
+
 def test_dataset_with_labels_the_model_does_not_know(known):
     other = [make_item(known, 1, png((1, 2, 3)), ["zebra"], "test")]
     known.create_version("zoo", other, multi_label=False)

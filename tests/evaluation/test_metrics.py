@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from autovision.evaluation.metrics import THRESHOLDS, calibration, compute_metrics
+from autovision.evaluation.confidence import THRESHOLDS
+from autovision.evaluation.metrics import compute_metrics
 
 from .conftest import KNOWN, KNOWN_IDS, LABELS
 
@@ -26,13 +26,6 @@ def known_metrics():
         LABELS,
         ids=KNOWN_IDS,
     )
-
-
-def test_threshold_grid_is_the_cloud_automl_one():
-    assert THRESHOLDS == (
-        0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7,
-        0.75, 0.8, 0.85, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99,
-    )  # fmt: skip
 
 
 def test_known_case_headline_numbers(known_metrics):
@@ -125,17 +118,6 @@ def test_known_case_calibration(known_metrics):
     assert cal["ece"] == pytest.approx(sum(gaps) / 10, **EXACT)
     assert cal["mce"] == pytest.approx(0.54, **EXACT)
     assert [b["count"] for b in cal["bins"]] == [0, 0, 0, 0, 2, 0, 2, 1, 3, 2]
-
-
-def test_calibration_bins_agree_with_sklearn():
-    rng = np.random.default_rng(0)
-    conf = rng.uniform(0, 1, 500)
-    outcome = (rng.uniform(0, 1, 500) < conf).astype(int)
-    cal = calibration(conf, outcome)
-    acc, mean_conf = calibration_curve(outcome, conf, n_bins=10)
-    filled = [b for b in cal["bins"] if b["count"]]
-    assert [b["accuracy"] for b in filled] == pytest.approx(acc)
-    assert [b["confidence"] for b in filled] == pytest.approx(mean_conf)
 
 
 def test_macro_roc_auc_equals_sklearn_one_vs_rest():

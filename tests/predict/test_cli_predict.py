@@ -108,3 +108,17 @@ def test_resume_after_kill(package_dir: Path, image_dir, tmp_path: Path) -> None
     assert json.loads(res.stdout)["skipped"] == len(first)
     done = _contents(out)
     assert len(done) == 600 and max(Counter(done).values()) == 1
+
+
+def test_ctrl_c_says_how_to_resume(model_ws, tmp_path: Path, monkeypatch) -> None:
+    import autovision.predict
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(autovision.predict, "predict_batch", interrupted)
+    out = tmp_path / "o.jsonl"
+    res = runner.invoke(
+        app, ["predict", "m-test", str(tmp_path), "-o", str(out), "-w", str(model_ws.root)]
+    )
+    assert res.exit_code == 130 and "--resume" in res.output

@@ -84,15 +84,13 @@ def test_resume_after_interruption(package_dir: Path, image_dir, tmp_path: Path)
     out = tmp_path / "preds.jsonl"
     calls: list[tuple[int, int | None]] = []
 
-    def stop_after_first_chunk(done: int, total: int | None) -> None:
+    def stop_after_first_batch(done: int, total: int | None) -> None:
         calls.append((done, total))
         if done >= 16:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        predict_batch(
-            package_dir, root, out, batch_size=4, chunk_size=16, progress=stop_after_first_chunk
-        )
+        predict_batch(package_dir, root, out, batch_size=16, progress=stop_after_first_batch)
     assert calls == [(0, 43), (16, 43)]
     first = _sources(out) + _sources(default_errors_path(out))
     assert len(first) == 16
@@ -106,8 +104,7 @@ def test_resume_after_interruption(package_dir: Path, image_dir, tmp_path: Path)
         root,
         out,
         resume=True,
-        batch_size=4,
-        chunk_size=16,
+        batch_size=16,
         progress=lambda d, t: progress.append(d),
     )
     assert result.skipped == 16 and result.predicted + result.failed == 27

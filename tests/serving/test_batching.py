@@ -96,10 +96,11 @@ def test_queue_limit():
 
 
 def test_cancelled_work_is_skipped_and_errors_reach_every_waiter():
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
     calls: list[int] = []
 
     def run(x):
+        entered.set()
         gate.wait(10)
         calls.append(len(x))
         if len(x) == 2:
@@ -110,7 +111,7 @@ def test_cancelled_work_is_skipped_and_errors_reach_every_waiter():
     b.start()
     try:
         first = _submit(b, 0.0)
-        time.sleep(0.05)  # the worker is inside run() with the first request
+        assert entered.wait(5)  # the worker is inside run() with the first request
         cancelled = _submit(b, 1.0)
         a, c = _submit(b, 2.0), _submit(b, 3.0)
         assert cancelled.cancel()

@@ -82,11 +82,14 @@ def test_serve_passes_tls_and_app_to_uvicorn(served_ws, monkeypatch, tmp_path):
     import uvicorn
     from fastapi import FastAPI
 
+    import autovision.serving.middleware as middleware
     from autovision.serving.app import serve
     from autovision.serving.settings import ServerSettings
 
     calls: list = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    configured: list = []
+    monkeypatch.setattr(middleware, "configure_logging", lambda: configured.append(1))
     settings = ServerSettings(
         workspace=str(served_ws.root), model_ids=[MODEL], port=8443,
         ssl_certfile="c.pem", ssl_keyfile="k.pem",
@@ -108,6 +111,7 @@ def test_serve_passes_tls_and_app_to_uvicorn(served_ws, monkeypatch, tmp_path):
         rebuilt = create_app_from_env().state.server.settings
         assert rebuilt.model_ids == [MODEL] and rebuilt.ort_threads >= 1
         assert rebuilt.ssl_certfile == "c.pem"
+        assert len(configured) == 3  # the parent and each rebuilt app log request ids
     finally:
         for var in list(os.environ):
             if var.startswith("AUTOVISION_SERVE_"):

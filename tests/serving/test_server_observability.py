@@ -107,7 +107,8 @@ def test_concurrent_requests_are_batched(make_client, image_bytes):
     first_call.wait(10)
     # while the first ORT call runs, the other requests queue up
     deadline = time.monotonic() + 10
-    while server.models[MODEL].batcher.pending < n and time.monotonic() < deadline:
+    batcher = server.models[MODEL].batcher
+    while (batcher.pending < n or batcher.preparing) and time.monotonic() < deadline:
         time.sleep(0.01)
     release.set()
     for t in threads:
@@ -115,8 +116,7 @@ def test_concurrent_requests_are_batched(make_client, image_bytes):
     assert results == [200] * n
     count, total = server.metrics.batch_size.snapshot(model=MODEL)
     assert total == n
-    assert count < n  # fewer ORT calls than requests
-    assert count <= 3
+    assert count <= 2  # the first call, then everything that queued behind it
     text = client.get("/metrics").text
     m = re.search(rf'autovision_batch_size_bucket\{{model="{MODEL}",le="1"\}} (\d+)', text)
-    assert m and int(m.group(1)) <= 2  # at most the first and a straggler ran alone
+    assert m and int(m.group(1)) <= 1

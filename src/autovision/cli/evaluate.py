@@ -105,6 +105,7 @@ def _print_summary(r: dict[str, Any]) -> None:
     for name, shown in rows:
         summary.add_row(name, shown)
     console.print(summary)
+    console.print()
 
     per = Table(title="Per label", title_justify="left")
     for col in ("label", "support", "precision", "recall", "F1", "AP", "ROC AUC"):
@@ -134,14 +135,14 @@ def _print_slices(s: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"Slices by {s['key']}", title_justify="left")
-    for col in ("value", "images", "accuracy", "gap", "macro F1", ""):
+    for col in ("value", "images", "accuracy", "points below", "macro F1", ""):
         table.add_column(col, justify="left" if col in ("value", "") else "right")
     for x in s["slices"]:
         table.add_row(
             "(missing)" if x["value"] is None else str(x["value"]),
             str(x["images"]),
             _f(x["accuracy"]),
-            _f(x["accuracy_gap"]),
+            f"{100 * x['accuracy_gap']:+.1f}",
             _f(x["macro"]["f1"]),
             "[red]flagged[/]" if x["flagged"] else "",
         )

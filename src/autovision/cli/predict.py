@@ -83,7 +83,7 @@ def predict(
 
     from autovision.predict import predict_batch
 
-    with _progress_bar(enabled=not json_output) as on_progress:
+    with _progress_bar(enabled=not json_output) as on_progress, _interrupted(output):
         result = predict_batch(
             model,
             inputs,
@@ -127,6 +127,21 @@ def _split_predictions(
         return
     rows = f"{info['rows']} " if isinstance(info.get("rows"), int) else ""
     console.print(f"Wrote {rows}{split} predictions of {model} to {output}", highlight=False)
+
+
+@contextlib.contextmanager
+def _interrupted(output: Path) -> Iterator[None]:
+    """Ctrl-C: say how to finish the run instead of a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: what is in {output} is complete; run the same command with "
+            "--resume to finish",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
 
 
 @contextlib.contextmanager

@@ -41,6 +41,14 @@ def _style(ax: Any, title: str, xlabel: str, ylabel: str) -> None:
         ax.spines[side].set_visible(False)
 
 
+def _legend(ax: Any, loc: str) -> None:
+    """A legend, or a note when no curve is defined (no positives in the split)."""
+    if any(line.get_label() != "chance" for line in ax.get_lines()):
+        ax.legend(fontsize=7.5, loc=loc, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "undefined for this split", ha="center", color="#6b7280")
+
+
 def _curve_labels(Y: np.ndarray, labels: Sequence[str], need_negatives: bool) -> list[int]:
     pos = Y.sum(axis=0)
     ok = [j for j in range(len(labels)) if pos[j] > 0 and (not need_negatives or pos[j] < len(Y))]
@@ -62,7 +70,7 @@ def roc_plot(Y: np.ndarray, P: np.ndarray, labels: Sequence[str], result: dict) 
         micro = result["roc_auc"]["micro"]
         ax.plot(fpr, tpr, color="#111827", lw=2.2, label=f"micro average ({micro:.3f})")
     _style(ax, "ROC curves (one-vs-rest, AUC)", "False positive rate", "True positive rate")
-    ax.legend(fontsize=7.5, loc="lower right", frameon=False)
+    _legend(ax, "lower right")
     return _data_uri(fig)
 
 
@@ -82,7 +90,7 @@ def pr_plot(Y: np.ndarray, P: np.ndarray, labels: Sequence[str], result: dict) -
         ax.step(rec, prec, where="post", color="#111827", lw=2.2,
                 label=f"micro average ({micro:.3f})")  # fmt: skip
     _style(ax, "Precision-recall curves (average precision)", "Recall", "Precision")
-    ax.legend(fontsize=7.5, loc="lower left", frameon=False)
+    _legend(ax, "lower left")
     return _data_uri(fig)
 
 

@@ -64,6 +64,8 @@ def evaluate_predictions(preds: SplitPredictions, *, slice_by: str | None = None
         **metrics,
     }
     result["notes"] = preds.notes + metrics["notes"]
+    if preds.split != "test":
+        result["notes"].append(f"the {preds.split!r} split is not held out; only 'test' is")
     if slice_by:
         from autovision.evaluation.metrics import as_probs
         from autovision.evaluation.slices import slice_metrics

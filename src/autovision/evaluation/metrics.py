@@ -40,15 +40,13 @@ Definitions (chosen to match what cloud AutoML Vision / Vertex AI report):
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-THRESHOLDS: tuple[float, ...] = (*(round(0.05 * i, 2) for i in range(20)), 0.96, 0.97, 0.98, 0.99)
-CALIBRATION_BINS = 10
+from autovision.evaluation.confidence import _num, calibration, threshold_table
+
 TOP_PAIRS = 10
 EXAMPLES_PER_PAIR = 5
 WORST_ERRORS = 12
@@ -308,70 +306,6 @@ def _ranking(Y: np.ndarray, P: np.ndarray, labels: list[str], notes: list[str]) 
     return result
 
 
-def threshold_table(
-    Y: np.ndarray, P: np.ndarray, task: str, thresholds: Sequence[float] = THRESHOLDS
-) -> list[dict[str, Any]]:
-    """Precision, recall, F1, false positive rate and coverage at each confidence threshold."""
-    from sklearn.metrics import multilabel_confusion_matrix, precision_recall_fscore_support
-
-    if task == "single-label":
-        top = predictions(P, "single-label")
-        conf = P.max(axis=1)
-    rows = []
-    for t in thresholds:
-        if task == "single-label":
-            Yt = top * (conf >= t)[:, None]
-        else:
-            Yt = np.greater_equal(P, t).astype(np.int64)
-        p, r, f, _ = precision_recall_fscore_support(Y, Yt, average="micro", zero_division=np.nan)
-        mcm = multilabel_confusion_matrix(Y, Yt)
-        fp, tn = int(mcm[:, 0, 1].sum()), int(mcm[:, 0, 0].sum())
-        rows.append(
-            {
-                "threshold": float(t),
-                "precision": _num(p),
-                "recall": _num(r),
-                "f1": _num(f),
-                "false_positive_rate": fp / (fp + tn) if fp + tn else None,
-                "coverage": float(Yt.any(axis=1).mean()),
-            }
-        )
-    return rows
-
-
-def calibration(
-    confidence: np.ndarray, outcome: np.ndarray, *, n_bins: int = CALIBRATION_BINS, kind: str = ""
-) -> dict[str, Any]:
-    """Expected calibration error and reliability bins (scikit-learn's uniform binning)."""
-    from sklearn.calibration import calibration_curve
-
-    confidence = np.clip(np.asarray(confidence, dtype=float), 0.0, 1.0)
-    outcome = np.asarray(outcome, dtype=int)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    binids = np.searchsorted(edges[1:-1], confidence)  # the same bins as calibration_curve
-    counts = np.bincount(binids, minlength=n_bins)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        acc, conf = calibration_curve(outcome, confidence, n_bins=n_bins, strategy="uniform")
-    bins, ece, mce, filled = [], 0.0, 0.0, iter(zip(acc, conf, strict=True))
-    for b in range(n_bins):
-        entry = {
-            "lower": round(float(edges[b]), 6),
-            "upper": round(float(edges[b + 1]), 6),
-            "count": int(counts[b]),
-        }
-        if counts[b]:
-            a, c = next(filled)
-            gap = abs(float(a) - float(c))
-            ece += counts[b] / len(confidence) * gap
-            mce = max(mce, gap)
-            entry |= {"accuracy": float(a), "confidence": float(c), "gap": gap}
-        else:
-            entry |= {"accuracy": None, "confidence": None, "gap": None}
-        bins.append(entry)
-    return {"kind": kind, "n_bins": n_bins, "ece": float(ece), "mce": float(mce), "bins": bins}
-
-
 def _confused_pairs(
     mistakes: list[tuple[int, int, float, Any]], labels: list[str]
 ) -> list[dict[str, Any]]:
@@ -404,11 +338,6 @@ def _absent_notes(Y: np.ndarray, labels: list[str]) -> list[str]:
 def _row_sums(P: np.ndarray) -> np.ndarray:
     s = P.sum(axis=1, keepdims=True)
     return np.where(s > 0, s, 1.0)
-
-
-def _num(x: Any) -> float | None:
-    x = float(x)
-    return None if math.isnan(x) or math.isinf(x) else x
 
 
 def _clean(obj: Any) -> Any:

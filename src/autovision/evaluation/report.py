@@ -333,13 +333,13 @@ def _slices(r: dict[str, Any]) -> str:
     s = r.get("slices")
     if not s:
         return ""
-    head = ["value", "images", "accuracy", "gap", "macro F1", "flagged"]
+    head = ["value", "images", "accuracy", "points below the whole", "macro F1", "flagged"]
     rows = [
         [
             "<i>(missing)</i>" if x["value"] is None else escape(str(x["value"])),
             str(x["images"]),
             _fmt(x["accuracy"]),
-            _fmt(x["accuracy_gap"]),
+            f"{100 * x['accuracy_gap']:+.1f}",
             _fmt(x["macro"]["f1"]),
             "below" if x["flagged"] else "",
         ]  # fmt: skip

@@ -1,4 +1,5 @@
-"""Read one source (local path or fsspec URL), decode it safely and resize it for the model.
+"""Read one source (local path or fsspec URL), decode it safely, resize and normalize it
+into its slot of the batch array.
 
 Runs in worker threads: Pillow releases the GIL while decoding and resizing, so the two
 cores decode while ONNX Runtime runs the previous batch. No process pool, so nothing is
@@ -20,10 +21,10 @@ from autovision.predict.inputs import local_path
 
 @dataclass(frozen=True)
 class Loaded:
-    """A source ready for the model (``pixels`` uint8 [S, S, 3]) or why it is not."""
+    """Whether a source made it into its batch slot, and why not."""
 
     source: str
-    pixels: np.ndarray | None = None
+    ok: bool
     reason: str | None = None
     message: str | None = None
 
@@ -49,15 +50,26 @@ def read_source(source: str) -> bytes:
         raise ImageDecodeError(P.UNREADABLE, f"cannot read: {exc.strerror or exc}") from None
 
 
-def load_source(
-    source: str, spec: Preprocessing, *, max_pixels: int = DEFAULT_MAX_PIXELS
+def normalize_into(pixels: np.ndarray, spec: Preprocessing, out: np.ndarray) -> None:
+    """uint8 [S, S, 3] -> ``out`` float32 [3, S, S]: the numbers of
+    :func:`~autovision.models.preprocess.normalize`, written in place (no batch copy)."""
+    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
+    np.subtract(pixels.transpose(2, 0, 1), mean, out=out, dtype=np.float32)
+    np.divide(out, std, out=out)
+
+
+def load_into(
+    source: str, spec: Preprocessing, out: np.ndarray, *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Loaded:
-    """Read, decode and resize one source; never raises for a bad image."""
+    """Read, decode, resize and normalize one source into ``out``; never raises for a bad
+    image."""
     try:
         data = read_source(source)
         image = decode_image(data, max_pixels=max_pixels).image
-        return Loaded(source, pixels=resize_image(image, spec))
+        normalize_into(resize_image(image, spec), spec, out)
+        return Loaded(source, ok=True)
     except ImageDecodeError as exc:
-        return Loaded(source, reason=exc.reason, message=exc.message)
+        return Loaded(source, ok=False, reason=exc.reason, message=exc.message)
     except Exception as exc:  # noqa: BLE001 - one bad source never stops a run
-        return Loaded(source, reason=P.UNREADABLE, message=f"{type(exc).__name__}: {exc}")
+        return Loaded(source, ok=False, reason=P.UNREADABLE, message=f"{type(exc).__name__}: {exc}")

@@ -1,7 +1,9 @@
 """Batch prediction: stream sources through decode (thread pool) and ONNX Runtime (batches).
 
-Memory stays bounded: sources are read in chunks, at most two chunks are in flight (one
-decoding while the other is inferred), and results are written and flushed per chunk.
+Memory stays bounded: sources are taken a batch at a time, worker threads decode, resize and
+normalize each image straight into its slot of the batch array, at most ``prefetch + 1``
+batches are in flight, and results are written and flushed per batch (so an interruption
+loses at most the batches in flight, and ``resume`` picks up from there).
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from autovision.data.decode import DEFAULT_MAX_PIXELS
 from autovision.data.problems import Problem
 from autovision.errors import ModelError
 from autovision.models.package import ModelPackage
-from autovision.models.preprocess import normalize
 from autovision.predict.inputs import count_sources, expand_inputs
-from autovision.predict.loading import Loaded, load_source
+from autovision.predict.loading import Loaded, load_into
 from autovision.predict.results import (
     ResultWriter,
     completed_sources,
@@ -90,10 +91,18 @@ def resolve_package(model: Any, workspace: Any = None) -> ModelPackage:
     return ModelPackage.load(path)
 
 
-def _chunked(entries: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def _batches(entries: Iterable[Any], size: int) -> Iterator[list[Any]]:
     it = iter(entries)
-    while chunk := list(itertools.islice(it, size)):
-        yield chunk
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+@dataclass
+class _InFlight:
+    """One batch being decoded: its array (a slot per source) and a result per entry."""
+
+    pixels: np.ndarray
+    results: list[Future | Problem]
 
 
 def predict_batch(
@@ -109,16 +118,18 @@ def predict_batch(
     workspace: Any = None,
     confidence_threshold: float | None = None,
     max_predictions: int | None = None,
-    chunk_size: int | None = None,
+    prefetch: int = 2,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> BatchResult:
     """Predict every image named by ``inputs``; one JSON line per image in ``output``.
 
     ``model`` is a :class:`ModelPackage`, a package folder, or a model id of ``workspace``.
     Images that cannot be read go to ``errors`` (default ``OUTPUT.errors.jsonl``) with a
-    reason from :mod:`autovision.data.problems`; the run goes on. With ``resume`` the
-    sources already in ``output`` or ``errors`` are skipped and new lines are appended;
-    without it both files are rewritten. Labels in a prediction: see
+    reason from :mod:`autovision.data.problems`; the run goes on. Both files are flushed
+    after every batch. With ``resume`` the sources already in ``output`` or ``errors`` are
+    skipped and new lines are appended; without it both files are rewritten. ``workers``
+    threads decode (default: CPU count) while ONNX Runtime runs; ``prefetch`` batches are
+    decoded ahead. Which labels a prediction lists: see
     :func:`~autovision.predict.results.label_thresholds`.
     """
     start = time.perf_counter()
@@ -141,36 +152,10 @@ def predict_batch(
         model_thresholds=package.thresholds,
         confidence_threshold=confidence_threshold,
     )
-    workers = workers or os.cpu_count() or 1
-    chunk_size = chunk_size or max(batch_size * 4, 64)
     spec = package.preprocessing
+    size = spec.input_size
     counts = {"predicted": 0, "failed": 0, "skipped": 0, "seen": 0}
     failures: Counter[str] = Counter()
-
-    def handle(chunk: list[Loaded | Problem], writer: ResultWriter) -> None:
-        good = [x for x in chunk if isinstance(x, Loaded) and x.pixels is not None]
-        lines: list[str] = []
-        for i in range(0, len(good), batch_size):
-            batch = good[i : i + batch_size]
-            probs = package.predict_array(normalize(np.stack([x.pixels for x in batch]), spec))
-            for item, row in zip(batch, probs, strict=True):
-                pred = format_prediction(row, package.labels, thresholds, max_predictions)
-                lines.append(prediction_line(item.source, pred))
-        error_lines = []
-        for x in chunk:
-            if isinstance(x, Problem):
-                error_lines.append(error_line(x.source, x.reason, x.message))
-                failures[x.reason] += 1
-            elif x.pixels is None:
-                error_lines.append(error_line(x.source, x.reason or "", x.message or ""))
-                failures[x.reason or ""] += 1
-        writer.write(lines, error_lines)
-        writer.flush()
-        counts["predicted"] += len(lines)
-        counts["failed"] += len(error_lines)
-        counts["seen"] += len(chunk)
-        if progress is not None:
-            progress(counts["seen"] + counts["skipped"], total)
 
     def fresh(entries: Iterable[str | Problem]) -> Iterator[str | Problem]:
         for entry in entries:
@@ -180,28 +165,64 @@ def predict_batch(
                 continue
             yield entry
 
-    def submit(pool: ThreadPoolExecutor, entry: str | Problem) -> Future | Problem:
-        if isinstance(entry, Problem):
-            return entry
-        return pool.submit(load_source, entry, spec, max_pixels=max_pixels)
+    def submit(pool: ThreadPoolExecutor, batch: list[str | Problem]) -> _InFlight:
+        n = sum(1 for e in batch if not isinstance(e, Problem))
+        pixels = np.empty((n, 3, size, size), dtype=np.float32)
+        results: list[Future | Problem] = []
+        slots = iter(pixels)
+        for entry in batch:
+            if isinstance(entry, Problem):
+                results.append(entry)
+            else:
+                slot = next(slots)
+                results.append(pool.submit(load_into, entry, spec, slot, max_pixels=max_pixels))
+        return _InFlight(pixels, results)
+
+    def finish(batch: _InFlight, writer: ResultWriter) -> None:
+        loaded = [r.result() if isinstance(r, Future) else r for r in batch.results]
+        decoded = [x for x in loaded if isinstance(x, Loaded)]
+        good = [i for i, x in enumerate(decoded) if x.ok]
+        lines: list[str] = []
+        if good:
+            x = batch.pixels if len(good) == len(decoded) else batch.pixels[good]
+            probs = package.predict_array(x)
+            for i, row in zip(good, probs, strict=True):
+                pred = format_prediction(row, package.labels, thresholds, max_predictions)
+                lines.append(prediction_line(decoded[i].source, pred))
+        error_lines = []
+        for item in loaded:
+            if isinstance(item, Problem) or not item.ok:
+                reason, message = item.reason or "", item.message or ""
+                error_lines.append(error_line(item.source, reason, message))
+                failures[reason] += 1
+        writer.write(lines, error_lines)
+        writer.flush()
+        counts["predicted"] += len(lines)
+        counts["failed"] += len(error_lines)
+        counts["seen"] += len(loaded)
+        if progress is not None:
+            progress(counts["seen"] + counts["skipped"], total)
 
     if progress is not None:
         progress(0, total)
+    workers = workers or os.cpu_count() or 1
     with (
         ResultWriter(output, errors_path, append=resume) as writer,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autovision-decode") as pool,
     ):
-        pending: deque[list[Future | Problem]] = deque()
+        pending: deque[_InFlight] = deque()
         try:
-            for chunk in _chunked(fresh(expand_inputs(inputs)), chunk_size):
-                pending.append([submit(pool, e) for e in chunk])
-                if len(pending) > 1:
-                    handle(_gather(pending.popleft()), writer)
+            for batch in _batches(fresh(expand_inputs(inputs)), batch_size):
+                pending.append(submit(pool, batch))
+                if len(pending) > max(1, prefetch):
+                    finish(pending.popleft(), writer)
             while pending:
-                handle(_gather(pending.popleft()), writer)
+                finish(pending.popleft(), writer)
+            if progress is not None:
+                progress(counts["seen"] + counts["skipped"], total)
         finally:
-            for futures in pending:
-                for f in futures:
+            for batch in pending:
+                for f in batch.results:
                     if isinstance(f, Future):
                         f.cancel()
     return BatchResult(
@@ -214,7 +235,3 @@ def predict_batch(
         seconds=time.perf_counter() - start,
         failures=dict(failures),
     )
-
-
-def _gather(items: list[Future | Problem]) -> list[Loaded | Problem]:
-    return [f.result() if isinstance(f, Future) else f for f in items]

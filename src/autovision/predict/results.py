@@ -1,4 +1,4 @@
-"""The output and errors files: Vertex-style JSON lines, flushed per chunk, resumable.
+"""The output and errors files: Vertex-style JSON lines, flushed per batch, resumable.
 
 Output line: ``{"instance": {"content": SOURCE}, "prediction": {"ids": [...],
 "displayNames": [...], "confidences": [...]}}``; errors line: ``{"instance": {"content":
@@ -8,7 +8,6 @@ SOURCE}, "error": {"reason": ..., "message": ...}}``.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
@@ -88,7 +87,7 @@ def completed_sources(path: Path) -> set[str]:
 
 
 class ResultWriter:
-    """Appends lines to the output and errors files; ``flush()`` makes a chunk durable."""
+    """Appends lines to the output and errors files; ``flush()`` after each batch."""
 
     def __init__(self, output: Path, errors: Path, *, append: bool) -> None:
         mode = "a" if append else "w"
@@ -104,9 +103,9 @@ class ResultWriter:
             self._err.write("".join(error_lines))
 
     def flush(self) -> None:
+        """Hand the lines to the OS: they survive the process being killed."""
         for fh in (self._out, self._err):
             fh.flush()
-            os.fsync(fh.fileno())
 
     def close(self) -> None:
         for fh in (self._out, self._err):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 
 from autovision.errors import TrainingError
 from autovision.search import planner
@@ -52,6 +53,24 @@ CONVERGE_PATIENCE = 6  # trained trials without improvement that end the explora
 CONVERGE_DELTA = 0.002
 FINAL_SHARE_MAX = 0.75  # of the search time, for the final retraining
 MAX_SKIPS = 12  # consecutive drawn configurations that do not fit the time left
+PRUNE_WARMUP = 4  # finished trials before pruning starts
+
+
+class WarmPruner(optuna.pruners.BasePruner):
+    """Successive halving that only prunes once ``warmup_trials`` trials have finished
+    (Optuna's own pruner would stop the second trial as soon as it trails the first)."""
+
+    def __init__(self, inner: Any, warmup_trials: int) -> None:
+        self.inner = inner
+        self.warmup_trials = warmup_trials
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        from optuna.trial import TrialState
+
+        decision = self.inner.prune(study, trial)  # records the rung values either way
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        finished = sum(1 for t in done if t.user_attrs.get("trained"))
+        return bool(decision) and finished >= self.warmup_trials
 
 
 @dataclass
@@ -63,8 +82,6 @@ class SearchResult:
 
 
 def _study(rt: Runtime, state: RunState) -> Any:
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -74,8 +91,9 @@ def _study(rt: Runtime, state: RunState) -> Any:
             multivariate=True,
             group=True,
         )
-    pruner = optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=2, reduction_factor=3, bootstrap_count=2
+    pruner = WarmPruner(
+        optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
+        warmup_trials=PRUNE_WARMUP,
     )
     storage = optuna.storages.RDBStorage(rt.ws.db_url)
     return optuna.create_study(
@@ -352,6 +370,7 @@ class Search:
                     shutil.rmtree(self.trial_dir(previous), ignore_errors=True)
             else:
                 shutil.rmtree(folder, ignore_errors=True)
+        self.state.trials_done = len(self.trained(study))
         self.save_state()
         self._emit(
             "trial_end",

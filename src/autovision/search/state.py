@@ -42,6 +42,7 @@ class RunState:
     space: dict[str, Any] = field(default_factory=dict)
     status: str = "running"  # running | finished
     spent_s: float = 0.0
+    trials_done: int = 0
     sessions: int = 1
     phase: str = "explore"
     stop_reason: str | None = None

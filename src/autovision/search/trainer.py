@@ -36,7 +36,23 @@ from autovision.search.prepare import TrainData
 from autovision.search.space import TrialConfig
 
 HEARTBEAT_S = 5.0
+ENV_THREADS = "AUTOVISION_THREADS"
 EpochCallback = Callable[[int, float], bool]  # (epoch, score) -> stop (pruned)
+
+
+def cpu_threads() -> int:
+    """Every core (``AUTOVISION_THREADS`` overrides), but half of them when other processes
+    already keep the machine busy: oversubscribed OpenMP threads wait on each other at every
+    operation and run many times slower than fewer threads."""
+    cores = os.cpu_count() or 1
+    raw = os.environ.get(ENV_THREADS, "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return min(int(raw), cores)
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, cores // 2) if busy >= cores - 0.5 else cores
 
 
 def preprocessing_for(backbone: str, size: int) -> Preprocessing:
@@ -64,7 +80,7 @@ class Runtime:
             torch.backends.cudnn.allow_tf32 = True
         else:
             device = torch.device("cpu")
-            torch.set_num_threads(os.cpu_count() or 1)
+            torch.set_num_threads(cpu_threads())
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         return cls(ws=ws, data=data, device=device, deterministic=deterministic, **kw)

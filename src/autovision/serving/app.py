@@ -87,6 +87,9 @@ def create_app(
 
 def create_app_from_env() -> FastAPI:
     """The app from ``AUTOVISION_SERVE_*`` (uvicorn factory for ``--workers N``)."""
+    from autovision.serving.middleware import configure_logging
+
+    configure_logging()
     return create_app(ServerSettings())
 
 

@@ -103,6 +103,12 @@ class DynamicBatcher:
         with self._lock:
             return self._admitted
 
+    @property
+    def preparing(self) -> int:
+        """Requests admitted and still being preprocessed (not yet queued)."""
+        with self._lock:
+            return self._preparing
+
     def admit(self, n: int) -> int:
         """Reserve room for ``n`` images or raise :class:`QueueFull`; returns the ticket."""
         if self._stopped:
@@ -187,6 +193,7 @@ class DynamicBatcher:
                 return
 
     def _execute(self, batch: list[_Work]) -> None:
+        """One ORT call for the batch; never raises, so the worker thread never dies."""
         live = [w for w in batch if w.future.set_running_or_notify_cancel()]
         if not live:
             return
@@ -195,14 +202,18 @@ class DynamicBatcher:
             t0 = time.perf_counter()
             y = self._run(x)
             seconds = time.perf_counter() - t0
+            start = 0
+            for w in live:
+                w.future.set_result(y[start : start + w.n])
+                start += w.n
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
             log.error("batch of %d failed: %s", len(live), type(exc).__name__, exc_info=exc)
             for w in live:
-                w.future.set_exception(exc)
+                if not w.future.done():
+                    w.future.set_exception(exc)
             return
         if self._on_batch is not None:
-            self._on_batch(len(x), seconds)
-        start = 0
-        for w in live:
-            w.future.set_result(y[start : start + w.n])
-            start += w.n
+            try:
+                self._on_batch(len(x), seconds)
+            except Exception:  # noqa: BLE001 - metrics must not stop the batcher
+                log.exception("batch callback failed")

@@ -80,32 +80,28 @@ def record_error(
     server.metrics.errors.inc(code=code)
     if status in AUDITED:
         client = scope.get("client")
-        server.audit.write(
-            "refused",
-            status=status,
-            code=code,
-            reason=message,
-            request_id=state.get("request_id"),
-            client=f"{client[0]}:{client[1]}" if client else None,
-            method=scope.get("method"),
-            route=scope.get("path"),
-            key_id=state.get("key_id"),
-        )
+        try:
+            server.audit.write(
+                "refused",
+                status=status,
+                code=code,
+                reason=message,
+                request_id=state.get("request_id"),
+                client=f"{client[0]}:{client[1]}" if client else None,
+                method=scope.get("method"),
+                route=scope.get("path"),
+                key_id=state.get("key_id"),
+            )
+        except OSError as exc:  # the request is refused either way
+            log.error("cannot write the audit log: %s", exc.strerror or type(exc).__name__)
 
 
 def error_response(
-    request: Request | None,
-    status: int,
-    code: str,
-    message: str,
-    headers: dict[str, str] | None = None,
-    scope: dict | None = None,
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    record_error(request, status, code, message, scope)
-    path = (scope if scope is not None else request.scope if request is not None else {}).get(
-        "path", ""
-    )
-    return JSONResponse(error_body(code, message, path), status_code=status, headers=headers)
+    record_error(request, status, code, message)
+    body = error_body(code, message, request.scope.get("path", ""))
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

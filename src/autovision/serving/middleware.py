@@ -104,6 +104,10 @@ class RequestContextMiddleware:
                 )
                 return
             await self.app(scope, receive_limited, send_wrapper)
+        except BodyTooLarge as exc:  # read outside a route (normally a handler answers it)
+            if status["started"]:
+                raise
+            await self._error(scope, send_wrapper, 413, "payload_too_large", exc.detail)
         except Exception as exc:  # noqa: BLE001 - the catch-all: log it, answer 500
             if status["started"]:
                 log.error("error after the response started: %s", type(exc).__name__)
@@ -138,4 +142,6 @@ class RequestContextMiddleware:
         if server is not None:
             server.metrics.requests.inc(route=template, method=method, code=str(code))
             server.metrics.latency.observe(seconds, route=template)
-        log.info("%s %s %d %.1fms", method, scope.get("path", ""), code, seconds * 1000)
+        raw = scope.get("raw_path") or scope.get("path", "").encode()
+        path = raw.decode("latin-1").encode("unicode_escape").decode("ascii")  # one line
+        log.info("%s %s %d %.1fms", method, path, code, seconds * 1000)

@@ -1,0 +1,197 @@
+"""``autovision train``: a budgeted search from a dataset version to a model package."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from autovision.cli._common import (
+    JsonOpt,
+    WorkspaceOpt,
+    console,
+    err_console,
+    handle_errors,
+    open_workspace,
+    print_json,
+)
+
+
+class Task(StrEnum):
+    auto = "auto"
+    single_label = "single-label"
+    multi_label = "multi-label"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+
+
+def _config_text(cfg: dict[str, Any] | None) -> str:
+    if not cfg:
+        return "?"
+    return f"{cfg.get('backbone')}/{cfg.get('mode')}@{cfg.get('image_size')}"
+
+
+def _score(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+class ProgressView:
+    """Renders the search's progress events: one line per finished trial, and a status line
+    (trial, strategy, epoch, best validation score so far, time left)."""
+
+    def __init__(self, out: Console) -> None:
+        from autovision.search.budget import format_seconds
+
+        self.out = out
+        self.fmt = format_seconds
+        self.live = Live(Text(""), console=out, refresh_per_second=4, transient=True)
+        self.trial: dict[str, Any] = {}
+
+    def __enter__(self) -> ProgressView:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.__exit__(*exc)
+
+    def _left(self, e: dict[str, Any]) -> str:
+        left = e.get("time_left")
+        return f"{self.fmt(left)} left" if left is not None else f"{self.fmt(e['elapsed'])} spent"
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        kind = e["event"]
+        if kind == "search_start":
+            b = e.get("budget", {})
+            what = " / ".join(
+                p
+                for p in (
+                    self.fmt(b["seconds"]) if b.get("seconds") else "",
+                    f"{b['trials']} trials" if b.get("trials") else "",
+                )
+                if p
+            )
+            again = (
+                f", resumed with {e.get('trials_before', 0)} trials done"
+                if e.get("resumed")
+                else ""
+            )
+            self.out.print(f"[bold]Search[/] {e['run_id']} (budget {what}{again})", highlight=False)
+        elif kind == "trial_start":
+            self.trial = e
+            self._status(e, "starting")
+        elif kind == "epoch":
+            self._status(e, f"epoch {e['epoch']}/{e['epochs']} val {_score(e.get('score'))}")
+        elif kind == "trial_end":
+            state = e.get("state")
+            cfg = e.get("config") or self.trial.get("config")
+            colour = {"COMPLETE": "green", "PRUNED": "yellow", "SKIPPED": "dim", "FAIL": "red"}
+            line = (
+                f"trial {e['trial']:>3} [{colour.get(state, 'white')}]{state:<8}[/] "
+                f"{_config_text(cfg):<36} val {_score(e.get('score'))}  "
+                f"best {_score(e.get('best'))}  {self._left(e)}"
+            )
+            if state == "SKIPPED":
+                why = "does not fit the time left" if cfg else "search ended"
+                line = f"trial {e['trial']:>3} [dim]skipped {_config_text(cfg)} ({why})[/]"
+            self.out.print(line, highlight=False)
+        elif kind == "export":
+            self.live.update(Text(f"writing the model package... {self._left(e)}"))
+
+    def _status(self, e: dict[str, Any], what: str) -> None:
+        t = self.trial
+        phase = " (final)" if t.get("phase") == "final" else ""
+        self.live.update(
+            Text(
+                f"trial {t.get('trial')}{phase} {_config_text(t.get('config'))} "
+                f"on {t.get('n_train')} images: {what} | best {_score(e.get('best'))} | "
+                f"{self._left(e)}"
+            )
+        )
+
+
+def _print_result(r: dict[str, Any]) -> None:
+    from autovision.search.budget import format_seconds
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("model", f"[bold]{r['model']}[/]")
+    table.add_row("dataset", f"{r['dataset']}@{r['dataset_version']} ({r['task']})")
+    for k, v in r["validation"].items():
+        table.add_row(f"validation {k}", f"{v:.4f}" if isinstance(v, float) else str(v))
+    best = r["best"]
+    table.add_row("best", f"{_config_text(best)}, trial {best.get('trial')}")
+    details = {
+        k: v for k, v in best.items() if k not in ("backbone", "mode", "image_size", "trial")
+    }
+    table.add_row("", ", ".join(f"{k}={_fmt(v)}" for k, v in details.items()))
+    table.add_row("trials", str(r["trials"]))
+    table.add_row("stop reason", r["stop_reason"])
+    table.add_row("time", format_seconds(r["seconds"]))
+    console.print(table)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+@handle_errors
+def train(
+    dataset: Annotated[str, typer.Argument(help="Dataset NAME (latest version) or NAME@N.")],
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Wall-clock budget: 90s, 10m, 2h (default 30m).", show_default=False),
+    ] = None,
+    budget_node_hours: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-node-hours",
+            help="Budget in node-hours (1 = one hour of this machine).",
+            show_default=False,
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(help="Number of trials: reproducible for a seed.", show_default=False),
+    ] = None,
+    task: Annotated[
+        Task, typer.Option(help="Single- or multi-label (auto: from the dataset).")
+    ] = Task.auto,
+    base_model: Annotated[
+        str | None,
+        typer.Option("--base-model", help="Start from this earlier model.", show_default=False),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the latest unfinished run of DATASET.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Search for the best model within a budget, write its package and register it."""
+    from autovision.search.run import train as run_train
+
+    ws = open_workspace(workspace)
+    kwargs = dict(
+        budget=budget,
+        node_hours=budget_node_hours,
+        trials=trials,
+        task=task.value,
+        base_model=base_model,
+        seed=seed,
+        resume=resume,
+    )
+    if resume and (budget or budget_node_hours or trials):
+        err_console.print("note: --resume keeps the run's original budget", highlight=False)
+    if json_output:
+        result = run_train(ws, dataset, **kwargs)
+        print_json(result.to_dict())
+        return
+    with ProgressView(console) as view:
+        result = run_train(ws, dataset, progress=view, **kwargs)
+    _print_result(result.to_dict())

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from autovision.search.planner import CostModel, epochs_that_fit, fit_fidelity
+from autovision.search.space import TrialConfig
+
+CNN = TrialConfig("compact_cnn", "scratch", 28, epochs=10)
+
+
+def test_measurements_replace_priors_and_calibrate_the_family() -> None:
+    cost = CostModel(gpu=False)
+    prior = cost.train_s(CNN)
+    cost.observe(CNN, {"train_s": 2.0, "train_images": 1000, "eval_s": 0.5, "eval_images": 1000})
+    assert cost.train_s(CNN) == 0.002 and cost.eval_s(CNN) == 0.0005
+    bigger = CNN.with_(image_size=56)
+    assert abs(cost.train_s(bigger) - 0.008) < 1e-9  # 4x the MACs at the measured speed
+    restored = CostModel(gpu=False, state=cost.to_dict())
+    assert restored.train_s(CNN) == 0.002 and prior != 0.002
+
+
+def test_fit_fidelity_subsamples_then_cuts_epochs() -> None:
+    cost = CostModel(gpu=False)
+    cost.observe(CNN, {"train_s": 1.0, "train_images": 1000, "eval_s": 0.1, "eval_images": 1000})
+    full = fit_fidelity(cost, CNN, seconds=1000, n_train_max=5000, n_eval=500, n_decode=0)
+    assert full is not None and full.n_train == 5000 and full.epochs == 10
+    part = fit_fidelity(cost, CNN, seconds=30, n_train_max=5000, n_eval=500, n_decode=0)
+    assert part is not None and 256 <= part.n_train < 5000 and part.seconds <= 30
+    fewer = fit_fidelity(cost, CNN, seconds=2, n_train_max=5000, n_eval=500, n_decode=0)
+    assert fewer is not None and fewer.epochs < 10 and fewer.seconds <= 2
+    assert fit_fidelity(cost, CNN, seconds=0.3, n_train_max=5000, n_eval=500, n_decode=0) is None
+
+
+def test_epochs_that_fit() -> None:
+    cost = CostModel(gpu=False)
+    cost.observe(CNN, {"train_s": 1.0, "train_images": 1000, "eval_s": 0.0, "eval_images": 1})
+    fit = epochs_that_fit(cost, CNN, seconds=100.3, n_train=10_000, n_eval=0, n_decode=0)
+    assert fit == 10
