@@ -35,7 +35,8 @@ def _png(pixels: np.ndarray) -> bytes:
 
 @pytest.fixture
 def make_dataset(workspace, make_image) -> Callable[..., DatasetVersion]:
-    """``make_dataset(name, labels=("a", "b"), counts=(12, 4, 4), size=16, multi_label=False)``.
+    """``make_dataset(name, labels=("a", "b"), counts=(12, 4, 4), size=16, multi_label=False,
+    seed=0, ws=None)`` (``ws`` defaults to the ``workspace`` fixture).
 
     ``counts`` are images per label in train / validation / test. Multi-label items carry
     their label plus the next one on every third image. Every image is unique.
@@ -48,8 +49,9 @@ def make_dataset(workspace, make_image) -> Callable[..., DatasetVersion]:
         size: int = 16,
         multi_label: bool = False,
         seed: int = 0,
+        ws=None,
     ) -> DatasetVersion:
-        ws = workspace
+        ws = ws or workspace
         total = len(labels) * sum(counts)
         first = ws.reserve_item_ids(name, total)
         items, k = [], 0

@@ -95,7 +95,7 @@ def train_linear(
         emb = emb_cache.get(need, lambda a, b: np.zeros(0))
     eval_idx = np.arange(n_val) if plan.eval_idx is None else np.asarray(plan.eval_idx)
     x_val = torch.from_numpy(np.ascontiguousarray(emb[eval_idx])).to(dev)
-    x_tr = torch.from_numpy(np.ascontiguousarray(emb[n_val:need])).to(dev)
+    x_tr = torch.from_numpy(np.array(emb[n_val:need])).to(dev)
     y_tr = torch.from_numpy(data.y_train[data.order[: plan.n_train]]).to(dev)
     mu, sd = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
     z_tr, z_val = (x_tr - mu) / sd, (x_val - mu) / sd

@@ -1,0 +1,212 @@
+"""End to end: tiny generated datasets trained in seconds with a restricted search space."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from autovision.errors import TrainingError
+from autovision.models.package import ModelPackage
+from autovision.search import train
+from autovision.search.modes import BaseModel, build_model
+
+KEYS = {
+    "model",
+    "dataset",
+    "dataset_version",
+    "task",
+    "validation",
+    "best",
+    "trials",
+    "stop_reason",
+    "seconds",
+}
+
+
+def _no_pickle(folder: Path) -> None:
+    """Every file is JSON, ONNX, safetensors or a plain .npy, and loads with a safe loader."""
+    import onnx
+    from safetensors.numpy import load_file
+
+    for f in folder.rglob("*"):
+        if not f.is_file():
+            continue
+        if f.suffix == ".json":
+            json.loads(f.read_text())
+        elif f.suffix == ".onnx":
+            onnx.load(str(f))
+        elif f.suffix == ".safetensors":
+            load_file(str(f))
+        elif f.suffix == ".npy":
+            np.load(f, allow_pickle=False)
+        else:
+            raise AssertionError(f"unexpected file {f}")
+
+
+def test_trials_end_to_end(workspace, make_dataset, tiny_space) -> None:
+    make_dataset(labels=("a", "b", "c"), counts=(12, 4, 4))
+    events: list[dict] = []
+    result = train(workspace, "tiny", trials=2, progress=events.append)
+    d = result.to_dict()
+    assert set(d) == KEYS
+    assert d["stop_reason"] == "TRIALS_DONE" and d["trials"] == 2
+    assert d["dataset"] == "tiny" and d["dataset_version"] == 1 and d["task"] == "single-label"
+    assert d["best"]["backbone"] == "compact_cnn" and d["best"]["mode"] == "scratch"
+    assert 0.0 <= d["validation"]["accuracy"] <= 1.0 and d["validation"]["images"] == 12
+    assert {e["event"] for e in events} >= {
+        "search_start",
+        "trial_start",
+        "epoch",
+        "trial_end",
+        "done",
+    }
+
+    # registered, with what `models show` lists
+    info = workspace.model(d["model"])
+    assert Path(info["path"]) == result.path and info["stop_reason"] == "TRIALS_DONE"
+    assert info["validation"] == d["validation"] and info["best"] == d["best"]
+
+    # the package: everything model.json must say, no pickle, ONNX == PyTorch
+    meta = json.loads((result.path / "model.json").read_text())
+    for key in (
+        "labels",
+        "task",
+        "thresholds",
+        "architecture",
+        "preprocessing",
+        "hyperparameters",
+        "dataset",
+        "validation",
+        "training_seconds",
+        "seed",
+        "stop_reason",
+        "library_versions",
+    ):
+        assert key in meta, key
+    assert meta["dataset"]["content_hash"] == workspace.dataset("tiny").content_hash
+    assert meta["preprocessing"]["input_size"] == 16
+    _no_pickle(result.path)
+    _no_pickle(workspace.root / "runs")
+    pkg = ModelPackage.load(result.path)
+    ds = workspace.dataset("tiny")
+    images = [workspace.load_image(it) for it in ds.split("validation")]
+    probs = pkg.predict_proba(images)
+    from autovision.models.preprocess import preprocess
+
+    with torch.no_grad():
+        ref = torch.softmax(
+            pkg.torch_model()(torch.from_numpy(preprocess(images, pkg.preprocessing))), 1
+        )
+    assert np.abs(probs - ref.numpy()).max() < 1e-4
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_test_split_is_never_read(workspace, make_dataset, tiny_space, monkeypatch) -> None:
+    ds = make_dataset(labels=("a", "b"), counts=(8, 3, 5))
+    test_shas = {it.sha256 for it in ds.split("test")}
+    read: list[str] = []
+    original = type(workspace.blobs).get
+
+    def spy(self, sha: str) -> bytes:
+        read.append(sha)
+        return original(self, sha)
+
+    monkeypatch.setattr(type(workspace.blobs), "get", spy)
+    train(workspace, "tiny", trials=1)
+    assert read, "the spy saw no reads"
+    assert not test_shas & set(read)
+    assert set(read) <= {it.sha256 for it in ds.items if it.split in ("train", "validation")}
+
+
+def test_one_label_is_a_clear_error(workspace, make_dataset, tiny_space) -> None:
+    make_dataset(labels=("cat",), counts=(5, 2, 2))
+    with pytest.raises(TrainingError, match="at least 2 labels"):
+        train(workspace, "tiny", trials=1)
+    assert not (workspace.root / "runs").exists()
+
+
+def test_multi_label(workspace, make_dataset, tiny_space) -> None:
+    make_dataset(labels=("a", "b", "c"), counts=(9, 4, 2), multi_label=True)
+    result = train(workspace, "tiny", trials=1)
+    assert result.task == "multi-label"
+    assert {"f1_micro", "f1_macro", "mean_average_precision"} <= set(result.validation)
+    pkg = ModelPackage.load(result.path)
+    assert pkg.task == "multi-label" and len(pkg.thresholds) == 3
+    assert all(0.0 < t < 1.0 for t in pkg.thresholds)
+    probs = pkg.predict_proba(
+        [workspace.load_image(workspace.dataset("tiny").split("validation")[0])]
+    )
+    assert probs.shape == (1, 3) and not np.allclose(probs.sum(1), 1.0)
+
+
+@pytest.mark.slow
+def test_base_model(workspace, make_dataset, tiny_space) -> None:
+    make_dataset(name="v", labels=("a", "b"), counts=(8, 3, 2))
+    first = train(workspace, "v", trials=1)
+    ds = make_dataset(name="v", labels=("a", "b", "c"), counts=(8, 3, 2), seed=1)
+    assert ds.version == 2
+
+    base = BaseModel.load(first.model, first.path)
+    model = build_model("compact_cnn", ["a", "b", "c"], base=base)
+    head = model.classifier.weight.detach()
+    assert torch.equal(head[:2], base.state["classifier.weight"])
+    assert torch.equal(model.features[0][0].weight, base.state["features.0.0.weight"])
+
+    second = train(workspace, "v@2", trials=1, base_model=first.model)
+    meta = json.loads((second.path / "model.json").read_text())
+    assert meta["base_model"] == first.model and meta["labels"] == ["a", "b", "c"]
+    assert second.best["mode"] in ("finetune_top", "finetune_full", "linear")
+    assert workspace.model(second.model)["base_model"] == first.model
+
+
+@pytest.mark.slow
+def test_reproducible_for_a_seed(tmp_path, make_dataset, tiny_space) -> None:
+    from autovision.workspace import Workspace
+
+    outs = []
+    for i in range(2):
+        ws = Workspace(tmp_path / f"w{i}")
+        make_dataset(labels=("a", "b", "c"), counts=(10, 4, 0), ws=ws)
+        outs.append(train(ws, "tiny", trials=2, seed=3).to_dict())
+    assert outs[0]["best"] == outs[1]["best"]
+    for k, v in outs[0]["validation"].items():
+        assert abs(v - outs[1]["validation"][k]) < 1e-6, k
+
+
+@pytest.mark.slow
+def test_budget_is_kept(workspace, make_dataset, tiny_space) -> None:
+    make_dataset(labels=("a", "b", "c"), counts=(20, 5, 0))
+    t = time.monotonic()
+    result = train(workspace, "tiny", budget="20s")
+    wall = time.monotonic() - t
+    assert result.stop_reason in ("BUDGET_REACHED", "MODEL_CONVERGED")
+    assert result.seconds <= 22.0, result.seconds
+    assert wall <= 22.0 + 5.0  # start-up (imports) on top of the budget accounting
+    assert result.trials >= 2
+
+
+@pytest.mark.slow
+def test_linear_head_on_pretrained_features(workspace, make_dataset, monkeypatch) -> None:
+    space = {
+        "backbones": ["efficientnet_lite0"],
+        "modes": ["linear"],
+        "sizes": {"efficientnet_lite0": [32]},
+    }
+    monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(space))
+    make_dataset(labels=("a", "b"), counts=(8, 4, 2), size=32)
+    result = train(workspace, "tiny", trials=1)
+    assert result.best["mode"] == "linear" and result.best["backbone"] == "efficientnet_lite0"
+    assert "l2" in result.best and "lr" not in result.best
+    assert list((workspace.cache_dir / "embeddings").glob("*.npy"))
+    pkg = ModelPackage.load(result.path)
+    probs = pkg.predict_proba(
+        [workspace.load_image(it) for it in workspace.dataset("tiny").split("validation")]
+    )
+    assert (probs.argmax(1) == [0] * 4 + [1] * 4).mean() == pytest.approx(
+        result.validation["accuracy"]
+    )
