@@ -77,6 +77,7 @@ def test_single_image_and_large_lists_are_split(image_bytes) -> None:
 
     client, _ = _client(handler, model="m1", batch_size=4)
     assert len(client.predict(image_bytes())) == 1
+    assert client.predict([]) == []
     assert len(client.predict([image_bytes()] * 10, model="other")) == 10
     assert sizes == [1, 4, 4, 2]
 

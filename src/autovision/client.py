@@ -160,8 +160,10 @@ class Client:
     ) -> list[Prediction]:
         """Predict image files (paths), encoded bytes or PIL images; one :class:`Prediction`
         per image, in order. Large lists are sent in several requests."""
-        model = model or self.model or self._only_model()
         items = [images] if _is_single(images) else list(images)
+        if not items:
+            return []
+        model = model or self.model or self._only_model()
         parameters: dict[str, Any] = {}
         if confidence_threshold is not None:
             parameters["confidenceThreshold"] = confidence_threshold

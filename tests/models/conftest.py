@@ -47,7 +47,7 @@ def toy_spec(backbone: str = "compact_cnn", size: int = TOY_SIZE) -> Preprocessi
 
 @pytest.fixture(scope="session")
 def toy() -> SimpleNamespace:
-    """The toy helpers: ``labels``, ``size``, ``image(i, seed)``, ``samples(n, seed)``, ``spec()``."""
+    """Toy helpers: ``labels``, ``size``, ``image(i, seed)``, ``samples(n, seed)``, ``spec()``."""
     return SimpleNamespace(
         labels=TOY_LABELS, size=TOY_SIZE, image=toy_image, samples=toy_samples, spec=toy_spec
     )

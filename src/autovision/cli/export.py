@@ -3,7 +3,7 @@ preprocessing spec, for use outside autovision."""
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,13 +20,13 @@ from autovision.cli._common import (
 )
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     onnx = "onnx"
     onnx_int8 = "onnx-int8"
     torchscript = "torchscript"
 
 
-class Quantization(str, Enum):
+class Quantization(StrEnum):
     static = "static"
     dynamic = "dynamic"
 

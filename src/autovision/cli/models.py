@@ -44,28 +44,18 @@ def list_models(workspace: WorkspaceOpt = None, json_output: JsonOpt = False) ->
         console.print("no models yet: `autovision train DATASET` makes one")
         return
     table = Table()
-    for col in (
-        "model",
-        "dataset",
-        "task",
-        "backbone",
-        "validation",
-        "trials",
-        "stop reason",
-        "created",
-    ):
-        table.add_column(col)
+    for col in ("model", "dataset", "task", "strategy", "validation", "trials", "stop"):
+        table.add_column(col, overflow="fold")
     for m in models:
         best = m.get("best") or {}
         table.add_row(
             m["model"],
             f"{m['dataset']}@{m['dataset_version']}",
             m["task"],
-            f"{best.get('backbone', '-')}/{best.get('mode', '-')}",
+            f"{best.get('backbone', '-')}/{best.get('mode', '-')}@{best.get('image_size', '-')}",
             _score(m.get("score")),
             str(m.get("trials", "-")),
             str(m.get("stop_reason", "-")),
-            m["created_at"][:19],
         )
     console.print(table)
 

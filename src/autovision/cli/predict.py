@@ -69,7 +69,12 @@ def predict(
     workspace: WorkspaceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Predict images in bulk (one JSON line per image), or a split with --split."""
+    """Predict images in bulk (one JSON line per image), or a split with --split.
+
+    Single-label: every label, by confidence. Multi-label: the labels over the model's thresholds.
+    Unreadable images go to the errors file with a reason; the run goes on.
+    --resume skips the images OUTPUT and ERRORS already hold.
+    """
     ws = open_workspace(workspace)
     if split is not None:
         if inputs:
