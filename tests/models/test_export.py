@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,9 @@ def test_dynamic_int8_needs_no_calibration(tmp_path: Path, toy_package: ModelPac
 
 def test_torchscript_matches_onnx(tmp_path: Path, toy_package: ModelPackage, toy) -> None:
     export_package(toy_package, tmp_path / "ts", format="torchscript")
-    scripted = torch.jit.load(str(tmp_path / "ts" / "model.torchscript.pt"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)  # "jit is deprecated"
+        scripted = torch.jit.load(str(tmp_path / "ts" / "model.torchscript.pt"))
     images, _ = _test_inputs(toy, 3)  # batch 6: traced with 2, the batch stays dynamic
     x = preprocess(images, toy_package.preprocessing)
     with torch.no_grad():
@@ -190,7 +193,9 @@ def test_export_model_uses_the_models_dataset(tmp_path: Path, toy_workspace) -> 
     assert result.accuracy["fp32"] >= 0.95
     assert abs(result.accuracy["fp32"] - result.accuracy["int8"]) <= 0.01
 
-    limited = export_model(ws, model_id, tmp_path / "o2", format="onnx", evaluate=True, eval_limit=8)
+    limited = export_model(
+        ws, model_id, tmp_path / "o2", format="onnx", evaluate=True, eval_limit=8
+    )
     assert limited.evaluated_images == 8 and set(limited.accuracy) == {"fp32"}
     assert export_model(ws, model_id, tmp_path / "o3", format="torchscript").accuracy is None
 

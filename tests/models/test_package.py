@@ -57,12 +57,11 @@ def _save(tmp_path: Path, backbone: str, task: str, size: int, **kw) -> tuple[Pa
     return pkg_dir, model
 
 
-SLOW = pytest.mark.slow
 CASES = [
     pytest.param("compact_cnn", "single-label", 32, id="cnn-single"),
     pytest.param("compact_cnn", "multi-label", 32, id="cnn-multi"),
-    pytest.param("efficientnet_lite0", "single-label", 64, id="lite0-single", marks=SLOW),
-    pytest.param("efficientnet_lite0", "multi-label", 64, id="lite0-multi", marks=SLOW),
+    pytest.param("efficientnet_lite0", "single-label", 64, id="lite0-single"),
+    pytest.param("efficientnet_lite0", "multi-label", 64, id="lite0-multi"),
 ]
 
 

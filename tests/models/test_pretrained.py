@@ -30,7 +30,6 @@ def _probs(name: str) -> np.ndarray:
         return model(x).softmax(-1).numpy()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", LITES)
 def test_imagenet_classes_of_chelsea_and_coffee(name: str) -> None:
     cat, coffee = _probs(name)

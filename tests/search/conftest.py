@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,3 +80,29 @@ def make_dataset(workspace, make_image) -> Callable[..., DatasetVersion]:
         return ws.create_version(name, items, multi_label=multi_label, source="generated")
 
     return build
+
+
+@pytest.fixture
+def assert_no_pickle() -> Callable[[Path], None]:
+    """``assert_no_pickle(folder)``: every file is JSON, ONNX, safetensors or a plain .npy and
+    loads with a loader that cannot run code."""
+
+    def check(folder: Path) -> None:
+        import onnx
+        from safetensors.numpy import load_file
+
+        files = [f for f in folder.rglob("*") if f.is_file()]
+        assert files, f"nothing in {folder}"
+        for f in files:
+            if f.suffix == ".json":
+                json.loads(f.read_text())
+            elif f.suffix == ".onnx":
+                onnx.load(str(f))
+            elif f.suffix == ".safetensors":
+                load_file(str(f))
+            elif f.suffix == ".npy":
+                np.load(f, allow_pickle=False)
+            else:
+                raise AssertionError(f"unexpected file {f}")
+
+    return check

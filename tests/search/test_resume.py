@@ -35,7 +35,7 @@ def _wait_for_first_trial(ws_root: Path, proc: subprocess.Popen, timeout: float 
 
 
 @pytest.mark.slow
-def test_resume_after_kill(workspace, make_dataset, tiny_space) -> None:
+def test_resume_after_kill(workspace, make_dataset, tiny_space, assert_no_pickle) -> None:
     make_dataset(labels=("a", "b", "c"), counts=(40, 6, 0), size=24)
     cmd = [
         sys.executable,
@@ -63,6 +63,8 @@ def test_resume_after_kill(workspace, make_dataset, tiny_space) -> None:
 
     before = RunState.load(state_path)
     assert before.status == "running" and before.trials_done >= 1
+    assert list(state_path.parent.glob("trials/*/best.safetensors"))  # the best checkpoint
+    assert_no_pickle(state_path.parent)
     study = optuna.load_study(study_name=before.study_name, storage=workspace.db_url)
     done = {t.number: (t.value, t.params) for t in study.trials if t.state.name == "COMPLETE"}
     assert done

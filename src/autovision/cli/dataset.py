@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -51,7 +52,7 @@ def _problems_table(problems: list[dict[str, Any]], limit: int) -> Table:
         table.add_column(col, overflow="fold")
     for p in problems[:limit]:
         line = "" if p.get("line") is None else str(p["line"])
-        table.add_row(p["reason"], str(p["source"]), line, p["message"])
+        table.add_row(p["reason"], escape(str(p["source"])), line, escape(p["message"]))
     if len(problems) > limit:
         table.caption = f"... and {len(problems) - limit} more (--json lists them all)"
     return table
@@ -70,15 +71,24 @@ def render_import(result: dict[str, Any], out: Console = console, limit: int = 2
         out.print(_problems_table(result["problems"], limit))
 
 
+def _short(source: Any, width: int = 32) -> str:
+    """A long path as ``.../folder/file`` (the JSON report keeps the full path)."""
+    text = str(source)
+    if len(text) <= width:
+        return text
+    parts = text.replace("\\", "/").rstrip("/").split("/")
+    return ".../" + "/".join(parts[-2:])
+
+
 def _group_text(group: dict[str, Any]) -> str:
     images = group.get("images", [])
     parts = [
-        f"{m.get('id')} {m.get('source', '')} [{','.join(m.get('labels', []) or ['-'])}"
+        f"{m.get('id')} {_short(m.get('source', ''))} [{','.join(m.get('labels', []) or ['-'])}"
         f"/{m.get('split', '?')}]"
         for m in images
     ]
     kind = f"({group['kind']}) " if group.get("kind") else ""
-    return kind + "; ".join(parts)
+    return escape(kind + "; ".join(parts))
 
 
 def render_report(report: dict[str, Any], out: Console = console, limit: int = 5) -> None:
@@ -97,7 +107,7 @@ def render_report(report: dict[str, Any], out: Console = console, limit: int = 5
     table.add_column("total", justify="right")
     for label, count in report.get("labels", {}).items():
         row = per_split.get(label, {})
-        table.add_row(label, *(str(row.get(s, "")) for s in SPLIT_NAMES), str(count))
+        table.add_row(escape(label), *(str(row.get(s, "")) for s in SPLIT_NAMES), str(count))
     splits = report.get("splits", {})
     table.add_section()
     table.add_row(
@@ -109,21 +119,21 @@ def render_report(report: dict[str, Any], out: Console = console, limit: int = 5
         out.print(f"Imbalance ratio (largest / smallest label): {ratio:.2f}")
     for w in report.get("label_warnings", []):
         colour = "red" if w.get("level") == "error" else "yellow"
-        out.print(f"[{colour}]{w.get('level', 'warning')}[/]: {w.get('message', w)}")
+        out.print(f"[{colour}]{w.get('level', 'warning')}[/]: {escape(str(w.get('message', w)))}")
 
     issues = report.get("issues") or {}
     if issues:
         itable = Table(title="Issues", title_justify="left")
         itable.add_column("issue")
         itable.add_column("count", justify="right")
-        itable.add_column(f"first {limit} (id source [labels/split])", overflow="fold")
+        itable.add_column(escape(f"first {limit}: id source [labels/split]"), overflow="fold")
         for name in ("exact_duplicates", "near_duplicates", "conflicting_labels", "split_leakage"):
             groups = issues.get(name, [])
             shown = "\n".join(_group_text(g) for g in groups[:limit])
             itable.add_row(name, f"{len(groups)} groups", shown)
         for flag, entries in (issues.get("quality") or {}).items():
             shown = "\n".join(
-                f"{e.get('id')} {e.get('source', '')} ({e.get('value', '')})"
+                escape(f"{e.get('id')} {_short(e.get('source', ''))} ({e.get('value', '')})")
                 for e in entries[:limit]
             )
             itable.add_row(f"quality: {flag}", f"{len(entries)} images", shown)

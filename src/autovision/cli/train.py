@@ -98,8 +98,8 @@ class ProgressView:
                 f"best {_score(e.get('best'))}  {self._left(e)}"
             )
             if state == "SKIPPED":
-                why = "does not fit the time left" if cfg else "search ended"
-                line = f"trial {e['trial']:>3} [dim]skipped {_config_text(cfg)} ({why})[/]"
+                what = f" {_config_text(cfg)}" if cfg else ""
+                line = f"trial {e['trial']:>3} [dim]skipped{what} ({e.get('why', '')})[/]"
             self.out.print(line, highlight=False)
         elif kind == "export":
             self.live.update(Text(f"writing the model package... {self._left(e)}"))

@@ -100,7 +100,7 @@ def decode_image(
             if draft is not None and fmt == "JPEG":
                 img.draft("RGB", draft)
             img.load()
-            img = ImageOps.exif_transpose(img) or img
+            ImageOps.exif_transpose(img, in_place=True)
             rgb = _to_rgb(img)
             rgb.load()
     except ImageDecodeError:

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,11 +219,12 @@ def export_torchscript(pkg: ModelPackage, path: Path) -> None:
 
     wrapped = _WithActivation.build(pkg.torch_model(), pkg.task)
     s = pkg.preprocessing.input_size
-    with torch.no_grad():
-        traced = torch.jit.trace(wrapped, torch.zeros(2, 3, s, s))
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        torch.jit.save(traced, str(tmp))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)  # "jit is deprecated"
+            traced = torch.jit.trace(wrapped, torch.zeros(2, 3, s, s))
+            torch.jit.save(traced, str(tmp))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -312,15 +314,16 @@ def static_same_padding(model: Any, input_size: int) -> Any:
     class FixedPadConv(nn.Module):
         def __init__(self, conv: nn.Conv2d, pad: Sequence[int]) -> None:
             super().__init__()
-            self.conv = conv
+            self.weight, self.bias = conv.weight, conv.bias
+            self.stride, self.dilation, self.groups = conv.stride, conv.dilation, conv.groups
             self.pad = tuple(int(p) for p in pad)  # left, right, top, bottom
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            c, (left, right, top, bottom) = self.conv, self.pad
-            if left == right and top == bottom:
-                return F.conv2d(x, c.weight, c.bias, c.stride, (top, left), c.dilation, c.groups)
-            x = F.pad(x, self.pad)
-            return F.conv2d(x, c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
+            left, right, top, bottom = self.pad
+            args = (self.stride, (top, left), self.dilation, self.groups)
+            if left != right or top != bottom:
+                x, args = F.pad(x, self.pad), (self.stride, 0, self.dilation, self.groups)
+            return F.conv2d(x, self.weight, self.bias, *args)
 
     model = copy.deepcopy(model).eval()
     sizes: dict[str, tuple[int, int]] = {}

@@ -60,6 +60,7 @@ def train_linear(
 ) -> TrialOutcome:
     t0 = time.monotonic()
     data, dev = rt.data, rt.device
+    rt.use_threads(plan.threads)
     torch.manual_seed(plan.seed)
     spec = preprocessing_for(cfg.backbone, cfg.image_size)
     model = build_model(cfg.backbone, data.labels, base=rt.base).to(dev)
@@ -69,7 +70,7 @@ def train_linear(
     n_val = len(data.val)
     mean = torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=dev).view(1, 3, 1, 1)
-    timings = {"embed_s": 0.0, "embed_images": 0}
+    timings = {"embed_s": 0.0, "embed_images": 0, "threads": torch.get_num_threads()}
     emb_cache = embedding_cache(rt, cfg, head.in_features)
     need = n_val + plan.n_train
     if emb_cache.done < need:

@@ -1,5 +1,5 @@
-"""Time planning: what a trial costs on this machine, and how much data and how many epochs
-fit in the time it gets.
+"""Time planning: what a trial costs on this machine (:class:`CostModel`), and how much data,
+how many epochs and which deadline each trial gets (:class:`Planner`).
 
 Costs start from a prior (multiply-accumulates per image times a per-family speed of this
 machine) and are replaced by measurements as soon as a configuration has run one epoch; a
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,16 +65,27 @@ class CostModel:
         self.eval: dict[str, float] = dict(s.get("eval", {}))
         self.embed: dict[str, float] = dict(s.get("embed", {}))
         self.decode: float | None = s.get("decode")
+        self.threads = self.cores  # threads of the trial being planned (CPU)
 
     def to_dict(self) -> dict[str, Any]:
         return {"train": self.train, "eval": self.eval, "embed": self.embed, "decode": self.decode}
 
+    def use_threads(self, threads: int | None) -> None:
+        """Plan for ``threads`` CPU threads (rates are stored as if every core ran)."""
+        self.threads = max(1, min(self.cores, threads or self.cores))
+
+    @property
+    def _slow(self) -> float:
+        return 1.0 if self.gpu else self.cores / self.threads
+
     # ---- observations ---------------------------------------------------------------------
 
     def observe(self, cfg: TrialConfig, timings: dict[str, float]) -> None:
+        share = 1.0 if self.gpu else min(1.0, timings.get("threads", self.cores) / self.cores)
+
         def rate(seconds: str, images: str) -> float | None:
             n = timings.get(images, 0)
-            return timings.get(seconds, 0.0) / n if n else None
+            return timings.get(seconds, 0.0) / n * share if n else None
 
         if (r := rate("train_s", "train_images")) is not None:
             self.train[cfg.key] = r
@@ -103,27 +115,33 @@ class CostModel:
 
     def train_s(self, cfg: TrialConfig) -> float:
         if cfg.key in self.train:
-            return self.train[cfg.key]
+            return self.train[cfg.key] * self._slow
         fam = family(cfg.backbone)
         speed = self._speed(fam, self.train, lambda m: _MODE_FACTOR.get(m, 3.0))
-        return gmacs(cfg.backbone, cfg.image_size) * _MODE_FACTOR.get(cfg.mode, 3.0) / speed
+        return (
+            gmacs(cfg.backbone, cfg.image_size)
+            * _MODE_FACTOR.get(cfg.mode, 3.0)
+            / speed
+            * self._slow
+        )
 
     def eval_s(self, cfg: TrialConfig) -> float:
         if cfg.key in self.eval:
-            return self.eval[cfg.key]
+            return self.eval[cfg.key] * self._slow
         fam = family(cfg.backbone)
         speed = self._speed(fam, self.eval, lambda m: 1.0)
         if not any(family(k.split("/")[0]) == fam for k in self.eval):
             speed *= 1.5  # inference is cheaper per MAC than the prior for training
-        return gmacs(cfg.backbone, cfg.image_size) / speed
+        return gmacs(cfg.backbone, cfg.image_size) / speed * self._slow
 
     def embed_s(self, cfg: TrialConfig) -> float:
         key = f"{cfg.backbone}/{cfg.image_size}"
         if key in self.embed:
-            return self.embed[key]
+            return self.embed[key] * self._slow
         return self.eval_s(cfg)
 
     def decode_s(self) -> float:
+        """Decoding runs in worker processes on every core, whatever the trial's threads."""
         return self.decode if self.decode is not None else _DECODE_PRIOR_S / self.cores
 
     def setup_s(self, cfg: TrialConfig) -> float:
@@ -201,3 +219,174 @@ def epochs_that_fit(
     fixed = cost.trial_seconds(cfg, n_train=0, n_eval=0, epochs=0, n_decode=n_decode)
     per_epoch = n_train * cost.train_s(cfg) + n_eval * cost.eval_s(cfg)
     return max(0, math.floor((seconds - fixed) / per_epoch)) if per_epoch > 0 else 0
+
+
+FINAL_SHARE_MAX = 0.8  # of the search time, for the final retraining
+FINAL_MIN_EPOCHS = 3  # a final retraining with fewer epochs is not worth it
+EXPLORE_FIRST_SHARE = 3  # an exploration trial gets at most 1/3 of the exploration time
+EXPLORE_TRIAL_GROWTH = 1.5  # or 1.5 times the first trial's, which also fixes the fidelity
+
+
+class Planner:
+    """Plans the trials of one run: threads, training images, epochs and deadlines.
+
+    In a timed search every exploration trial trains on the same number of images (fixed by
+    the first trial, sized to a third of the exploration time; all of them when that fits)
+    and evaluates the validation images that rank trials; the final trial retrains the best
+    configuration on everything with the epochs the time left holds.
+    """
+
+    def __init__(self, rt: Any, space: Any, budget: Any, state: Any) -> None:
+        self.rt, self.space, self.budget, self.state = rt, space, budget, state
+        self.data = rt.data
+        self.cost = CostModel(gpu=rt.gpu, state=state.costs)
+
+    # ---- facts ----------------------------------------------------------------------------
+
+    def threads(self) -> int | None:
+        """CPU threads for the next trial (sampled now); costs are planned for them."""
+        from autovision.search.trainer import cpu_threads
+
+        threads = None if self.rt.gpu else cpu_threads()
+        self.cost.use_threads(threads)
+        return threads
+
+    def record(self, cfg: TrialConfig, timings: dict[str, float] | None) -> None:
+        """Learn from a finished trial (and from any image cache it built)."""
+        while self.rt.measured:
+            _, seconds = self.rt.measured.popitem()
+            self.cost.observe_decode(seconds, len(self.data.items))
+        if timings:
+            self.cost.observe(cfg, timings)
+        self.state.costs = self.cost.to_dict()
+
+    def n_decode(self, cfg: TrialConfig) -> int:
+        """Images still to decode for ``cfg``'s size (0 when its pixel cache exists)."""
+        from autovision.search.cache import pixels_path
+        from autovision.search.trainer import preprocessing_for
+
+        spec = preprocessing_for(cfg.backbone, cfg.image_size)
+        exists = pixels_path(self.rt.ws, self.data.items, spec).exists()
+        return 0 if exists else len(self.data.items)
+
+    def n_embed(self, cfg: TrialConfig, n_train: int) -> int:
+        """Embeddings still to compute for a linear trial on ``n_train`` images."""
+        from autovision.search.linear import embedded_rows
+
+        return max(0, len(self.data.val) + n_train - embedded_rows(self.rt, cfg))
+
+    def eval_idx(self, final: bool) -> Any:
+        """Validation images a trial evaluates: in a timed exploration at most
+        ``SELECTION_VAL_MAX`` (those that rank trials), else all of them (``None``)."""
+        data = self.data
+        if final or not self.budget.timed or len(data.val_select) >= len(data.val):
+            return None
+        return data.val_select
+
+    # ---- plans ----------------------------------------------------------------------------
+
+    def final_wanted(
+        self, cfg: TrialConfig | None, *, best_full: bool, search_total: float, search_left: float
+    ) -> float:
+        """Seconds to keep for retraining ``cfg`` on all the data (0: no final retraining).
+        ``best_full``: ``cfg`` is the best so far and already had all the training data."""
+        if cfg is None or not self.budget.timed or self.budget.trials is not None:
+            return 0.0
+        n_val, n_tr = len(self.data.val), self.data.profile.n_train
+        if best_full and (cfg.mode == "linear" or cfg.epochs >= self.space.epochs[1]):
+            return 0.0  # the best already had all the data and every epoch
+        if cfg.mode == "linear":
+            need = least = self.cost.trial_seconds(
+                cfg, n_train=n_tr, n_eval=n_val, epochs=1, n_embed=self.n_embed(cfg, n_tr)
+            )
+        else:
+            epochs = max(self.space.epochs[1], cfg.epochs)
+            need = self.cost.trial_seconds(cfg, n_train=n_tr, n_eval=n_val, epochs=epochs)
+            few = min(FINAL_MIN_EPOCHS, cfg.epochs)
+            least = self.cost.trial_seconds(cfg, n_train=n_tr, n_eval=n_val, epochs=few)
+        keep = min(need, FINAL_SHARE_MAX * max(0.0, search_total), search_left)
+        return keep if keep >= least else 0.0  # no room for a final retraining: explore on
+
+    def explore(
+        self, cfg: TrialConfig, seconds: float, *, total: float, search_left: float, **kw: Any
+    ) -> Any:
+        """The plan of an exploration trial that fits ``seconds`` (``None``: it does not fit
+        and is not started). ``total``: the exploration time, fixed with the first trial.
+        ``kw``: ``seed``, ``heartbeat`` for the :class:`TrialPlan`."""
+        from autovision.search.trainer import TrialPlan
+
+        threads = self.threads()
+        eval_idx = self.eval_idx(final=False)
+        n_eval = len(self.data.val) if eval_idx is None else len(eval_idx)
+        n_tr = self.data.profile.n_train
+        patience = max(3, cfg.epochs // 3)
+        if not self.budget.timed:
+            return TrialPlan(n_tr, cfg.epochs, None, eval_idx, patience, threads=threads, **kw)
+        fixed = self.state.explore.get("n_train")
+        if fixed:
+            first, total = self.state.explore["seconds"], self.state.explore["total"]
+            seconds = min(seconds, max(EXPLORE_TRIAL_GROWTH * first, total / EXPLORE_FIRST_SHARE))
+        fid = fit_fidelity(
+            self.cost,
+            cfg,
+            seconds=seconds,
+            n_train_max=fixed or n_tr,
+            min_images=fixed or MIN_TRAIN_IMAGES,
+            n_eval=n_eval,
+            n_decode=self.n_decode(cfg),
+            n_embedded=len(self.data.val) + n_tr - self.n_embed(cfg, n_tr),
+            n_val=len(self.data.val),
+        )
+        if fid is None:
+            return None
+        if not fixed:
+            self.state.explore = {"n_train": fid.n_train, "seconds": fid.seconds, "total": total}
+        limit = min(1.5 * fid.seconds + 5.0, max(0.0, search_left))
+        return TrialPlan(
+            fid.n_train,
+            fid.epochs,
+            time.monotonic() + limit,
+            eval_idx,
+            patience,
+            threads=threads,
+            **kw,
+        )
+
+    def final(
+        self, cfg: TrialConfig, *, trained_on: int, epochs_run: int, search_left: float, **kw: Any
+    ) -> Any:
+        """The plan that retrains ``cfg`` (the best, trained on ``trained_on`` images for
+        ``epochs_run`` epochs) on all the data, or ``None`` when that is not worth it."""
+        from autovision.search.trainer import TrialPlan
+
+        threads = self.threads()
+        n_tr, n_val = self.data.profile.n_train, len(self.data.val)
+        full_data = trained_on >= n_tr
+        if cfg.mode == "linear":
+            est = self.cost.trial_seconds(
+                cfg, n_train=n_tr, n_eval=n_val, epochs=1, n_embed=self.n_embed(cfg, n_tr)
+            )
+            if full_data or est > search_left:
+                return None
+            epochs = 1
+        else:
+            fit = epochs_that_fit(
+                self.cost,
+                cfg,
+                seconds=search_left,
+                n_train=n_tr,
+                n_eval=n_val,
+                n_decode=self.n_decode(cfg),
+            )
+            epochs = min(max(self.space.epochs[1], cfg.epochs), fit)
+            if epochs < min(FINAL_MIN_EPOCHS, cfg.epochs) or (full_data and epochs <= epochs_run):
+                return None
+        return TrialPlan(
+            n_train=n_tr,
+            epochs=epochs,
+            deadline=time.monotonic() + max(0.0, search_left),
+            eval_idx=None,
+            patience=max(4, epochs // 3),
+            threads=threads,
+            **kw,
+        )

@@ -48,6 +48,7 @@ class RunState:
     stop_reason: str | None = None
     model: str | None = None
     costs: dict[str, Any] = field(default_factory=dict)
+    explore: dict[str, Any] = field(default_factory=dict)  # fidelity of the exploration trials
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     updated_at: str = ""
 

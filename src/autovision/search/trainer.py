@@ -9,6 +9,7 @@ deadline. CUDA with bf16/fp16 autocast when present; CPU otherwise, on every cor
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 import uuid
@@ -36,23 +37,28 @@ from autovision.search.prepare import TrainData
 from autovision.search.space import TrialConfig
 
 HEARTBEAT_S = 5.0
+MIN_STEPS = 50  # updates per epoch wanted on small data
+MIN_BATCH = 16
 ENV_THREADS = "AUTOVISION_THREADS"
 EpochCallback = Callable[[int, float], bool]  # (epoch, score) -> stop (pruned)
 
 
 def cpu_threads() -> int:
-    """Every core (``AUTOVISION_THREADS`` overrides), but half of them when other processes
-    already keep the machine busy: oversubscribed OpenMP threads wait on each other at every
-    operation and run many times slower than fewer threads."""
+    """Threads for the next trial: every core (``AUTOVISION_THREADS`` overrides), minus the
+    cores other processes keep busy right now (sampled for 0.1 s while this one is idle):
+    oversubscribed OpenMP threads wait on each other at every operation and run many times
+    slower than fewer threads."""
     cores = os.cpu_count() or 1
     raw = os.environ.get(ENV_THREADS, "").strip()
     if raw.isdigit() and int(raw) > 0:
         return min(int(raw), cores)
     try:
-        busy = os.getloadavg()[0]
-    except OSError:
+        import psutil
+
+        busy = psutil.cpu_percent(interval=0.1) / 100.0 * cores
+    except Exception:  # noqa: BLE001 - no measurement: assume the machine is ours
         busy = 0.0
-    return max(1, cores // 2) if busy >= cores - 0.5 else cores
+    return max(1, min(cores, cores - math.ceil(busy - 0.5)))
 
 
 def preprocessing_for(backbone: str, size: int) -> Preprocessing:
@@ -80,7 +86,7 @@ class Runtime:
             torch.backends.cudnn.allow_tf32 = True
         else:
             device = torch.device("cpu")
-            torch.set_num_threads(cpu_threads())
+            torch.set_num_threads(os.cpu_count() or 1)
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         return cls(ws=ws, data=data, device=device, deterministic=deterministic, **kw)
@@ -88,6 +94,10 @@ class Runtime:
     @property
     def gpu(self) -> bool:
         return self.device.type == "cuda"
+
+    def use_threads(self, threads: int | None) -> None:
+        if threads and not self.gpu and threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.gpu:
@@ -116,6 +126,7 @@ class TrialPlan:
     patience: int = 5
     seed: int = 0
     heartbeat: Callable[[], None] | None = None  # called every few seconds while training
+    threads: int | None = None  # CPU threads (None: leave as is)
 
 
 @dataclass
@@ -128,6 +139,12 @@ class TrialOutcome:
     seconds: float
     stopped: str  # done | early_stop | deadline | pruned
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def effective_batch_size(batch_size: int, n_train: int) -> int:
+    """``batch_size``, smaller on small data so that an epoch has ``MIN_STEPS`` updates (few
+    large batches leave weights and BatchNorm statistics untrained)."""
+    return max(2, min(batch_size, n_train, max(MIN_BATCH, n_train // MIN_STEPS)))
 
 
 def save_checkpoint(
@@ -229,6 +246,7 @@ def train_trial(
 
     t0 = time.monotonic()
     data, dev = rt.data, rt.device
+    rt.use_threads(plan.threads)
     torch.manual_seed(plan.seed)
     rng = np.random.default_rng(plan.seed)
     spec = preprocessing_for(cfg.backbone, cfg.image_size)
@@ -240,7 +258,7 @@ def train_trial(
     model = model.to(memory_format=torch.channels_last)
     set_trainable(model, cfg.mode)
     opt = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
-    bs = min(cfg.batch_size, max(2, len(subset)))
+    bs = effective_batch_size(cfg.batch_size, len(subset))
     steps_per_epoch = max(1, len(subset) // bs)
     total = steps_per_epoch * plan.epochs
     sched = CosineLRScheduler(
@@ -274,9 +292,11 @@ def train_trial(
         sw = data.sample_weights()[subset]
         sample_p = sw / sw.sum()
     y_all = torch.from_numpy(data.y_train)
-    eval_bs = 4 * bs
+    eval_bs = max(bs, min(4 * bs, 512 if cfg.image_size <= 64 else 64))
     best = (-np.inf, -1)
     timings = {"train_s": 0.0, "train_images": 0, "eval_s": 0.0, "eval_images": 0}
+    timings["threads"] = torch.get_num_threads()
+    timings["batch_size"] = bs
     stopped, epoch, step, last_loss, last_beat = "done", 0, 0, 0.0, time.monotonic()
     for epoch in range(1, plan.epochs + 1):
         order = (

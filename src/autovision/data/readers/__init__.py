@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autovision.data.readers._base import Reader, Record, check_label, is_url, local_path
+from autovision.data.readers._base import Reader, Record, check_label, local_path
 from autovision.data.readers.csv import CsvReader
 from autovision.data.readers.folder import FolderReader
 from autovision.data.readers.jsonl import JsonlReader
@@ -69,8 +69,3 @@ def detect_format(source: str) -> str:
     except UnicodeDecodeError:
         raise DatasetError(f"{source}: not a dataset (a folder, CSV or JSONL file)") from None
     return "jsonl" if text.lstrip().startswith("{") else "csv"
-
-
-def is_remote(source: str) -> bool:
-    """True for URLs that are not ``file://``."""
-    return is_url(source) and local_path(source) is None

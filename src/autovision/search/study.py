@@ -1,0 +1,109 @@
+"""The Optuna study of a run: seeded TPE, successive halving after a warm-up, RDB storage in
+the workspace database, the default trials enqueued first, and clean-up after a crash."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from autovision.search.space import TrialConfig, params_for
+
+PRUNE_WARMUP = 4  # finished trials before pruning starts
+N_STARTUP = 4  # trials before TPE models the space (the enqueued defaults count)
+
+
+class WarmPruner(optuna.pruners.BasePruner):
+    """Successive halving that only prunes once ``warmup_trials`` trials have finished
+    (Optuna's own pruner would stop the second trial as soon as it trails the first)."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner, warmup_trials: int) -> None:
+        self.inner = inner
+        self.warmup_trials = warmup_trials
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        decision = self.inner.prune(study, trial)  # records the rung values either way
+        return bool(decision) and len(trained(study)) >= self.warmup_trials
+
+
+def open_study(db_url: str, name: str, seed: int) -> optuna.Study:
+    """Create or load the study ``name`` in the database at ``db_url``."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=N_STARTUP, multivariate=True, group=True
+        )
+    pruner = WarmPruner(
+        optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
+        warmup_trials=PRUNE_WARMUP,
+    )
+    return optuna.create_study(
+        study_name=name,
+        storage=optuna.storages.RDBStorage(db_url),
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
+
+
+def enqueue_defaults(
+    study: optuna.Study,
+    configs: Iterable[TrialConfig],
+    *,
+    base_model: bool,
+    imbalanced: bool,
+    multi_label: bool,
+) -> None:
+    """Enqueue the default configurations (only into a new study)."""
+    if study.trials:
+        return
+    for cfg in configs:
+        params = params_for(
+            cfg, base_model=base_model, imbalanced=imbalanced, multi_label=multi_label
+        )
+        study.enqueue_trial(params, user_attrs={"default": True})
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Trials left RUNNING by a killed process will never finish: mark them failed."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+
+def trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that trained a model (completed or pruned; not skipped nor failed)."""
+    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("trained")]
+
+
+def best_number(study: optuna.Study) -> int | None:
+    try:
+        return study.best_trial.number
+    except ValueError:
+        return None
+
+
+def last_error(study: optuna.Study) -> str | None:
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    errors = [t.user_attrs["error"] for t in failed if "error" in t.user_attrs]
+    return errors[-1] if errors else None
+
+
+def waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def converged(trials: list[Any], patience: int, delta: float) -> bool:
+    """``patience`` trials in a row without improving the best score by ``delta``."""
+    scored = [t for t in trials if t.value is not None]
+    if len(scored) <= patience:
+        return False
+    best_i, best_v = 0, float("-inf")
+    for i, t in enumerate(scored):
+        if t.value > best_v + delta:
+            best_i, best_v = i, t.value
+    return len(scored) - 1 - best_i >= patience
