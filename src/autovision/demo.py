@@ -1,7 +1,9 @@
 """The demo: ``python -m autovision.demo --workspace DIR`` (what ``make demo`` runs).
 
-Each step is a function so that later steps (train, evaluate, serve) slot in after
-:func:`import_step`. The sample images live in ``DIR/../sample-digits`` and are built once.
+The main job end to end on a generated sample: build scikit-learn's digits as PNG files,
+import them, print the data report, train with a small budget, evaluate on the held-out test
+split (HTML report), and answer a REST prediction request. Each step is a function. The sample
+images live in ``DIR/../sample-digits`` and are built once.
 """
 
 from __future__ import annotations
@@ -73,9 +75,67 @@ def report_step(ds: DatasetVersion, console: Console) -> dict:
     return report
 
 
+def train_step(ws: Workspace, ds: DatasetVersion, budget: str, console: Console) -> str:
+    """Budgeted search on the sample; returns the model id."""
+    from autovision.cli.train import ProgressView, _print_result
+    from autovision.search.run import train
+
+    with ProgressView(console) as view:
+        result = train(ws, ds.ref, budget=budget, progress=view)
+    _print_result(result.to_dict())
+    return result.model
+
+
+def evaluate_step(ws: Workspace, model_id: str, report: Path, console: Console) -> dict:
+    """Test-split metrics and the HTML report."""
+    from autovision.evaluation.api import evaluate
+
+    with console.status("evaluating on the held-out test split..."):
+        result = evaluate(ws, model_id, report=report)
+    macro = result.get("macro", {})
+    n = sum(sum(row) for row in result["confusion_matrix"]["matrix"])
+    console.print(
+        f"test accuracy [bold]{result['accuracy']:.4f}[/], macro F1 {macro.get('f1', 0):.4f}, "
+        f"log loss {result['log_loss']:.4f} on {n} held-out test images"
+    )
+    console.print(f"HTML report: [bold]{result['report']}[/]")
+    console.print(f"metrics JSON: {result['metrics_path']}")
+    return result
+
+
+def serve_step(ws: Workspace, model_id: str, image: Path, console: Console) -> dict:
+    """One Vertex AI-style REST request against the prediction server (in process)."""
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from autovision.serving.app import create_app
+
+    body = {
+        "instances": [{"content": base64.b64encode(image.read_bytes()).decode()}],
+        "parameters": {"maxPredictions": 3},
+    }
+    with TestClient(create_app(ws, [model_id])) as client:
+        response = client.post(f"/v1/models/{model_id}:predict", json=body)
+    response.raise_for_status()
+    answer = response.json()
+    top = answer["predictions"][0]
+    pairs = ", ".join(
+        f"{n} {c:.3f}" for n, c in zip(top["displayNames"], top["confidences"], strict=True)
+    )
+    console.print(
+        f"POST /v1/models/{model_id}:predict  ({image.parent.name}/{image.name}) -> {pairs}"
+    )
+    console.print(
+        f"Serve it yourself: autovision serve {model_id} --workspace {ws.root}  (127.0.0.1:8080)"
+    )
+    return answer
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autovision.demo", description=__doc__)
     parser.add_argument("--workspace", "-w", default=".demo/workspace", help="workspace folder")
+    parser.add_argument("--budget", default="90s", help="training budget (e.g. 90s, 5m)")
     args = parser.parse_args(argv)
     console = Console()
     ws = Workspace(args.workspace)
@@ -87,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     ds = import_step(ws, folder, console)
     console.rule("3. data report")
     report_step(ds, console)
+    console.rule("4. train")
+    model_id = train_step(ws, ds, args.budget, console)
+    console.rule("5. evaluate")
+    evaluate_step(ws, model_id, ws.root.parent / "report.html", console)
+    console.rule("6. serve")
+    serve_step(ws, model_id, next(iter(sorted((folder / "7").glob("*.png")))), console)
     return 0
 
 
