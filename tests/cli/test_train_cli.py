@@ -28,6 +28,7 @@ def _dataset(ws, image_bytes, labels: tuple[str, ...], counts=(8, 3, 2)) -> None
 @pytest.fixture(autouse=True)
 def _small_space(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(SPACE))
+    monkeypatch.setenv("AUTOVISION_THREADS", "1")
 
 
 @pytest.fixture

@@ -45,6 +45,16 @@ def toy_spec(backbone: str = "compact_cnn", size: int = TOY_SIZE) -> Preprocessi
     return Preprocessing(input_size=size, mean=cfg.mean, std=cfg.std)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny inputs gain nothing from threads, and on a shared machine OpenMP threads that
+    wait for a busy core make every op slow (10x seen here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def toy() -> SimpleNamespace:
     """Toy helpers: ``labels``, ``size``, ``image(i, seed)``, ``samples(n, seed)``, ``spec()``."""
@@ -66,7 +76,7 @@ def trained_toy() -> torch.nn.Module:
     model.train()
     g = torch.Generator().manual_seed(0)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches: threads only fight the other processes here
+    torch.set_num_threads(1)  # see _one_torch_thread (a session fixture runs outside it)
     try:
         for _ in range(20):
             idx = torch.randperm(len(x), generator=g)[:16]

@@ -105,6 +105,35 @@ def test_int8_is_within_one_point_of_fp32(tmp_path: Path, toy_package: ModelPack
     assert path.stat().st_size < 0.5 * toy_package.onnx_path.stat().st_size
 
 
+def test_multi_label_accuracy_is_exact_match_at_thresholds(
+    tmp_path: Path, trained_toy, toy
+) -> None:
+    from autovision.models.export import evaluate_onnx
+
+    pkg = ModelPackage(
+        save_package(
+            tmp_path / "multi",
+            trained_toy,
+            labels=toy.labels,
+            task="multi-label",
+            backbone="compact_cnn",
+            preprocessing=toy.spec(),
+            thresholds=[0.6, 0.4],
+        )
+    )
+    images, labels = _test_inputs(toy, 6)
+    labels[0] = (toy.labels[0], toy.labels[1])  # two labels
+    labels[1] = ("unknown-label",)  # a label the model does not have: never right
+    acc, n = evaluate_onnx({"fp32": pkg.onnx_path}, zip(images, labels, strict=True), pkg)
+    probs = pkg.predict_array(preprocess(images, pkg.preprocessing))
+    predicted = probs >= np.array([0.6, 0.4])
+    target = np.array([[lab in row for lab in toy.labels] for row in labels])
+    exact = (predicted == target).all(axis=1)
+    exact[1] = False
+    assert n == len(images)
+    assert acc["fp32"] == pytest.approx(exact.mean())
+
+
 def test_dynamic_int8_needs_no_calibration(tmp_path: Path, toy_package: ModelPackage, toy) -> None:
     images, labels = _test_inputs(toy, 5)
     result = export_package(
@@ -214,6 +243,17 @@ def test_export_model_without_dataset_in_model_json(tmp_path: Path, toy_workspac
     assert any("gone@3" in note for note in orphan.notes)
     with pytest.raises(ModelError, match="calibration images"):
         export_model(ws, "m-orphan", tmp_path / "o3", format="onnx-int8")
+
+
+def test_export_model_with_no_test_split(tmp_path: Path, toy_workspace) -> None:
+    ws, _, pkg_dir = toy_workspace(meta_dataset=False)
+    train_only = [it for it in ws.dataset("toy@1").items if it.split == "train"]
+    ws.create_version("toy", train_only, multi_label=False, parent_version=1)
+    ws.register_model("m-v2", dataset="toy", dataset_version=2, task="single-label", path=pkg_dir)
+    result = export_model(ws, "m-v2", tmp_path / "out", format="onnx-int8", calibration_size=8)
+    assert result.calibration_images == 8
+    assert result.accuracy is None and result.evaluated_images == 0
+    assert result.notes == ["toy@2 has no labeled test images: accuracy not measured"]
 
 
 def _cli() -> typer.Typer:

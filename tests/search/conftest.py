@@ -23,8 +23,10 @@ TINY_SPACE = {
 
 @pytest.fixture
 def tiny_space(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Restrict the search to a compact CNN at 16 px for 2-3 epochs (seconds per trial)."""
+    """Restrict the search to a compact CNN at 16 px for 2-3 epochs (seconds per trial), on
+    one thread (tiny operations gain nothing from more, and a shared machine stays fast)."""
     monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(TINY_SPACE))
+    monkeypatch.setenv("AUTOVISION_THREADS", "1")
     return TINY_SPACE
 
 

@@ -34,3 +34,24 @@ def test_epochs_that_fit() -> None:
     cost.observe(CNN, {"train_s": 1.0, "train_images": 1000, "eval_s": 0.0, "eval_images": 1})
     fit = epochs_that_fit(cost, CNN, seconds=100.3, n_train=10_000, n_eval=0, n_decode=0)
     assert fit == 10
+
+
+def test_inference_measurements_calibrate_training_estimates() -> None:
+    lite = TrialConfig("efficientnet_lite0", "linear", 224)
+    top = TrialConfig("efficientnet_lite0", "finetune_top", 224)
+    cost = CostModel(gpu=False)
+    prior = cost.train_s(top)
+    cost.observe(lite, {"embed_s": 20.0, "embed_images": 1000})  # 20 ms per image
+    assert cost.embed_s(lite) == 0.02
+    calibrated = cost.train_s(top)
+    assert calibrated != prior and 0.02 < calibrated < 0.2  # 1.7x the forward, slower per MAC
+
+
+def test_fewer_threads_are_planned_as_slower() -> None:
+    cost = CostModel(gpu=False)
+    cost.cores = 2
+    cost.observe(CNN, {"train_s": 1.0, "train_images": 1000, "threads": 1})
+    cost.use_threads(2)
+    assert cost.train_s(CNN) == 0.0005  # stored as if every core ran
+    cost.use_threads(1)
+    assert cost.train_s(CNN) == 0.001

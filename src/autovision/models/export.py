@@ -115,6 +115,7 @@ def export_package(
     else:
         if quantization == "static":
             spec = pkg.preprocessing
+            say(f"reading up to {calibration_size} calibration images")
             images = [
                 preprocess([im], spec)
                 for im in itertools.islice(calibration or (), calibration_size)
@@ -188,8 +189,9 @@ def export_model(
             calibration = (ws.load_image(it) for it in picked)
         if evaluate:
             test = dataset.split("test")[: eval_limit if eval_limit else None]
-            evaluation = ((ws.load_image(it), it.labels) for it in test)
-            if not test:
+            if test:
+                evaluation = ((ws.load_image(it), it.labels) for it in test)
+            else:
                 notes.append(f"{dataset.ref} has no labeled test images: accuracy not measured")
     elif evaluate:
         notes.append("the model's dataset is unknown: accuracy not measured")

@@ -157,7 +157,9 @@ def save_package(
 class ModelPackage:
     """A loaded package: ONNX Runtime session created once, ``predict_proba`` on images."""
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, threads: int | None = None, spinning: bool = True
+    ) -> None:
         self.path = Path(path)
         meta_path = self.path / "model.json"
         if not meta_path.is_file():
@@ -170,6 +172,8 @@ class ModelPackage:
         self.thresholds: list[float] | None = list(th) if th is not None else None
         self.preprocessing = Preprocessing.from_dict(self.meta["preprocessing"])
         self._threads = threads
+        # Busy-waiting ORT threads steal CPU from decoding threads in a server; off there.
+        self._spinning = spinning
         self._session: Any = None
 
     @classmethod
@@ -191,6 +195,8 @@ class ModelPackage:
             if self._threads:
                 opts.intra_op_num_threads = self._threads
             opts.log_severity_level = 3
+            if not self._spinning:
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(
                 str(self.onnx_path), opts, providers=_providers(ort)
             )

@@ -25,7 +25,7 @@ _GMACS = {
     "efficientnet_lite2": (0.87, 260),
 }
 _MODE_FACTOR = {"scratch": 3.0, "finetune_full": 3.0, "finetune_top": 1.7, "linear": 1.0}
-# effective forward GMAC/s of one CPU core / one GPU, per family (priors only)
+# effective forward-equivalent training GMAC/s of one CPU core / one GPU, per family (priors)
 _PRIOR_SPEED = {
     ("cpu", "cnn"): 22.0,
     ("cpu", "effnet"): 7.0,
@@ -33,6 +33,10 @@ _PRIOR_SPEED = {
     ("gpu", "effnet"): 2500.0,
 }
 _SETUP_S = {"cnn": 0.3, "effnet": 2.0}
+# writing the package (ONNX export, safetensors, model.json): 0.2 s and 2.3-2.8 s measured on
+# 2 busy cores, doubled
+_EXPORT_S = {"cnn": 0.5, "effnet": 5.0}
+_TRAIN_OF_INFERENCE = 0.67
 _DECODE_PRIOR_S = 1.5e-3  # per image and CPU core
 MIN_TRAIN_IMAGES = 256
 
@@ -100,39 +104,48 @@ class CostModel:
 
     # ---- estimates ------------------------------------------------------------------------
 
-    def _speed(self, fam: str, table: dict[str, float], factor_of: Any) -> float:
-        """GMAC/s of a family, from measurements when there are any."""
-        speeds = []
-        for key, s_per_img in table.items():
-            backbone, mode, size = _parse_key(key)
-            if family(backbone) == fam and s_per_img > 0:
-                speeds.append(gmacs(backbone, size) * factor_of(mode) / s_per_img)
-        if speeds:
-            speeds.sort()
-            return speeds[len(speeds) // 2]
+    def _measured(self, fam: str, table: dict[str, float], per_mode: bool) -> float | None:
+        """Median GMAC/s of family ``fam`` in a table of seconds per image (``None``: none)."""
+        speeds = sorted(
+            gmacs(b, size) * (_MODE_FACTOR.get(mode, 3.0) if per_mode else 1.0) / s_per_img
+            for b, mode, size, s_per_img in (
+                (*_parse_key(key), v) for key, v in table.items() if v > 0
+            )
+            if family(b) == fam
+        )
+        return speeds[len(speeds) // 2] if speeds else None
+
+    def _prior(self, fam: str) -> float:
         prior = _PRIOR_SPEED[("gpu" if self.gpu else "cpu", fam)]
         return prior * (1 if self.gpu else self.cores)
+
+    def _train_speed(self, fam: str) -> float:
+        """Training GMAC/s (forward-equivalent): measured, else from inference measurements
+        (training gets about 2/3 of the inference rate per MAC), else the prior."""
+        if (v := self._measured(fam, self.train, per_mode=True)) is not None:
+            return v
+        inference = self._measured(fam, {**self.eval, **self.embed}, per_mode=False)
+        return _TRAIN_OF_INFERENCE * inference if inference is not None else self._prior(fam)
+
+    def _eval_speed(self, fam: str) -> float:
+        inference = self._measured(fam, {**self.eval, **self.embed}, per_mode=False)
+        if inference is not None:
+            return inference
+        if (v := self._measured(fam, self.train, per_mode=True)) is not None:
+            return v / _TRAIN_OF_INFERENCE
+        return self._prior(fam) / _TRAIN_OF_INFERENCE
 
     def train_s(self, cfg: TrialConfig) -> float:
         if cfg.key in self.train:
             return self.train[cfg.key] * self._slow
-        fam = family(cfg.backbone)
-        speed = self._speed(fam, self.train, lambda m: _MODE_FACTOR.get(m, 3.0))
-        return (
-            gmacs(cfg.backbone, cfg.image_size)
-            * _MODE_FACTOR.get(cfg.mode, 3.0)
-            / speed
-            * self._slow
-        )
+        macs = gmacs(cfg.backbone, cfg.image_size) * _MODE_FACTOR.get(cfg.mode, 3.0)
+        return macs / self._train_speed(family(cfg.backbone)) * self._slow
 
     def eval_s(self, cfg: TrialConfig) -> float:
         if cfg.key in self.eval:
             return self.eval[cfg.key] * self._slow
-        fam = family(cfg.backbone)
-        speed = self._speed(fam, self.eval, lambda m: 1.0)
-        if not any(family(k.split("/")[0]) == fam for k in self.eval):
-            speed *= 1.5  # inference is cheaper per MAC than the prior for training
-        return gmacs(cfg.backbone, cfg.image_size) / speed * self._slow
+        macs = gmacs(cfg.backbone, cfg.image_size)
+        return macs / self._eval_speed(family(cfg.backbone)) * self._slow
 
     def embed_s(self, cfg: TrialConfig) -> float:
         key = f"{cfg.backbone}/{cfg.image_size}"
@@ -225,6 +238,7 @@ FINAL_SHARE_MAX = 0.8  # of the search time, for the final retraining
 FINAL_MIN_EPOCHS = 3  # a final retraining with fewer epochs is not worth it
 EXPLORE_FIRST_SHARE = 3  # an exploration trial gets at most 1/3 of the exploration time
 EXPLORE_TRIAL_GROWTH = 1.5  # or 1.5 times the first trial's, which also fixes the fidelity
+THREADS_TTL_S = 5.0  # a sample of the machine's load is reused this long
 
 
 class Planner:
@@ -240,16 +254,21 @@ class Planner:
         self.rt, self.space, self.budget, self.state = rt, space, budget, state
         self.data = rt.data
         self.cost = CostModel(gpu=rt.gpu, state=state.costs)
+        self._threads: tuple[int | None, float] | None = None
 
     # ---- facts ----------------------------------------------------------------------------
 
     def threads(self) -> int | None:
-        """CPU threads for the next trial (sampled now); costs are planned for them."""
+        """CPU threads for the next trial (sampled now, fixed when the run must be
+        reproducible); costs are planned for them."""
         from autovision.search.trainer import cpu_threads
 
-        threads = None if self.rt.gpu else cpu_threads()
-        self.cost.use_threads(threads)
-        return threads
+        now = time.monotonic()
+        if self._threads is None or now - self._threads[1] > THREADS_TTL_S:
+            threads = None if self.rt.gpu else cpu_threads(sample=not self.rt.deterministic)
+            self._threads = (threads, now)
+        self.cost.use_threads(self._threads[0])
+        return self._threads[0]
 
     def record(self, cfg: TrialConfig, timings: dict[str, float] | None) -> None:
         """Learn from a finished trial (and from any image cache it built)."""
@@ -282,6 +301,14 @@ class Planner:
         if final or not self.budget.timed or len(data.val_select) >= len(data.val):
             return None
         return data.val_select
+
+    def export_s(self, cfg: TrialConfig) -> float:
+        """Seconds to keep for writing ``cfg``'s package (and re-scoring it on all of the
+        validation images when trials were ranked on part of them)."""
+        seconds = 0.5 + _EXPORT_S[family(cfg.backbone)]
+        if self.eval_idx(final=False) is not None:
+            seconds += len(self.data.val) * self.cost.eval_s(cfg)
+        return seconds
 
     # ---- plans ----------------------------------------------------------------------------
 

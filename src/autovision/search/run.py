@@ -26,9 +26,6 @@ from autovision.search.trainer import (
     score_probs,
 )
 
-# ONNX export + safetensors + model.json, measured on 2 busy cores (0.2 s and 2.3-2.8 s), x2
-_EXPORT_S = {"cnn": 0.5, "effnet": 5.0}
-
 
 @dataclass
 class TrainResult:
@@ -58,20 +55,6 @@ class TrainResult:
             "stop_reason": self.stop_reason,
             "seconds": round(self.seconds, 2),
         }
-
-
-def _export_reserve(rt: Runtime, search_ref: list[Search]) -> Any:
-    from autovision.search.planner import family
-
-    def reserve(cfg: TrialConfig | None) -> float:
-        fam = family(cfg.backbone) if cfg else "effnet"
-        seconds = 0.5 + _EXPORT_S[fam]
-        data = rt.data
-        if cfg is not None and search_ref and len(data.val_select) < len(data.val):
-            seconds += len(data.val) * search_ref[0].cost.eval_s(cfg)  # re-score on all of it
-        return seconds
-
-    return reserve
 
 
 def train(
@@ -133,17 +116,7 @@ def train(
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
         rt = Runtime.create(ws, data, deterministic=deterministic, base=base)
-        holder: list[Search] = []
-        search = Search(
-            rt,
-            state,
-            space,
-            plan_budget,
-            progress=progress,
-            export_reserve=_export_reserve(rt, holder),
-            started=started,
-        )
-        holder.append(search)
+        search = Search(rt, state, space, plan_budget, progress=progress, started=started)
         result = search.run()
         if progress:
             progress(

@@ -51,6 +51,7 @@ TRIALS_DONE = "TRIALS_DONE"
 CONVERGE_PATIENCE = 6  # trained trials without improvement that end the exploration
 CONVERGE_DELTA = 0.002
 MAX_SKIPS = 12  # consecutive drawn configurations that do not fit the time left
+FINAL_MARGIN = 0.01  # a drawn configuration must beat the defaults by this on a subsample
 
 
 @dataclass
@@ -63,8 +64,7 @@ class SearchResult:
 
 class Search:
     """One run's search; :meth:`run` returns the best trial. ``started`` is when the budget
-    clock started (``time.monotonic``); ``export_reserve(cfg)`` the seconds kept for
-    writing the package of ``cfg``."""
+    clock started (``time.monotonic``)."""
 
     def __init__(
         self,
@@ -74,13 +74,11 @@ class Search:
         budget: Budget,
         *,
         progress: Progress | None = None,
-        export_reserve: Callable[[TrialConfig], float] = lambda cfg: 5.0,
         started: float | None = None,
     ) -> None:
         self.rt, self.state, self.space, self.budget = rt, state, space, budget
         self.data = rt.data
         self.progress = progress
-        self.export_reserve = export_reserve
         self.session_start = time.monotonic() if started is None else started
         self.spent_before = state.spent_s
         self.planner = Planner(rt, space, budget, state)
@@ -108,7 +106,7 @@ class Search:
         left = self.time_left()
         if left is None:
             return np.inf
-        reserve = max((self.export_reserve(c) for c in (self.best_cfg, cfg) if c), default=0.0)
+        reserve = max((self.planner.export_s(c) for c in (self.best_cfg, cfg) if c), default=0.0)
         return left - reserve
 
     def _emit(self, event: str, **kw: Any) -> None:
@@ -366,15 +364,16 @@ class Search:
         """Retrain the best configuration on all the data with the time that is left."""
         self.state.phase = "final"
         self.save_state()
-        finals = [t for t in studies.trained(study) if t.user_attrs.get("phase") == "final"]
-        if self.best_cfg is None or finals:
+        trained = studies.trained(study)
+        if self.best_cfg is None or any(t.user_attrs.get("phase") == "final" for t in trained):
             return
-        bt = study.best_trial
+        bt = self._final_choice(study, trained)
+        cfg = TrialConfig.from_dict(bt.user_attrs["config"])
         plan = self.planner.final(
-            self.best_cfg,
-            trained_on=self.best_n_train,
+            cfg,
+            trained_on=int(bt.user_attrs.get("n_train", 0)),
             epochs_run=int(bt.user_attrs.get("epochs_run", 0)),
-            search_left=self.search_left(),
+            search_left=self.search_left(cfg),
             heartbeat=self._beat,
         )
         if plan is None:
@@ -390,3 +389,20 @@ class Search:
         if cfg.mode != "linear":
             cfg = cfg.with_(epochs=plan.epochs)
         self.run_trial(study, trial, cfg, plan, "final")
+
+    def _final_choice(self, study: Any, trained: list[Any]) -> Any:
+        """The trial whose configuration the final retraining uses: the best one, but a
+        default configuration when exploration saw only part of the data and the best beats
+        the defaults by less than ``FINAL_MARGIN`` (small-sample scores are noisy, and the
+        defaults are known to train well on the whole)."""
+        best = study.best_trial
+        n = int(best.user_attrs.get("n_train", 0))
+        defaults = [
+            t for t in trained if t.user_attrs.get("default") and t.state == TrialState.COMPLETE
+        ]
+        if n >= self.data.profile.n_train or best.number in {t.number for t in defaults}:
+            return best
+        if not defaults:
+            return best
+        top = max(defaults, key=lambda t: t.value)
+        return best if best.value - top.value >= FINAL_MARGIN else top

@@ -43,15 +43,17 @@ ENV_THREADS = "AUTOVISION_THREADS"
 EpochCallback = Callable[[int, float], bool]  # (epoch, score) -> stop (pruned)
 
 
-def cpu_threads() -> int:
+def cpu_threads(sample: bool = True) -> int:
     """Threads for the next trial: every core (``AUTOVISION_THREADS`` overrides), minus the
-    cores other processes keep busy right now (sampled for 0.1 s while this one is idle):
-    oversubscribed OpenMP threads wait on each other at every operation and run many times
-    slower than fewer threads."""
+    cores other processes keep busy right now (sampled for 0.1 s while this one is idle;
+    not with ``sample=False``, for reproducible runs): oversubscribed OpenMP threads wait on
+    each other at every operation and run many times slower than fewer threads."""
     cores = os.cpu_count() or 1
     raw = os.environ.get(ENV_THREADS, "").strip()
     if raw.isdigit() and int(raw) > 0:
         return min(int(raw), cores)
+    if not sample:
+        return cores
     try:
         import psutil
 
@@ -139,6 +141,26 @@ class TrialOutcome:
     seconds: float
     stopped: str  # done | early_stop | deadline | pruned
     timings: dict[str, float] = field(default_factory=dict)
+
+
+class _ScheduleClock:
+    """The learning-rate schedule's position: the step count, or the share of the time to the
+    deadline if that is further along, so the learning rate anneals by the deadline even when
+    the machine turns out slower than planned."""
+
+    def __init__(self, total_steps: int, deadline: float | None) -> None:
+        self.total, self.deadline = total_steps, deadline
+        self.start = time.monotonic()
+        self.eval_s = 0.0  # the last evaluation's duration, kept before the deadline
+
+    def progress(self, step: int) -> int:
+        if self.deadline is None:
+            return step
+        span = self.deadline - self.eval_s - self.start
+        if span <= 0:
+            return self.total
+        by_time = int(self.total * (time.monotonic() - self.start) / span)
+        return min(self.total, max(step, by_time))
 
 
 def effective_batch_size(batch_size: int, n_train: int) -> int:
@@ -298,6 +320,7 @@ def train_trial(
     timings["threads"] = torch.get_num_threads()
     timings["batch_size"] = bs
     stopped, epoch, step, last_loss, last_beat = "done", 0, 0, 0.0, time.monotonic()
+    clock = _ScheduleClock(total, plan.deadline)
     for epoch in range(1, plan.epochs + 1):
         order = (
             rng.choice(subset, size=len(subset), p=sample_p)
@@ -326,7 +349,7 @@ def train_trial(
                 loss.backward()
                 opt.step()
             step += 1
-            sched.step_update(num_updates=step)
+            sched.step_update(num_updates=clock.progress(step))
             if plan.heartbeat is not None and time.monotonic() - last_beat > HEARTBEAT_S:
                 last_beat = time.monotonic()
                 plan.heartbeat()
@@ -341,7 +364,8 @@ def train_trial(
             break  # keep the best evaluated epoch; evaluate only when there is none yet
         te = time.monotonic()
         probs = predict(rt, model, px, eval_idx, spec, eval_bs)
-        timings["eval_s"] += time.monotonic() - te
+        clock.eval_s = time.monotonic() - te
+        timings["eval_s"] += clock.eval_s
         timings["eval_images"] += len(eval_idx)
         score, _ = score_probs(data, eval_idx, probs)
         if score > best[0] + 1e-9:

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from autovision.search.trainer import (
+    _ScheduleClock,
+    effective_batch_size,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+def test_schedule_follows_steps_or_the_deadline() -> None:
+    assert _ScheduleClock(100, None).progress(7) == 7
+    late = _ScheduleClock(100, time.monotonic() - 1)
+    assert late.progress(3) == 100
+    clock = _ScheduleClock(100, time.monotonic() + 3600)
+    assert clock.progress(40) == 40
+
+
+def test_small_data_gets_smaller_batches() -> None:
+    assert effective_batch_size(128, 60_000) == 128
+    assert effective_batch_size(128, 1437) == 28
+    assert effective_batch_size(128, 100) == 16
+    assert effective_batch_size(128, 5) == 5
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+    probs = np.array([[0.2, 0.8]], dtype=np.float32)
+    save_checkpoint(tmp_path / "t", state, probs, np.array([4]))
+    w, p, idx = load_checkpoint(tmp_path / "t")
+    assert torch.equal(w["w"], state["w"]) and np.array_equal(p, probs) and idx.tolist() == [4]
+    assert sorted(f.name for f in (tmp_path / "t").iterdir()) == [
+        "best.safetensors",
+        "val_index.npy",
+        "val_probs.npy",
+    ]
