@@ -30,9 +30,14 @@ def _pattern(label_index: int, size: int, seed: int) -> np.ndarray:
     """A class-dependent pattern (colour + stripes) with per-image noise: learnable, distinct."""
     rng = np.random.default_rng(seed)
     base = np.array(
-        [(220, 40, 40), (40, 200, 60), (50, 60, 220), (230, 200, 40), (160, 60, 200), (40, 200, 200)][
-            label_index % 6
-        ],
+        [
+            (220, 40, 40),
+            (40, 200, 60),
+            (50, 60, 220),
+            (230, 200, 40),
+            (160, 60, 200),
+            (40, 200, 200),
+        ][label_index % 6],
         dtype=np.float32,
     )
     yy, xx = np.mgrid[0:size, 0:size]
@@ -76,7 +81,9 @@ def image_folder(tmp_path: Path, make_image) -> Callable[..., Path]:
         for li, label in enumerate(labels):
             (root / label).mkdir(parents=True, exist_ok=True)
             for i in range(per_label):
-                make_image(li, size, seed * 10_000 + li * 1000 + i).save(root / label / f"{i:03d}.png")
+                make_image(li, size, seed * 10_000 + li * 1000 + i).save(
+                    root / label / f"{i:03d}.png"
+                )
         return root
 
     return build
