@@ -58,3 +58,39 @@ def test_multi_label_targets_and_seeding() -> None:
         outs.append(aug(_batch(2), y))
     assert torch.equal(outs[0][0], outs[1][0])
     assert torch.equal(outs[0][1], y)
+
+
+def test_small_images_shift_by_whole_pixels() -> None:
+    torch.manual_seed(1)
+    aug = BatchAugment(
+        mean=MEAN, std=STD, num_classes=2, multi_label=False, strength=0.6, hflip=True, small=True
+    )
+    aug._erase = aug._colour = lambda x: x  # check the shift alone
+    x = _batch(16, 10)
+    out, _ = aug(x, torch.zeros(16, dtype=torch.long))
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    ref = torch.nn.functional.pad(to_input(x, mean, std), (1, 1, 1, 1))
+    flips = 0
+    for i in range(16):
+        windows = [
+            (ref[i, :, dy : dy + 10, dx : dx + 10], f)
+            for dy in range(3)
+            for dx in range(3)
+            for f in (False, True)
+        ]
+        hits = [f for w, f in windows if torch.equal(out[i], w.flip(2) if f else w)]
+        assert hits, f"image {i} is not a whole-pixel shift"
+        flips += hits[0]
+    assert 0 < flips < 16
+
+
+def test_erasing_uses_the_mean_colour() -> None:
+    torch.manual_seed(0)
+    aug = BatchAugment(
+        mean=MEAN, std=STD, num_classes=2, multi_label=False, strength=1.0, small=True
+    )
+    x = torch.full((64, 3, 12, 12), 5.0)
+    out = aug._erase(x)
+    erased = (out == 0).all(1)
+    assert 0 < erased.flatten(1).any(1).sum() < 64  # about half of the images
+    assert ((out == 0) | (out == 5.0)).all()

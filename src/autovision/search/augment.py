@@ -1,7 +1,8 @@
 """Augmentation on whole batches of tensors (no per-image Python work, so 2 CPU cores keep up).
 
-One affine ``grid_sample`` per batch does random resized crop, translation, rotation and
-flips with per-image parameters; colour jitter is per-image arithmetic; RandAugment /
+One affine ``grid_sample`` per batch does random resized crop, rotation and flips with
+per-image parameters (small images get whole-pixel shifts and flips instead: resampling
+would blur them); random erasing and colour jitter are per-image arithmetic; RandAugment /
 TrivialAugment (torchvision) run on small chunks of the batch so neighbours get different
 operations; mixup / cutmix are timm's :class:`~timm.data.Mixup`.
 """
@@ -16,6 +17,9 @@ import torch.nn.functional as F
 
 _LUMA = (0.299, 0.587, 0.114)
 AUTO_CHUNK = 8
+SMALL_SHIFT = 0.15  # small images: shift by up to this share of the side, times the strength
+SMALL_ERASE = 0.5  # share of images with a random erasing, times the strength
+ERASE = 0.25
 
 
 def to_input(
@@ -128,18 +132,40 @@ class BatchAugment:
         return x.clamp_(0, 255)
 
     def _geometric(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._shift(x) if self.small else self._affine(x)
+        return self._erase(x)
+
+    def _shift(self, x: torch.Tensor) -> torch.Tensor:
+        """Small images: whole-pixel translation (pad and crop) and flips, no resampling blur."""
+        n, _, h, w = x.shape
+        pad = max(1, round(SMALL_SHIFT * self.s * max(h, w)))
+        xp = F.pad(x, (pad, pad, pad, pad))  # zeros after normalisation = the mean colour
+        dy = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), device=self.device)
+        dx = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), device=self.device)
+        rows = (dy + torch.arange(h, device=self.device).view(1, 1, h, 1)).expand(
+            -1, 3, -1, w + 2 * pad
+        )
+        x = xp.gather(2, rows)
+        cols = dx + torch.arange(w, device=self.device).view(1, 1, 1, w)
+        if self.hflip:
+            flip = (torch.rand(n, 1, 1, 1, device=self.device) < 0.5).long()
+            cols = (
+                flip * (dx + torch.arange(w - 1, -1, -1, device=self.device).view(1, 1, 1, w))
+                + (1 - flip) * cols
+            )
+        return x.gather(3, cols.expand(-1, 3, h, -1))
+
+    def _affine(self, x: torch.Tensor) -> torch.Tensor:
+        """Random resized crop, rotation and flip in one ``grid_sample`` per batch."""
         n, dev, s = len(x), self.device, self.s
-        if self.small:
-            area_min, translate, max_rot = 1.0 - 0.25 * s, 0.12 * s, 12.0 * s
-        else:
-            area_min, translate, max_rot = 1.0 - 0.75 * s, 0.0, 15.0 * s
+        area_min, max_rot = 1.0 - 0.75 * s, 15.0 * s
         area = torch.empty(n, device=dev).uniform_(area_min, 1.0)
         log_r = torch.empty(n, device=dev).uniform_(math.log(3 / 4), math.log(4 / 3)) * s
         ratio = log_r.exp()
         sx = (area * ratio).sqrt().clamp(max=1.0)
         sy = (area / ratio).sqrt().clamp(max=1.0)
-        tx = (torch.rand(n, device=dev) * 2 - 1) * ((1 - sx) + 2 * translate)
-        ty = (torch.rand(n, device=dev) * 2 - 1) * ((1 - sy) + 2 * translate)
+        tx = (torch.rand(n, device=dev) * 2 - 1) * (1 - sx)
+        ty = (torch.rand(n, device=dev) * 2 - 1) * (1 - sy)
         angle = (torch.rand(n, device=dev) * 2 - 1) * math.radians(max_rot)
         flip = torch.ones(n, device=dev)
         if self.hflip:
@@ -155,3 +181,26 @@ class BatchAugment:
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         # zeros after normalisation = the mean colour at the borders
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def _erase(self, x: torch.Tensor) -> torch.Tensor:
+        """Random erasing: one rectangle (2-20% of the image) set to the mean colour, on a
+        share of the images that grows with the strength."""
+        n, _, h, w = x.shape
+        dev = self.device
+        p = (SMALL_ERASE if self.small else ERASE) * self.s
+        area = torch.empty(n, device=dev).uniform_(0.02, 0.2) * h * w
+        log_r = torch.empty(n, device=dev).uniform_(math.log(0.3), math.log(3.3))
+        eh = (area * log_r.exp()).sqrt().clamp(1, h)
+        ew = (area / log_r.exp()).sqrt().clamp(1, w)
+        y0 = torch.rand(n, device=dev) * (h - eh)
+        x0 = torch.rand(n, device=dev) * (w - ew)
+        ys = torch.arange(h, device=dev).view(1, h, 1)
+        xs = torch.arange(w, device=dev).view(1, 1, w)
+        inside = (
+            (ys >= y0.view(-1, 1, 1))
+            & (ys < (y0 + eh).view(-1, 1, 1))
+            & (xs >= x0.view(-1, 1, 1))
+            & (xs < (x0 + ew).view(-1, 1, 1))
+        )
+        erase = inside & (torch.rand(n, 1, 1, device=dev) < p)
+        return x.masked_fill(erase.unsqueeze(1), 0.0)

@@ -261,7 +261,8 @@ class Search:
 
     def run(self) -> SearchResult:
         study = studies.open_study(self.rt.ws.db_url, self.state.study_name, self.state.seed)
-        studies.fail_stale(study)
+        for number in studies.fail_stale(study):
+            shutil.rmtree(self.trial_dir(number), ignore_errors=True)
         base = self.rt.base
         studies.enqueue_defaults(
             study,

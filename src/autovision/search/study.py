@@ -69,10 +69,14 @@ def enqueue_defaults(
         study.enqueue_trial(params, user_attrs={"default": True})
 
 
-def fail_stale(study: optuna.Study) -> None:
-    """Trials left RUNNING by a killed process will never finish: mark them failed."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+def fail_stale(study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a killed process will never finish: mark them failed and
+    return their numbers."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted (resumed run)")
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return [t.number for t in stale]
 
 
 def trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
