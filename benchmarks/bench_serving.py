@@ -1,8 +1,9 @@
 """The prediction server under load, next to ONNX Runtime alone for the same model.
 
 An EfficientNet-Lite0 package at 224 px (random 10-class head) is served by
-``autovision serve`` on 127.0.0.1; a load generator in this process (httpx, asyncio) sends
-Vertex-style JSON requests with one 224x224 JPEG each:
+``autovision serve`` on 127.0.0.1; a lean load generator in this process (raw HTTP/1.1 on
+asyncio streams, sharing the CPU cores with the server) sends Vertex-style JSON requests with
+one 224x224 JPEG each:
 
 - concurrency 16 for ``--duration`` seconds or ``--requests`` requests: throughput against
   ONNX Runtime's own batch-32 throughput (target >= 85%), p50/p99 latency;
@@ -98,56 +99,95 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     }
 
 
-def sequential(url: str, bodies: list[bytes], requests: int) -> dict[str, Any]:
-    """Concurrency 1: one request after the other on a kept-alive connection."""
-    path = f"{url}/v1/models/{MODEL_ID}:predict"
-    headers = {"content-type": "application/json"}
-    with httpx.Client(timeout=60) as client:
-        for body in bodies[:5]:
-            client.post(path, content=body, headers=headers).raise_for_status()
-        times = []
-        for i in range(requests):
-            t0 = time.perf_counter()
-            r = client.post(path, content=bodies[i % len(bodies)], headers=headers)
-            times.append((time.perf_counter() - t0) * 1000)
-            r.raise_for_status()
+class RawClient:
+    """A lean HTTP/1.1 keep-alive client on asyncio streams (what ``wrk``-style generators
+    do): requests are pre-built bytes and responses are read by Content-Length, so the load
+    generator, which shares the CPU cores with the server here, spends as little of them as
+    possible (httpx costs about a millisecond of CPU per request)."""
+
+    def __init__(self, host: str, port: int, path: str) -> None:
+        self.host, self.port, self.path = host, port, path
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    def request(self, body: bytes) -> bytes:
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    async def post(self, raw: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(raw)
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return status
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+async def _sequential(port: int, bodies: list[bytes], requests: int) -> dict[str, Any]:
+    client = RawClient("127.0.0.1", port, f"/v1/models/{MODEL_ID}:predict")
+    raws = [client.request(b) for b in bodies]
+    for raw in raws[:5]:
+        assert await client.post(raw) == 200
+    times = []
+    for i in range(requests):
+        t0 = time.perf_counter()
+        status = await client.post(raws[i % len(raws)])
+        times.append((time.perf_counter() - t0) * 1000)
+        assert status == 200, status
+    await client.close()
     return {"requests": requests, **percentiles(times)}
 
 
+def sequential(port: int, bodies: list[bytes], requests: int) -> dict[str, Any]:
+    """Concurrency 1: one request after the other on a kept-alive connection."""
+    return asyncio.run(_sequential(port, bodies, requests))
+
+
 async def _load(
-    url: str, bodies: list[bytes], concurrency: int, requests: int, duration: float
+    port: int, bodies: list[bytes], concurrency: int, requests: int, duration: float
 ) -> dict[str, Any]:
-    path = f"{url}/v1/models/{MODEL_ID}:predict"
-    headers = {"content-type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    path = f"/v1/models/{MODEL_ID}:predict"
+    clients = [RawClient("127.0.0.1", port, path) for _ in range(concurrency)]
+    raws = [clients[0].request(b) for b in bodies]
     statuses: dict[int, int] = {}
     times: list[float] = []
     counter = iter(range(10**9))
+    # Warm-up: every connection twice, and the batcher's first batches.
+    for _ in range(2):
+        await asyncio.gather(*(c.post(raws[i % len(raws)]) for i, c in enumerate(clients)))
+    deadline = time.perf_counter() + duration
 
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        # Warm-up: every connection once, and the batcher's first batches.
-        await asyncio.gather(
-            *(
-                client.post(path, content=bodies[i % len(bodies)], headers=headers)
-                for i in range(concurrency * 2)
-            )
-        )
-        deadline = time.perf_counter() + duration
+    async def worker(client: RawClient) -> None:
+        while time.perf_counter() < deadline:
+            i = next(counter)
+            if i >= requests:
+                return
+            t0 = time.perf_counter()
+            status = await client.post(raws[i % len(raws)])
+            statuses[status] = statuses.get(status, 0) + 1
+            if status == 200:
+                times.append((time.perf_counter() - t0) * 1000)
 
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                i = next(counter)
-                if i >= requests:
-                    return
-                t0 = time.perf_counter()
-                r = await client.post(path, content=bodies[i % len(bodies)], headers=headers)
-                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                if r.status_code == 200:
-                    times.append((time.perf_counter() - t0) * 1000)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - start
+    cpu0, start = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in clients))
+    seconds = time.perf_counter() - start
+    client_cpu = time.process_time() - cpu0
+    for c in clients:
+        await c.close()
     ok = statuses.get(200, 0)
     return {
         "concurrency": concurrency,
@@ -156,6 +196,7 @@ async def _load(
         "statuses": statuses,
         "seconds": seconds,
         "images_per_second": ok / seconds,
+        "load_generator_cpu_ms_per_request": 1000 * client_cpu / max(1, ok),
         **percentiles(times),
     }
 
@@ -205,9 +246,9 @@ def main() -> None:
     proc = start_server(ws_dir, port, args.max_batch_size, args.max_batch_wait_ms)
     try:
         say(f"concurrency 1, {args.sequential} requests ...")
-        seq = sequential(url, bodies, args.sequential)
+        seq = sequential(port, bodies, args.sequential)
         say(f"concurrency {args.concurrency}, up to {args.duration:.0f} s ...")
-        loaded = asyncio.run(_load(url, bodies, args.concurrency, args.requests, args.duration))
+        loaded = asyncio.run(_load(port, bodies, args.concurrency, args.requests, args.duration))
         batching = batch_sizes(url)
     finally:
         proc.terminate()

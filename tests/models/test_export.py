@@ -105,6 +105,40 @@ def test_int8_is_within_one_point_of_fp32(tmp_path: Path, toy_package: ModelPack
     assert path.stat().st_size < 0.5 * toy_package.onnx_path.stat().st_size
 
 
+def test_int8_guard_keeps_sensitive_nodes_in_float(
+    tmp_path: Path, toy_package: ModelPackage, toy
+) -> None:
+    """Agreement under the bar (here an impossible one) makes the guard quantize again with
+    the nodes quantization disturbs most left in float, and keep the best model it saw."""
+    import onnx
+
+    from autovision.models.export import quantize_package
+
+    spec = toy_package.preprocessing
+    calibration = preprocess([im for im, _ in toy.samples(8, seed=2)], spec)
+    check = preprocess([im for im, _ in toy.samples(8, seed=5)], spec)
+    path = tmp_path / "model.int8.onnx"
+    seen: list[str] = []
+    report = quantize_package(
+        toy_package,
+        path,
+        calibration=calibration,
+        check=check,
+        min_agreement=1.01,
+        progress=seen.append,
+    )
+    assert report.check_images == len(check) and 0.5 <= report.agreement <= 1.0
+    assert report.rounds > 1 and any("sensitive nodes" in line for line in seen)
+    proto = onnx.load(str(path))
+    names = {n.name for n in proto.graph.node}
+    assert set(report.float_nodes) <= names, "excluded nodes keep their float names"
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props.get("autovision.float_nodes", "[]")) == report.float_nodes
+
+    relaxed = quantize_package(toy_package, path, calibration=calibration, check=check)
+    assert relaxed.agreement >= 0.99 and relaxed.float_nodes == [] and relaxed.rounds == 1
+
+
 def test_multi_label_accuracy_is_exact_match_at_thresholds(
     tmp_path: Path, trained_toy, toy
 ) -> None:
@@ -218,6 +252,8 @@ def test_export_model_uses_the_models_dataset(tmp_path: Path, toy_workspace) -> 
     result = export_model(ws, model_id, tmp_path / "out", format="onnx-int8", calibration_size=32)
     assert result.notes == []
     assert result.calibration_images == 32
+    assert result.guard is not None and result.guard.check_images == 12  # the validation split
+    assert result.to_dict()["int8_agreement"] == round(result.guard.agreement, 4)
     assert result.evaluated_images == 40  # the test split, all of it
     assert result.accuracy["fp32"] >= 0.95
     assert abs(result.accuracy["fp32"] - result.accuracy["int8"]) <= 0.01

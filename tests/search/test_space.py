@@ -54,7 +54,8 @@ def test_defaults_fit_the_data(profile: DataProfile, first: str) -> None:
     cfgs = default_configs(SearchSpace(), profile, multi_label=False, gpu=False)
     assert cfgs[0].backbone == first
     if first == "compact_cnn":
-        assert cfgs[0].mode == "scratch" and cfgs[0].image_size == 28 and not cfgs[0].hflip
+        assert cfgs[0].mode == "scratch" and cfgs[0].image_size == 28 and cfgs[0].hflip
+        assert cfgs[1].backbone == first and not cfgs[1].hflip
         assert cfgs[0].imbalance == "weighted_loss"
     else:
         assert cfgs[0].mode == "linear" and cfgs[0].image_size == 224

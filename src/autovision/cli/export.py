@@ -108,5 +108,14 @@ def export(
         if "int8" in result.accuracy:
             drop = 100 * (result.accuracy["fp32"] - result.accuracy["int8"])
             console.print(f"int8 vs fp32: {-drop:+.2f} points", highlight=False)
+    guard = result.guard
+    if guard is not None and guard.agreement is not None:
+        n_float = len(guard.float_nodes)
+        kept = f", {n_float} sensitive nodes kept in float" if n_float else ""
+        console.print(
+            f"int8 top-1 agreement with fp32: {guard.agreement:.1%} of {guard.check_images} "
+            f"validation images{kept}",
+            highlight=False,
+        )
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)

@@ -44,6 +44,17 @@ Sample = tuple[Any, Sequence[str]]  # (RGB PIL image, its labels)
 
 
 @dataclass
+class QuantizeReport:
+    """What the int8 accuracy guard saw: top-1 agreement with the fp32 model on the check
+    images (``None``: not checked) and the nodes left in float to reach it."""
+
+    agreement: float | None = None
+    check_images: int = 0
+    float_nodes: list[str] = field(default_factory=list)
+    rounds: int = 1
+
+
+@dataclass
 class ExportResult:
     """What an export wrote and, when measured, the accuracy of fp32 and int8 on test images."""
 
@@ -54,6 +65,7 @@ class ExportResult:
     evaluated_images: int = 0
     quantization: str | None = None
     calibration_images: int = 0
+    guard: QuantizeReport | None = None  # int8 accuracy guard
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -69,6 +81,10 @@ class ExportResult:
         if self.quantization:
             out["quantization"] = self.quantization
             out["calibration_images"] = self.calibration_images
+        if self.guard is not None and self.guard.agreement is not None:
+            out["int8_agreement"] = round(self.guard.agreement, 4)
+            out["agreement_images"] = self.guard.check_images
+            out["float_nodes"] = self.guard.float_nodes
         if self.notes:
             out["notes"] = self.notes
         return out
@@ -86,13 +102,17 @@ def export_package(
     evaluation: Iterable[Sample] | None = None,
     quantization: str = "static",
     calibration_size: int = 128,
+    check: Iterable[Any] | None = None,
+    check_size: int = 256,
     progress: Progress | None = None,
 ) -> ExportResult:
     """Write ``format`` of a model package into ``output`` (created; our files replaced).
 
     ``calibration``: RGB PIL images (training images) for static int8 quantization; the first
-    ``calibration_size`` are used. ``evaluation``: ``(image, labels)`` pairs (the test split);
-    when given, the accuracy of the fp32 ONNX model (and of the int8 one) is measured on them.
+    ``calibration_size`` are used. ``check``: other RGB images (the validation split) for the
+    int8 accuracy guard (see :func:`quantize_package`); the first ``check_size`` are used.
+    ``evaluation``: ``(image, labels)`` pairs (the test split); when given, the accuracy of the
+    fp32 ONNX model (and of the int8 one) is measured on them.
     """
     if format not in FORMATS:
         raise ModelError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -128,7 +148,15 @@ def export_package(
             say(f"quantizing to int8 (static QDQ, {len(images)} calibration images)")
             result.calibration_images = len(images)
             x = np.concatenate(images)
-            quantize_package(pkg, model_file, calibration=x, method="static")
+            held_out = [preprocess([im], spec) for im in itertools.islice(check or (), check_size)]
+            result.guard = quantize_package(
+                pkg,
+                model_file,
+                calibration=x,
+                method="static",
+                check=np.concatenate(held_out) if held_out else None,
+                progress=say,
+            )
         else:
             say("quantizing to int8 (dynamic)")
             quantize_package(pkg, model_file, method="dynamic")
@@ -180,13 +208,17 @@ def export_model(
     if evaluate is None:
         evaluate = format == "onnx-int8"
 
-    calibration = evaluation = None
+    calibration = evaluation = check = None
     if dataset is not None:
         if format == "onnx-int8" and quantization == "static":
             train = list(dataset.split("train"))
             rng = np.random.default_rng(seed)
-            picked = [train[i] for i in rng.permutation(len(train))[:calibration_size]]
+            order = rng.permutation(len(train))
+            picked = [train[i] for i in order[:calibration_size]]
             calibration = (ws.load_image(it) for it in picked)
+            # the guard checks held-out images: validation, else training images not calibrated on
+            held = list(dataset.split("validation")) or [train[i] for i in order[calibration_size:]]
+            check = (ws.load_image(it) for it in held)
         if evaluate:
             test = dataset.split("test")[: eval_limit if eval_limit else None]
             if test:
@@ -204,6 +236,7 @@ def export_model(
         evaluation=evaluation,
         quantization=quantization,
         calibration_size=calibration_size,
+        check=check,
         progress=progress,
     )
     result.notes = notes + result.notes
@@ -232,6 +265,10 @@ def export_torchscript(pkg: ModelPackage, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+INT8_MIN_AGREEMENT = 0.99  # top-1 agreement with fp32 on held-out images the guard wants
+INT8_FLOAT_STEPS = (4, 8, 16, 32)  # most sensitive nodes kept in float, tried in turn
+
+
 def quantize_package(
     pkg: ModelPackage,
     path: Path,
@@ -239,69 +276,164 @@ def quantize_package(
     calibration: np.ndarray | None = None,
     method: str = "static",
     batch_size: int = 16,
-) -> None:
+    check: np.ndarray | None = None,
+    min_agreement: float = INT8_MIN_AGREEMENT,
+    progress: Progress | None = None,
+) -> QuantizeReport:
     """Write an int8 ONNX model of the package: same input, output and metadata.
 
     ``calibration``: preprocessed float32 [N, 3, S, S] inputs (static quantization only).
+    ``check``: held-out preprocessed inputs for the accuracy guard (static only): when the
+    int8 model's top-1 agreement with fp32 on them is under ``min_agreement``, the nodes whose
+    outputs quantization disturbs most (signal-to-quantization-noise ratio, ONNX Runtime's
+    ``qdq_loss_debug``) stay in float, 4, then 8, 16, 32 of them, until it is reached (else the
+    best agreement seen is kept). Classifications change only where fp32 and int8 disagree, so
+    agreement bounds the accuracy lost.
 
     The graph is re-exported with TF "same" padding made static for the package's input size
     (timm's dynamic padding turns into shape arithmetic that blocks quantization), then
     pre-processed and quantized by ONNX Runtime.
     """
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_dynamic,
-        quantize_static,
-    )
+    from onnxruntime.quantization import quant_pre_process, quantize_dynamic
 
     from autovision.models.package import export_onnx
 
     spec = pkg.preprocessing
-
+    say = progress or (lambda _msg: None)
     if method == "static" and (calibration is None or not len(calibration)):
         raise ModelError("static int8 quantization needs calibration inputs")
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            x = calibration if calibration is not None else np.zeros((0,), dtype=np.float32)
-            self._batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size))
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self._batches, None)
-            return None if x is None else {ONNX_INPUT: x}
-
+    report = QuantizeReport()
     with tempfile.TemporaryDirectory(prefix="autovision-int8-") as tmp_dir:
         tmp = Path(tmp_dir)
         model = static_same_padding(pkg.torch_model(), spec.input_size)
         export_onnx(model, pkg.task, spec, tmp / "fp32.onnx", {"labels": pkg.labels, "id": pkg.id})
-        quant_pre_process(str(tmp / "fp32.onnx"), str(tmp / "pre.onnx"))
+        pre = tmp / "pre.onnx"
+        quant_pre_process(str(tmp / "fp32.onnx"), str(pre))
+        best = tmp / "int8.onnx"
         if method == "static":
-            quantize_static(
-                str(tmp / "pre.onnx"),
-                str(tmp / "int8.onnx"),
-                Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
+            assert calibration is not None
+            _quantize_static(pre, best, calibration, batch_size, exclude=())
+            if check is not None and len(check):
+                report = _guard(pre, best, calibration, check, batch_size, min_agreement, say)
         else:
-            quantize_dynamic(
-                str(tmp / "pre.onnx"), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8
-            )
-        proto = onnx.load(str(tmp / "int8.onnx"))
+            from onnxruntime.quantization import QuantType
+
+            quantize_dynamic(str(pre), str(best), weight_type=QuantType.QInt8)
+        proto = onnx.load(str(best))
         src_meta = {p.key: p.value for p in onnx.load(str(pkg.onnx_path)).metadata_props}
         have = {p.key for p in proto.metadata_props}
-        for key, value in {**src_meta, "autovision.quantization": f"int8-{method}"}.items():
+        extra = {"autovision.quantization": f"int8-{method}"}
+        if report.float_nodes:
+            extra["autovision.float_nodes"] = json.dumps(report.float_nodes)
+        for key, value in {**src_meta, **extra}.items():
             if key not in have:
                 entry = proto.metadata_props.add()
                 entry.key, entry.value = key, value
         onnx.save(proto, str(tmp / "final.onnx"))
         _atomic_copy(tmp / "final.onnx", path)
+    return report
+
+
+def _reader(x: np.ndarray, batch_size: int) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            b = next(self._batches, None)
+            return None if b is None else {ONNX_INPUT: b}
+
+    return Reader()
+
+
+def _quantize_static(
+    pre: Path, out: Path, calibration: np.ndarray, batch_size: int, exclude: Sequence[str]
+) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(pre),
+        str(out),
+        _reader(calibration, batch_size),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(exclude),
+    )
+
+
+def _top1(path: Path, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return np.concatenate(
+        [
+            sess.run([ONNX_OUTPUT], {ONNX_INPUT: x[i : i + batch_size]})[0].argmax(1)
+            for i in range(0, len(x), batch_size)
+        ]
+    )
+
+
+def sensitive_nodes(pre: Path, int8: Path, x: np.ndarray, tmp: Path) -> list[str]:
+    """Nodes of the float graph ``pre`` by how much quantization disturbs their outputs in
+    ``int8`` (lowest signal-to-quantization-noise ratio first)."""
+    import onnx
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    dbg.modify_model_output_intermediate_tensors(str(pre), str(tmp / "fp32_aug.onnx"))
+    dbg.modify_model_output_intermediate_tensors(str(int8), str(tmp / "int8_aug.onnx"))
+    fp = dbg.collect_activations(str(tmp / "fp32_aug.onnx"), _reader(x, 8))
+    q = dbg.collect_activations(str(tmp / "int8_aug.onnx"), _reader(x, 8))
+    errors = dbg.compute_activation_error(dbg.create_activation_matching(q, fp))
+    producer = {o: n.name for n in onnx.load(str(pre)).graph.node for o in n.output}
+    ranked = sorted(errors.items(), key=lambda kv: kv[1].get("xmodel_err", kv[1]["qdq_err"]))
+    out: list[str] = []
+    for tensor, _ in ranked:
+        node = producer.get(tensor)
+        if node and node not in out:
+            out.append(node)
+    return out
+
+
+def _guard(
+    pre: Path,
+    best: Path,
+    calibration: np.ndarray,
+    check: np.ndarray,
+    batch_size: int,
+    min_agreement: float,
+    say: Progress,
+) -> QuantizeReport:
+    """The accuracy guard of :func:`quantize_package`; leaves the chosen model in ``best``."""
+    reference = _top1(pre, check)
+    agreement = float((_top1(best, check) == reference).mean())
+    report = QuantizeReport(agreement, len(check))
+    if agreement >= min_agreement:
+        return report
+    tmp = best.parent
+    say(f"int8 agrees with fp32 on {agreement:.1%} of {len(check)} images; finding sensitive nodes")
+    ranked = sensitive_nodes(pre, best, check[:32], tmp)
+    for k in INT8_FLOAT_STEPS:
+        if k > len(ranked):
+            break
+        trial = tmp / f"int8-float{k}.onnx"
+        _quantize_static(pre, trial, calibration, batch_size, exclude=ranked[:k])
+        got = float((_top1(trial, check) == reference).mean())
+        report.rounds += 1
+        say(f"  {k} sensitive nodes in float: {got:.1%} agreement")
+        if got > report.agreement:
+            os.replace(trial, best)
+            report.agreement, report.float_nodes = got, ranked[:k]
+        if got >= min_agreement:
+            break
+    return report
 
 
 def static_same_padding(model: Any, input_size: int) -> Any:

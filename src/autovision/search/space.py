@@ -292,9 +292,11 @@ def default_configs(
     if cnn:
         sizes = space.sizes_for(cnn)
         size = _size_for(sizes, profile.median_side)
-        # mirrored images are a different class for digits and the same for clothes
-        cnn_cfgs.append(image_cfg(cnn, "scratch", size, aug_strength=0.5, hflip=False))
+        # mirrored images are the same class for most subjects (clothes, objects) and a
+        # different one for characters: flips first (on large data only the first default
+        # may fit in the exploration time), the unflipped variant second
         cnn_cfgs.append(image_cfg(cnn, "scratch", size, aug_strength=0.5, hflip=True))
+        cnn_cfgs.append(image_cfg(cnn, "scratch", size, aug_strength=0.5, hflip=False))
     if lite and get_backbone_cfg(lite).pretrained:
         sizes = space.sizes_for(lite)
         size = _size_for(sizes, profile.median_side, prefer=get_backbone_cfg(lite).input_size)

@@ -42,6 +42,9 @@ class ServerSettings(BaseSettings):
     retry_after_s: int = Field(1, ge=0)
     preprocess_threads: int | None = Field(None, ge=1, description="default: CPU count")
     ort_threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads")
+    ort_spinning: bool = Field(
+        False, description="let idle ONNX Runtime threads busy-wait (lower latency, more CPU)"
+    )
 
     key_cache_ttl_s: float = Field(2.0, ge=0)
     insecure_no_auth: bool = False

@@ -78,7 +78,7 @@ class ServerState:
         for model_id in self.model_ids():
             try:
                 path = self.ws.model(model_id)["path"]
-                package = ModelPackage.load(path, threads=s.ort_threads, spinning=False)
+                package = ModelPackage.load(path, threads=s.ort_threads, spinning=s.ort_spinning)
             except AutovisionError:
                 if explicit:
                     raise
