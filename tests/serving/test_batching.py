@@ -144,3 +144,59 @@ def test_stop_drains_queued_work_then_refuses():
         b.admit(1)
     with pytest.raises(BatcherStopped):
         b.submit(np.zeros((1, 3), np.float32)).result(1)
+
+
+def test_workers_run_batches_side_by_side_and_a_lone_batch_runs_alone():
+    """Two workers: two batches at once under load (``run``); a batch with nothing else in
+    sight goes to ``run_alone`` (the every-core session)."""
+    gate = threading.Event()
+    inside: list[str] = []
+    lock = threading.Lock()
+    both_in = threading.Event()
+
+    def make(kind: str):
+        def run(x):
+            with lock:
+                inside.append(kind)
+                if len(inside) >= 2:
+                    both_in.set()
+            gate.wait(10)
+            return x[:, :1] * 2
+
+        return run
+
+    b = DynamicBatcher(make("shared"), max_batch_size=1, workers=2, run_alone=make("alone"))
+    b.start()
+    try:
+        lone = _submit(b, 1.0)
+        assert _wait_for(lambda: len(inside) == 1)
+        assert inside == ["alone"]  # nothing else was running, waiting or being prepared
+        second = _submit(b, 2.0)
+        assert both_in.wait(5), "the second worker runs while the first is still busy"
+        assert inside == ["alone", "shared"]
+        gate.set()
+        assert lone.result(5)[0, 0] == 2.0 and second.result(5)[0, 0] == 4.0
+    finally:
+        gate.set()
+        b.stop()
+
+
+def test_stop_with_workers_answers_or_refuses_everything():
+    b = DynamicBatcher(Recorder(delay=0.01), max_batch_size=2, workers=3)
+    b.start()
+    futures = [_submit(b, float(i)) for i in range(10)]
+    b.stop()
+    for i, f in enumerate(futures):
+        try:
+            assert f.result(5)[0, 0] == 2.0 * i
+        except BatcherStopped:
+            pass
+
+
+def _wait_for(cond, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return False

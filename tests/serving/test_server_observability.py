@@ -81,17 +81,17 @@ def test_metrics_text_format(client, image_bytes):
 
 
 def test_concurrent_requests_are_batched(make_client, image_bytes):
-    client = make_client(max_batch_wait_ms=50)
+    client = make_client(max_batch_wait_ms=50, inference_workers=1)
     server = client.app.state.server
     pkg = server.models[MODEL].package
     real = pkg.predict_array
     first_call = threading.Event()
     release = threading.Event()
 
-    def slow(x):
+    def slow(x, session=None):
         first_call.set()
         release.wait(10)
-        return real(x)
+        return real(x, session)
 
     pkg.predict_array = slow
     body = {"instances": [{"content": base64.b64encode(image_bytes(0, 16)).decode()}]}

@@ -172,7 +172,6 @@ class ModelPackage:
         self.thresholds: list[float] | None = list(th) if th is not None else None
         self.preprocessing = Preprocessing.from_dict(self.meta["preprocessing"])
         self._threads = threads
-        # Busy-waiting ORT threads steal CPU from decoding threads in a server; off there.
         self._spinning = spinning
         self._session: Any = None
 
@@ -189,24 +188,33 @@ class ModelPackage:
     @property
     def session(self) -> Any:
         if self._session is None:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            if self._threads:
-                opts.intra_op_num_threads = self._threads
-            opts.log_severity_level = 3
-            if not self._spinning:
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = ort.InferenceSession(
-                str(self.onnx_path), opts, providers=_providers(ort)
-            )
+            self._session = self.new_session(threads=self._threads, spinning=self._spinning)
         return self._session
 
-    def predict_array(self, x: np.ndarray) -> np.ndarray:
-        """Preprocessed float32 [N, 3, S, S] -> probabilities [N, L]."""
+    def new_session(self, *, threads: int | None = None, spinning: bool = True) -> Any:
+        """Another ONNX Runtime session of this model (``threads``: intra-op threads, None:
+        every core; ``spinning``: idle threads busy-wait, lower latency for more CPU)."""
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        if not spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(self.onnx_path), opts, providers=_providers(ort))
+
+    @property
+    def on_gpu(self) -> bool:
+        return "CUDAExecutionProvider" in self.session.get_providers()
+
+    def predict_array(self, x: np.ndarray, session: Any = None) -> np.ndarray:
+        """Preprocessed float32 [N, 3, S, S] -> probabilities [N, L] (with ``session``, one
+        from :meth:`new_session`, instead of the package's own)."""
         if len(x) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: x.astype(np.float32, copy=False)})[0]
+        sess = self.session if session is None else session
+        return sess.run([ONNX_OUTPUT], {ONNX_INPUT: x.astype(np.float32, copy=False)})[0]
 
     def predict_proba(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
         """RGB PIL images -> probabilities [N, L]."""

@@ -1,11 +1,17 @@
 """Dynamic batching: concurrent requests share one ONNX Runtime call.
 
 Requests are admitted against a queue limit (else 429 with Retry-After), preprocessed in a
-thread pool (decoding and resizing use every core), then queued. One worker thread per
-model takes the first waiting request, adds whatever else is queued up to
-``max_batch_size`` images, waits at most ``max_batch_wait_ms`` for more only while other
-admitted requests are still being preprocessed (so a lone request never waits), runs ONE
-ORT call on the stacked array and resolves each request's future with its rows.
+thread pool (decoding and resizing use every core), then queued. A worker thread takes the
+first waiting request, adds whatever else is queued up to ``max_batch_size`` images, waits
+at most ``max_batch_wait_ms`` for more only while other admitted requests are still being
+preprocessed (so a lone request never waits), runs ONE ORT call on the stacked array and
+resolves each request's future with its rows.
+
+With ``workers`` > 1, that many batches run at once (Triton's "instance count"): on a CPU,
+single-threaded ONNX Runtime calls side by side give more images/s than one multi-threaded
+call and never wait on each other's threads. A batch that starts while nothing else runs,
+waits or is being prepared goes to ``run_alone`` instead (a session with every core, for the
+latency of a lone request).
 """
 
 from __future__ import annotations
@@ -48,8 +54,9 @@ _STOP = object()
 class DynamicBatcher:
     """``ticket = admit(n)``; ``future = submit(x, ticket)``; ``release(ticket)`` when done.
 
-    ``run(x) -> y`` is called from the worker thread with a stacked float32 batch;
-    ``on_batch(images, seconds)`` reports each call (metrics).
+    ``run(x) -> y`` is called from a worker thread with a stacked float32 batch (``run_alone``
+    instead when the batch is the only work in sight); ``on_batch(images, seconds)`` reports
+    each call (metrics).
     """
 
     def __init__(
@@ -61,37 +68,50 @@ class DynamicBatcher:
         queue_limit: int = 256,
         on_batch: Callable[[int, float], None] | None = None,
         name: str = "model",
+        workers: int = 1,
+        run_alone: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self._run = run
+        self._run_alone = run_alone
+        self.workers = max(1, workers)
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.queue_limit = queue_limit
         self._on_batch = on_batch
         self.name = name
         self._q: queue.Queue = queue.Queue()
-        self._carry: deque[_Work] = deque()
         self._lock = threading.Lock()
         self._admitted = 0  # images admitted and not released
         self._preparing = 0  # admitted requests not yet submitted
-        self._thread: threading.Thread | None = None
+        self._busy = 0  # workers inside a run
+        self._threads: list[threading.Thread] = []
+        self._carried: list[deque[_Work]] = []
         self._stopped = False
 
     # ---- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._loop, name=f"batcher-{self.name}", daemon=True
+        if self._threads:
+            return
+        for i in range(self.workers):
+            carry: deque[_Work] = deque()
+            self._carried.append(carry)
+            t = threading.Thread(
+                target=self._loop, args=(carry,), name=f"batcher-{self.name}-{i}", daemon=True
             )
-            self._thread.start()
+            t.start()
+            self._threads.append(t)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopped = True
-        if self._thread is not None:
+        for _ in self._threads:
             self._q.put(_STOP)
-            self._thread.join(timeout)
-            self._thread = None
-        for work in list(self._carry) + self._drain():
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+        left = [w for carry in self._carried for w in carry] + self._drain()
+        self._carried = []
+        for work in left:
             if not work.future.done():
                 work.future.set_exception(BatcherStopped())
 
@@ -149,18 +169,18 @@ class DynamicBatcher:
             if item is not _STOP:
                 out.append(item)
 
-    def _next(self, timeout: float | None) -> object:
-        if self._carry:
-            return self._carry.popleft()
+    def _next(self, carry: deque[_Work], timeout: float | None) -> object:
+        if carry:
+            return carry.popleft()
         if timeout is None:
             return self._q.get()
         if timeout <= 0:
             return self._q.get_nowait()
         return self._q.get(timeout=timeout)
 
-    def _loop(self) -> None:
+    def _loop(self, carry: deque[_Work]) -> None:
         while True:
-            first = self._next(None)
+            first = self._next(carry, None)
             if first is _STOP:
                 return
             batch: list[_Work] = [first]  # type: ignore[list-item]
@@ -169,7 +189,7 @@ class DynamicBatcher:
             stop = False
             while size < self.max_batch_size:
                 try:
-                    item = self._next(0)
+                    item = self._next(carry, 0)
                 except queue.Empty:
                     with self._lock:
                         others_coming = self._preparing > 0
@@ -177,14 +197,14 @@ class DynamicBatcher:
                     if not others_coming or remaining <= 0:
                         break
                     try:
-                        item = self._next(min(remaining, 0.001))
+                        item = self._next(carry, min(remaining, 0.001))
                     except queue.Empty:
                         continue
                 if item is _STOP:
                     stop = True
                     break
                 if size + item.n > self.max_batch_size:  # type: ignore[attr-defined]
-                    self._carry.append(item)  # type: ignore[arg-type]
+                    carry.append(item)  # type: ignore[arg-type]
                     break
                 batch.append(item)  # type: ignore[arg-type]
                 size += item.n  # type: ignore[attr-defined]
@@ -197,10 +217,18 @@ class DynamicBatcher:
         live = [w for w in batch if w.future.set_running_or_notify_cancel()]
         if not live:
             return
+        with self._lock:
+            alone = self._busy == 0 and self._preparing == 0 and self._q.empty()
+            self._busy += 1
+        run = self._run_alone if alone and self._run_alone is not None else self._run
         try:
             x = live[0].x if len(live) == 1 else np.concatenate([w.x for w in live])
             t0 = time.perf_counter()
-            y = self._run(x)
+            try:
+                y = run(x)
+            finally:
+                with self._lock:
+                    self._busy -= 1
             seconds = time.perf_counter() - t0
             start = 0
             for w in live:

@@ -41,9 +41,17 @@ class ServerSettings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0)
     retry_after_s: int = Field(1, ge=0)
     preprocess_threads: int | None = Field(None, ge=1, description="default: CPU count")
-    ort_threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads")
+    ort_threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime threads of a lone batch (default: every core)"
+    )
     ort_spinning: bool = Field(
-        False, description="let idle ONNX Runtime threads busy-wait (lower latency, more CPU)"
+        True, description="idle ONNX Runtime threads busy-wait: lower latency for a lone request"
+    )
+    inference_workers: int | None = Field(
+        None,
+        ge=1,
+        description="batches run at once, single-threaded each, under load (default: CPU count "
+        "on CPU, 1 on GPU)",
     )
 
     key_cache_ttl_s: float = Field(2.0, ge=0)

@@ -105,13 +105,31 @@ class ServerState:
             self.metrics.images.inc(images, model=model_id)
 
         served: ServedModel
+        workers = s.inference_workers or (1 if package.on_gpu else os.cpu_count() or 1)
+        run_alone = None
+        if workers > 1:
+            # under load: single-threaded calls side by side; a lone batch: every core
+            side_by_side = package.new_session(threads=1, spinning=False)
+
+            def run(x):
+                return served.package.predict_array(x, side_by_side)
+
+            def run_alone(x):
+                return served.package.predict_array(x)
+        else:
+
+            def run(x):
+                return served.package.predict_array(x)
+
         batcher = DynamicBatcher(
-            lambda x: served.package.predict_array(x),
+            run,
             max_batch_size=s.max_batch_size,
             max_wait_ms=s.max_batch_wait_ms,
             queue_limit=s.queue_limit,
             on_batch=on_batch,
             name=model_id,
+            workers=workers,
+            run_alone=run_alone,
         )
         served = ServedModel(model_id, package, batcher)
         return served
