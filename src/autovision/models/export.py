@@ -266,7 +266,7 @@ def export_torchscript(pkg: ModelPackage, path: Path) -> None:
 
 
 INT8_MIN_AGREEMENT = 0.99  # top-1 agreement with fp32 on held-out images the guard wants
-INT8_FLOAT_STEPS = (4, 8, 16, 32)  # most sensitive nodes kept in float, tried in turn
+INT8_FLOAT_STEPS = (4, 8, 16)  # most sensitive convolutions kept in float, tried in turn
 
 
 def quantize_package(
@@ -286,7 +286,7 @@ def quantize_package(
     ``check``: held-out preprocessed inputs for the accuracy guard (static only): when the
     int8 model's top-1 agreement with fp32 on them is under ``min_agreement``, the nodes whose
     outputs quantization disturbs most (signal-to-quantization-noise ratio, ONNX Runtime's
-    ``qdq_loss_debug``) stay in float, 4, then 8, 16, 32 of them, until it is reached (else the
+    ``qdq_loss_debug``) stay in float, 4, then 8, then 16 of them, until it is reached (else the
     best agreement seen is kept). Classifications change only where fp32 and int8 disagree, so
     agreement bounds the accuracy lost.
 
@@ -382,7 +382,7 @@ def _top1(path: Path, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
 
 
 def sensitive_nodes(pre: Path, int8: Path, x: np.ndarray, tmp: Path) -> list[str]:
-    """Nodes of the float graph ``pre`` by how much quantization disturbs their outputs in
+    """Nodes of the float graph ``pre`` by how much quantizing their outputs disturbs them in
     ``int8`` (lowest signal-to-quantization-noise ratio first)."""
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as dbg
@@ -392,14 +392,24 @@ def sensitive_nodes(pre: Path, int8: Path, x: np.ndarray, tmp: Path) -> list[str
     fp = dbg.collect_activations(str(tmp / "fp32_aug.onnx"), _reader(x, 8))
     q = dbg.collect_activations(str(tmp / "int8_aug.onnx"), _reader(x, 8))
     errors = dbg.compute_activation_error(dbg.create_activation_matching(q, fp))
-    producer = {o: n.name for n in onnx.load(str(pre)).graph.node for o in n.output}
-    ranked = sorted(errors.items(), key=lambda kv: kv[1].get("xmodel_err", kv[1]["qdq_err"]))
+    producer = {o: n for n in onnx.load(str(pre)).graph.node for o in n.output}
+    # qdq_err: the tensor against its own quantized copy, a node's local damage (the error
+    # against the float model accumulates along the graph and would rank the head first)
+    ranked = sorted(errors.items(), key=lambda kv: kv[1]["qdq_err"])
     out: list[str] = []
     for tensor, _ in ranked:
         node = producer.get(tensor)
-        if node and node not in out:
-            out.append(node)
+        # an activation's damage is its convolution's: activations stay fused with it, and
+        # one left in float alone would make the convolution's output range wider
+        while node is not None and node.op_type in _ACTIVATIONS and node.input:
+            node = producer.get(node.input[0])
+        if node is not None and node.op_type in _WEIGHTED and node.name not in out:
+            out.append(node.name)
     return out
+
+
+_ACTIVATIONS = {"Clip", "Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Mul"}
+_WEIGHTED = {"Conv", "Gemm", "MatMul"}
 
 
 def _guard(
