@@ -50,6 +50,16 @@ def test_serve_defaults_to_loopback_and_every_model(cli, served_ws, started):
     (settings,) = started
     assert settings.host == "127.0.0.1" and settings.port == 8080
     assert settings.model_ids == [] and settings.workspace == str(served_ws.root)
+    assert settings.inference_workers is None  # one per core on CPU, decided at load
+
+
+def test_serve_tuning_flags(cli, served_ws, started, monkeypatch):
+    r = _serve(cli, served_ws, "--inference-workers", "3", "--max-batch-size", "8")
+    assert r.exit_code == 0, r.output
+    assert started[-1].inference_workers == 3 and started[-1].max_batch_size == 8
+    monkeypatch.setenv("AUTOVISION_SERVE_INFERENCE_WORKERS", "2")  # unset flag: env applies
+    assert _serve(cli, served_ws).exit_code == 0
+    assert started[-1].inference_workers == 2
 
 
 def test_serve_refuses_public_bind_without_keys(cli, served_ws, started):

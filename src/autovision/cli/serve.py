@@ -41,6 +41,12 @@ def serve(
     max_batch_wait_ms: Annotated[
         float, typer.Option(min=0, help="Longest wait to fill a batch.")
     ] = 5.0,
+    inference_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Batches run at once under load (default: one per CPU core, 1 on GPU)."
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Serve models over REST (Vertex AI / TF Serving and KServe v2 protocols)."""
@@ -65,6 +71,7 @@ def serve(
         insecure_no_auth=insecure_no_auth,
         max_batch_size=max_batch_size,
         max_batch_wait_ms=max_batch_wait_ms,
+        **({"inference_workers": inference_workers} if inference_workers else {}),
     )
     auth = has_keys(ws)
     check_startup(settings, auth_enabled=auth)
