@@ -367,12 +367,17 @@ def _quantize_static(
     )
 
 
-def _top1(path: Path, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+def _cpu_session(path: Path) -> Any:
+    """A quiet ONNX Runtime CPU session (exported files are judged on the CPU)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _top1(path: Path, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    sess = _cpu_session(path)
     return np.concatenate(
         [
             sess.run([ONNX_OUTPUT], {ONNX_INPUT: x[i : i + batch_size]})[0].argmax(1)
@@ -528,14 +533,7 @@ def evaluate_onnx(
     Single-label: top-1 accuracy. Multi-label: exact-match (subset) accuracy at the package's
     thresholds (0.5 when none).
     """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sessions = {
-        k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-        for k, p in models.items()
-    }
+    sessions = {k: _cpu_session(p) for k, p in models.items()}
     index = {lab: i for i, lab in enumerate(pkg.labels)}
     th = np.asarray(pkg.thresholds or [0.5] * len(pkg.labels), dtype=np.float32)
     correct = dict.fromkeys(models, 0)

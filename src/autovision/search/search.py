@@ -132,17 +132,18 @@ class Search:
     def trial_dir(self, number: int) -> Path:
         return self.folder / f"{number:04d}"
 
-    def _suggest(self, trial: Any) -> TrialConfig:
+    def _data_kw(self) -> dict[str, Any]:
+        """What :func:`suggest` and :func:`default_configs` need to know of the data and run."""
         base = self.rt.base
-        return suggest(
-            trial,
-            self.space,
-            self.data.profile,
-            multi_label=self.data.multi_label,
-            gpu=self.rt.gpu,
-            base_backbone=base.backbone if base else None,
-            base_size=base.input_size if base else None,
-        )
+        return {
+            "multi_label": self.data.multi_label,
+            "gpu": self.rt.gpu,
+            "base_backbone": base.backbone if base else None,
+            "base_size": base.input_size if base else None,
+        }
+
+    def _suggest(self, trial: Any) -> TrialConfig:
+        return suggest(trial, self.space, self.data.profile, **self._data_kw())
 
     def _final_wanted(self, cfg: TrialConfig | None, search_total: float) -> float:
         best_full = cfg is self.best_cfg and self.best_n_train >= self.data.profile.n_train
@@ -263,18 +264,10 @@ class Search:
         study = studies.open_study(self.rt.ws.db_url, self.state.study_name, self.state.seed)
         for number in studies.fail_stale(study):
             shutil.rmtree(self.trial_dir(number), ignore_errors=True)
-        base = self.rt.base
         studies.enqueue_defaults(
             study,
-            default_configs(
-                self.space,
-                self.data.profile,
-                multi_label=self.data.multi_label,
-                gpu=self.rt.gpu,
-                base_backbone=base.backbone if base else None,
-                base_size=base.input_size if base else None,
-            ),
-            base_model=base is not None,
+            default_configs(self.space, self.data.profile, **self._data_kw()),
+            base_model=self.rt.base is not None,
             imbalanced=self.data.profile.imbalance >= IMBALANCE_RATIO,
             multi_label=self.data.multi_label,
         )

@@ -106,20 +106,14 @@ class ServerState:
 
         served: ServedModel
         workers = s.inference_workers or (1 if package.on_gpu else os.cpu_count() or 1)
-        run_alone = None
-        if workers > 1:
-            # under load: single-threaded calls side by side; a lone batch: every core
-            side_by_side = package.new_session(threads=1, spinning=False)
+        # under load: single-threaded calls side by side; a lone batch: the every-core session
+        side_by_side = package.new_session(threads=1, spinning=False) if workers > 1 else None
 
-            def run(x):
-                return served.package.predict_array(x, side_by_side)
+        def run(x):
+            return served.package.predict_array(x, side_by_side)
 
-            def run_alone(x):
-                return served.package.predict_array(x)
-        else:
-
-            def run(x):
-                return served.package.predict_array(x)
+        def run_alone(x):
+            return served.package.predict_array(x)
 
         batcher = DynamicBatcher(
             run,
@@ -129,7 +123,7 @@ class ServerState:
             on_batch=on_batch,
             name=model_id,
             workers=workers,
-            run_alone=run_alone,
+            run_alone=run_alone if side_by_side is not None else None,
         )
         served = ServedModel(model_id, package, batcher)
         return served
