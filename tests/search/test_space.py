@@ -59,6 +59,9 @@ def test_defaults_fit_the_data(profile: DataProfile, first: str) -> None:
         assert cfgs[0].imbalance == "weighted_loss"
     else:
         assert cfgs[0].mode == "linear" and cfgs[0].image_size == 224
+        # the same frozen features on squashed and on padded images (clip art, product shots)
+        assert [(c.mode, c.resize) for c in cfgs[:2]] == [("linear", "squash"), ("linear", "pad")]
+        assert cfgs[0].label_smoothing == 0.0 and cfgs[0].l2 == 1e-2
 
 
 @pytest.mark.parametrize("profile", [PHOTOS, DIGITS])

@@ -11,13 +11,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-RESIZE_RULES = ("squash", "center_crop")
+RESIZE_RULES = ("squash", "center_crop", "pad")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize to ``input_size`` x ``input_size`` (``squash`` ignores aspect, ``center_crop``
-    resizes the short side then crops), then ``(pixel - mean) / std`` per channel, NCHW."""
+    """Resize to ``input_size`` x ``input_size``, then ``(pixel - mean) / std`` per channel,
+    NCHW. Resize rules: ``squash`` ignores the aspect ratio, ``center_crop`` resizes the short
+    side then crops, ``pad`` resizes the long side and centres the image on a square filled
+    with the median colour of its border (the background of clip art and product shots), so
+    nothing is cut off or distorted."""
 
     input_size: int
     mean: tuple[float, float, float]
@@ -55,9 +58,24 @@ def resize_image(img: Image.Image, spec: Preprocessing) -> np.ndarray:
         img = img.resize((nw, nh), interp, reducing_gap=3.0)
         left, top = (nw - s) // 2, (nh - s) // 2
         img = img.crop((left, top, left + s, top + s))
+    elif spec.resize == "pad" and img.size[0] != img.size[1]:
+        return _pad_to_square(img, s, interp)
     elif img.size != (s, s):
         img = img.resize((s, s), interp, reducing_gap=3.0)
     return np.asarray(img, dtype=np.uint8)
+
+
+def _pad_to_square(img: Image.Image, s: int, interp: int) -> np.ndarray:
+    w, h = img.size
+    scale = s / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = np.asarray(img.resize((nw, nh), interp, reducing_gap=3.0), dtype=np.uint8)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    out = np.empty((s, s, 3), dtype=np.uint8)
+    out[:] = np.median(border, axis=0).astype(np.uint8)
+    top, left = (s - nh) // 2, (s - nw) // 2
+    out[top : top + nh, left : left + nw] = small
+    return out
 
 
 def normalize(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:

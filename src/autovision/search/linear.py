@@ -37,7 +37,7 @@ def _cache_args(rt: Runtime, cfg: TrialConfig) -> tuple:
     data = rt.data
     items = [*data.val, *(data.train[i] for i in data.order)]
     key = cfg.backbone if rt.base is None else f"{cfg.backbone}@{rt.base.id}"
-    return rt.ws, items, preprocessing_for(cfg.backbone, cfg.image_size), key
+    return rt.ws, items, preprocessing_for(cfg), key
 
 
 def embedding_cache(rt: Runtime, cfg: TrialConfig, dim: int) -> EmbeddingCache:
@@ -62,7 +62,7 @@ def train_linear(
     data, dev = rt.data, rt.device
     rt.use_threads(plan.threads)
     torch.manual_seed(plan.seed)
-    spec = preprocessing_for(cfg.backbone, cfg.image_size)
+    spec = preprocessing_for(cfg)
     model = build_model(cfg.backbone, data.labels, base=rt.base).to(dev)
     set_trainable(model, "linear")
     model.eval().to(memory_format=torch.channels_last)

@@ -33,6 +33,7 @@ class BaseModel:
     backbone: str
     labels: list[str]
     input_size: int
+    resize: str
     state: dict[str, torch.Tensor]
     task: str
 
@@ -48,6 +49,7 @@ class BaseModel:
             backbone=pkg.meta["architecture"]["backbone"],
             labels=list(pkg.labels),
             input_size=pkg.preprocessing.input_size,
+            resize=pkg.preprocessing.resize,
             state={k: v.clone() for k, v in model.state_dict().items()},
             task=pkg.task,
         )

@@ -284,7 +284,7 @@ class Planner:
         from autovision.search.cache import pixels_path
         from autovision.search.trainer import preprocessing_for
 
-        spec = preprocessing_for(cfg.backbone, cfg.image_size)
+        spec = preprocessing_for(cfg)
         exists = pixels_path(self.rt.ws, self.data.items, spec).exists()
         return 0 if exists else len(self.data.items)
 

@@ -170,7 +170,7 @@ def _export(
     data = rt.data
     bt = result.best
     cfg = TrialConfig.from_dict(bt.user_attrs["config"])
-    spec = preprocessing_for(cfg.backbone, cfg.image_size)
+    spec = preprocessing_for(cfg)
     weights, probs, idx = load_checkpoint(result.folder)
     model = create_model(cfg.backbone, num_classes=len(data.labels), pretrained=False)
     model.load_state_dict(weights)

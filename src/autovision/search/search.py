@@ -140,6 +140,7 @@ class Search:
             "gpu": self.rt.gpu,
             "base_backbone": base.backbone if base else None,
             "base_size": base.input_size if base else None,
+            "base_resize": base.resize if base else None,
         }
 
     def _suggest(self, trial: Any) -> TrialConfig:

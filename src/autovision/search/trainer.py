@@ -66,9 +66,9 @@ def cpu_threads(sample: bool = True) -> int:
     return max(1, min(cores, cores - math.ceil(busy - 0.5)))
 
 
-def preprocessing_for(backbone: str, size: int) -> Preprocessing:
-    cfg = get_backbone_cfg(backbone)
-    return Preprocessing(input_size=size, mean=cfg.mean, std=cfg.std, resize="squash")
+def preprocessing_for(cfg: TrialConfig) -> Preprocessing:
+    bcfg = get_backbone_cfg(cfg.backbone)
+    return Preprocessing(cfg.image_size, mean=bcfg.mean, std=bcfg.std, resize=cfg.resize)
 
 
 @dataclass
@@ -277,7 +277,7 @@ def train_trial(
     rt.use_threads(plan.threads)
     torch.manual_seed(plan.seed)
     rng = np.random.default_rng(plan.seed)
-    spec = preprocessing_for(cfg.backbone, cfg.image_size)
+    spec = preprocessing_for(cfg)
     px = rt.pixels(spec)
     n_val = len(data.val)
     eval_idx = np.arange(n_val) if plan.eval_idx is None else np.asarray(plan.eval_idx)
