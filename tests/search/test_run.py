@@ -190,3 +190,34 @@ def test_linear_head_on_pretrained_features(workspace, make_dataset, monkeypatch
     assert (probs.argmax(1) == [0] * 4 + [1] * 4).mean() == pytest.approx(
         result.validation["accuracy"]
     )
+
+
+def test_time_left_by_a_short_final_goes_to_more_exploration(
+    workspace, make_dataset, tiny_space, monkeypatch
+) -> None:
+    """A final retraining that ends early (here: one epoch) leaves budget; the search
+    explores on instead of returning with it unused, and stays within the budget."""
+    from autovision.search import search as search_mod
+    from autovision.search.planner import Planner
+    from autovision.search.trainer import TrialPlan
+
+    def final_plan(self, cfg, *, search_left, trained_on, epochs_run, heartbeat):
+        n = self.data.profile.n_train
+        return TrialPlan(n, 1, time.monotonic() + search_left, None, 1, threads=1)
+
+    monkeypatch.setattr(Planner, "final_wanted", lambda self, cfg, **kw: 6.0 if cfg else 0.0)
+    monkeypatch.setattr(Planner, "final", final_plan)
+    monkeypatch.setattr(search_mod, "REEXPLORE_MIN_S", 1.0)
+    monkeypatch.setattr(search_mod, "CONVERGE_PATIENCE", 1000)  # explore to the budget
+    make_dataset(labels=("a", "b", "c"), counts=(40, 5, 0))
+    phases: list[str] = []
+
+    def progress(e: dict) -> None:
+        if e["event"] == "trial_start":
+            phases.append(e["phase"])
+
+    result = train(workspace, "tiny", budget="12s", progress=progress)
+    assert result.seconds <= 12 * 1.1, result.seconds
+    why = (phases, result.stop_reason, result.seconds)
+    assert phases.count("final") == 1, why
+    assert "explore" in phases[phases.index("final") + 1 :], why

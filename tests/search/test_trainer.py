@@ -39,3 +39,23 @@ def test_checkpoint_round_trip(tmp_path) -> None:
         "val_index.npy",
         "val_probs.npy",
     ]
+
+
+def test_a_trial_whose_weights_overflow_stops_as_diverged(
+    workspace, make_dataset, monkeypatch, tmp_path
+) -> None:
+    """Non-finite probabilities never become a checkpoint (argmax of NaN would score as
+    'always the first label')."""
+    import autovision.search.trainer as trainer
+    from autovision.search.prepare import prepare_data
+    from autovision.search.space import TrialConfig
+
+    data = prepare_data(make_dataset())
+    rt = trainer.Runtime.create(workspace, data)
+    real = trainer.predict
+    monkeypatch.setattr(trainer, "predict", lambda *a: np.full_like(real(*a), np.nan))
+    cfg = TrialConfig("compact_cnn", "scratch", 16, epochs=2, batch_size=8)
+    plan = trainer.TrialPlan(n_train=data.profile.n_train, epochs=2, threads=1)
+    out = trainer.train_trial(rt, cfg, plan, tmp_path / "t")
+    assert out.stopped == "diverged" and out.score is None and out.epochs_run == 1
+    assert not (tmp_path / "t" / "best.safetensors").exists()

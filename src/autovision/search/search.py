@@ -51,6 +51,7 @@ TRIALS_DONE = "TRIALS_DONE"
 CONVERGE_PATIENCE = 6  # trained trials without improvement that end the exploration
 CONVERGE_DELTA = 0.002
 MAX_SKIPS = 12  # consecutive drawn configurations that do not fit the time left
+REEXPLORE_SHARE, REEXPLORE_MIN_S = 0.1, 30.0  # budget left after the final to explore on
 FINAL_MARGIN = 0.01  # a drawn configuration must beat the defaults by this on a subsample
 
 
@@ -87,6 +88,7 @@ class Search:
         self.best_score = -np.inf
         self.best_cfg: TrialConfig | None = None
         self.best_n_train = 0
+        self.had_final = False
 
     @property
     def cost(self) -> Any:
@@ -147,6 +149,8 @@ class Search:
         return suggest(trial, self.space, self.data.profile, **self._data_kw())
 
     def _final_wanted(self, cfg: TrialConfig | None, search_total: float) -> float:
+        if self.had_final:  # one final retraining per run
+            return 0.0
         best_full = cfg is self.best_cfg and self.best_n_train >= self.data.profile.n_train
         return self.planner.final_wanted(
             cfg,
@@ -272,6 +276,7 @@ class Search:
             imbalanced=self.data.profile.imbalance >= IMBALANCE_RATIO,
             multi_label=self.data.multi_label,
         )
+        self.had_final = any(t.user_attrs.get("phase") == "final" for t in studies.trained(study))
         if studies.best_number(study) is not None:  # resumed
             bt = study.best_trial
             self.best_score = bt.value
@@ -288,6 +293,11 @@ class Search:
         stop = self._explore(study)
         if not finished and stop != TRIALS_DONE and self.budget.timed and not self.budget.trials:
             self._final(study)
+            self.had_final = True
+            if stop == BUDGET_REACHED and self._room_after_final():
+                self.state.phase = "explore"  # the final stopped early: explore on with the rest
+                self.save_state()
+                stop = self._explore(study)
         while studies.waiting(study):  # enqueued defaults that never ran
             self._skip(study, study.ask(), None, "search ended")
         number = studies.best_number(study)
@@ -336,6 +346,12 @@ class Search:
                 continue
             skips = 0
             self.run_trial(study, trial, cfg, plan, "explore")
+
+    def _room_after_final(self) -> bool:
+        """A final retraining that stopped early (validation stopped improving) can leave
+        much of the budget: worth more exploration when over ``REEXPLORE_SHARE`` of it."""
+        total = self.budget.seconds or 0.0
+        return self.search_left() > max(REEXPLORE_MIN_S, REEXPLORE_SHARE * total)
 
     def _seed(self, trial: Any) -> int:
         return self.state.seed * 1000 + trial.number

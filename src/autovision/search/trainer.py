@@ -374,9 +374,14 @@ def train_trial(
         score, probs, chosen = -np.inf, None, model
         for candidate in (model, ema.module):  # the weights, and their moving average
             p = predict(rt, candidate, px, eval_idx, spec, eval_bs)
+            if not np.isfinite(p).all():  # overflowed weights: never a candidate
+                continue
             sc, _ = score_probs(data, eval_idx, p)
             if sc > score:
                 score, probs, chosen = sc, p, candidate
+        if probs is None:
+            stopped = "diverged"
+            break
         clock.eval_s = time.monotonic() - te
         timings["eval_s"] += clock.eval_s / 2
         timings["eval_images"] += len(eval_idx)
