@@ -50,6 +50,7 @@ TRIALS_DONE = "TRIALS_DONE"
 
 CONVERGE_PATIENCE = 6  # trained trials without improvement that end the exploration
 CONVERGE_DELTA = 0.002
+CONVERGE_MIN_SHARE = 0.5  # of a time budget spent before the search may call it converged
 MAX_SKIPS = 12  # consecutive drawn configurations that do not fit the time left
 REEXPLORE_SHARE, REEXPLORE_MIN_S = 0.1, 30.0  # budget left after the final to explore on
 FINAL_MARGIN = 0.01  # a drawn configuration must beat the defaults by this on a subsample
@@ -362,8 +363,10 @@ class Search:
             return TRIALS_DONE
         if not self.budget.timed:
             return None
-        if self.budget.trials is None and studies.converged(
-            trained, CONVERGE_PATIENCE, CONVERGE_DELTA
+        if (
+            self.budget.trials is None
+            and self.spent() >= CONVERGE_MIN_SHARE * (self.budget.seconds or 0.0)
+            and studies.converged(trained, CONVERGE_PATIENCE, CONVERGE_DELTA)
         ):
             return MODEL_CONVERGED
         explore_left = self.search_left() - self._final_wanted(self.best_cfg, search_total)

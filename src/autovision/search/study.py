@@ -101,9 +101,16 @@ def waiting(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
+def cut_in_first_epoch(trial: Any) -> bool:
+    """A trial its deadline stopped before one whole epoch: its score says little."""
+    attrs = trial.user_attrs
+    return attrs.get("stopped") == "deadline" and int(attrs.get("epochs_run", 0)) <= 1
+
+
 def converged(trials: list[Any], patience: int, delta: float) -> bool:
-    """``patience`` trials in a row without improving the best score by ``delta``."""
-    scored = [t for t in trials if t.value is not None]
+    """``patience`` trials in a row without improving the best score by ``delta`` (trials cut
+    by their deadline within the first epoch are no evidence either way)."""
+    scored = [t for t in trials if t.value is not None and not cut_in_first_epoch(t)]
     if len(scored) <= patience:
         return False
     best_i, best_v = 0, float("-inf")
