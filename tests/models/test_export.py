@@ -21,7 +21,7 @@ from autovision.models.export import (
     static_same_padding,
 )
 from autovision.models.package import ModelPackage, save_package
-from autovision.models.preprocess import Preprocessing, preprocess
+from autovision.models.preprocess import RESIZE_HOW, Preprocessing, preprocess
 from autovision.models.registry import create_model
 
 
@@ -64,6 +64,7 @@ def test_each_format_writes_its_files(tmp_path: Path, toy_package: ModelPackage,
         assert Preprocessing.from_dict(spec) == toy_package.preprocessing
         assert spec["input"] == "input" and spec["output"] == "probabilities"
         assert spec["layout"] == "NCHW" and spec["color"] == "RGB"
+        assert spec["resize_how"] == RESIZE_HOW[spec["resize"]]
         assert spec["task"] == "single-label" and spec["activation"] == "softmax"
         assert result.accuracy is None  # nothing to evaluate on
     assert (tmp_path / "onnx" / "model.onnx").read_bytes() == toy_package.onnx_path.read_bytes()

@@ -27,7 +27,7 @@ import numpy as np
 
 from autovision.errors import ModelError
 from autovision.models.package import ONNX_INPUT, ONNX_OUTPUT, ModelPackage
-from autovision.models.preprocess import Preprocessing, preprocess
+from autovision.models.preprocess import RESIZE_HOW, Preprocessing, preprocess
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
 QUANTIZATIONS = ("static", "dynamic")
@@ -505,6 +505,7 @@ def preprocessing_spec(pkg: ModelPackage) -> dict[str, Any]:
         **spec.to_dict(),
         "color": "RGB",
         "pixel_range": [0, 255],
+        "resize_how": RESIZE_HOW.get(spec.resize, spec.resize),
         "formula": "(pixel - mean) / std per channel, after resizing",
         "layout": "NCHW",
         "dtype": "float32",

@@ -12,6 +12,12 @@ import numpy as np
 from PIL import Image
 
 RESIZE_RULES = ("squash", "center_crop", "pad")
+RESIZE_HOW = {  # for people who reimplement preprocessing (preprocessing.json of an export)
+    "squash": "resize to input_size x input_size, ignoring the aspect ratio",
+    "center_crop": "resize the short side to input_size, then crop the centre square",
+    "pad": "resize the long side to input_size, centre on an input_size square filled with "
+    "the per-channel median of the resized image's outermost rows and columns",
+}
 
 
 @dataclass(frozen=True)
