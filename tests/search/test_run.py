@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from autovision.errors import TrainingError
+from autovision.errors import ModelError, TrainingError
 from autovision.models.package import ModelPackage
 from autovision.search import train
 from autovision.search.modes import BaseModel, build_model
@@ -221,3 +221,28 @@ def test_time_left_by_a_short_final_goes_to_more_exploration(
     why = (phases, result.stop_reason, result.seconds)
     assert phases.count("final") == 1, why
     assert "explore" in phases[phases.index("final") + 1 :], why
+
+
+def test_a_trial_that_cannot_build_its_model_fails_alone(
+    workspace, make_dataset, tiny_space, monkeypatch
+) -> None:
+    """A backbone that cannot be built (here: its weights package 'missing') fails its trial;
+    the search goes on with the next one (seen on a machine without Lite1's weights)."""
+    from autovision.search import modes
+
+    real, calls = modes.create_model, []
+
+    def first_fails(*a, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ModelError("pretrained weights for x need the PyPI package x")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(modes, "create_model", first_fails)
+    make_dataset()
+    ends: list[dict] = []
+    result = train(
+        workspace, "tiny", trials=2, progress=lambda e: e["event"] == "trial_end" and ends.append(e)
+    )
+    assert ends[0]["state"] == "FAIL" and "weights" in ends[0]["error"]
+    assert result.trials == 2 and result.model

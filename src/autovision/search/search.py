@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
-from autovision.errors import TrainingError
+from autovision.errors import ModelError, TrainingError
 from autovision.search import study as studies
 from autovision.search.budget import Budget
 from autovision.search.linear import train_linear
@@ -195,7 +195,8 @@ class Search:
             out = train(self.rt, cfg, plan, folder, on_epoch, **kwargs)
         except TimeoutError:  # embedding ran past the deadline (what it computed is cached)
             out = None
-        except (RuntimeError, ValueError) as exc:  # e.g. out of memory: the search goes on
+        except (RuntimeError, ValueError, ModelError) as exc:
+            # out of memory, a backbone's weights package missing...: the search goes on
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             study.tell(trial, state=TrialState.FAIL)
             shutil.rmtree(folder, ignore_errors=True)
