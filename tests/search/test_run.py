@@ -246,3 +246,17 @@ def test_a_trial_that_cannot_build_its_model_fails_alone(
     )
     assert ends[0]["state"] == "FAIL" and "weights" in ends[0]["error"]
     assert result.trials == 2 and result.model
+
+
+def test_when_no_trial_can_build_its_model_the_search_ends_with_the_error(
+    workspace, make_dataset, tiny_space, monkeypatch
+) -> None:
+    from autovision.search import modes
+
+    def never(*a, **kw):
+        raise ModelError("pretrained weights for x need the PyPI package x")
+
+    monkeypatch.setattr(modes, "create_model", never)
+    make_dataset()
+    with pytest.raises(TrainingError, match="no trial finished.*PyPI package"):
+        train(workspace, "tiny", trials=2)

@@ -15,8 +15,10 @@ RESIZE_RULES = ("squash", "center_crop", "pad")
 RESIZE_HOW = {  # for people who reimplement preprocessing (preprocessing.json of an export)
     "squash": "resize to input_size x input_size, ignoring the aspect ratio",
     "center_crop": "resize the short side to input_size, then crop the centre square",
-    "pad": "resize the long side to input_size, centre on an input_size square filled with "
-    "the per-channel median of the resized image's outermost rows and columns",
+    "pad": "scale = input_size / long side; resize to (round(w * scale), round(h * scale)) "
+    "(Python round, at least 1); fill an input_size square with the per-channel median of "
+    "the resized image's first and last rows and first and last columns (corners counted "
+    "twice), truncated to an integer; paste at ((input_size - w') // 2, (input_size - h') // 2)",
 }
 
 

@@ -52,6 +52,7 @@ CONVERGE_PATIENCE = 6  # trained trials without improvement that end the explora
 CONVERGE_DELTA = 0.002
 CONVERGE_MIN_SHARE = 0.5  # of a time budget spent before the search may call it converged
 MAX_SKIPS = 12  # consecutive drawn configurations that do not fit the time left
+MAX_FAILS = 5  # consecutive failed trials (errors) that end the search
 REEXPLORE_SHARE, REEXPLORE_MIN_S = 0.1, 30.0  # budget left after the final to explore on
 FINAL_MARGIN = 0.01  # a drawn configuration must beat the defaults by this on a subsample
 
@@ -89,7 +90,6 @@ class Search:
         self.best_score = -np.inf
         self.best_cfg: TrialConfig | None = None
         self.best_n_train = 0
-        self.had_final = False
 
     @property
     def cost(self) -> Any:
@@ -150,7 +150,7 @@ class Search:
         return suggest(trial, self.space, self.data.profile, **self._data_kw())
 
     def _final_wanted(self, cfg: TrialConfig | None, search_total: float) -> float:
-        if self.had_final:  # one final retraining per run
+        if self.state.final_done:  # one final retraining per run
             return 0.0
         best_full = cfg is self.best_cfg and self.best_n_train >= self.data.profile.n_train
         return self.planner.final_wanted(
@@ -203,6 +203,13 @@ class Search:
             self._emit("trial_end", trial=n, state="FAIL", error=str(exc), best=self._best())
             return None
         self.planner.record(cfg, out.timings if out else None)
+        if out is not None and out.score is None and out.stopped == "diverged":
+            why = "training diverged (non-finite loss or probabilities)"
+            trial.set_user_attr("error", why)
+            study.tell(trial, state=TrialState.FAIL)
+            shutil.rmtree(folder, ignore_errors=True)
+            self._emit("trial_end", trial=n, state="FAIL", error=why, best=self._best())
+            return out
         if out is None or out.score is None:
             trial.set_user_attr("skipped", "deadline")
             study.tell(trial, state=TrialState.PRUNED)
@@ -278,7 +285,8 @@ class Search:
             imbalanced=self.data.profile.imbalance >= IMBALANCE_RATIO,
             multi_label=self.data.multi_label,
         )
-        self.had_final = any(t.user_attrs.get("phase") == "final" for t in studies.trained(study))
+        if any(t.user_attrs.get("phase") == "final" for t in studies.trained(study)):
+            self.state.final_done = True
         if studies.best_number(study) is not None:  # resumed
             bt = study.best_trial
             self.best_score = bt.value
@@ -295,7 +303,7 @@ class Search:
         stop = self._explore(study)
         if not finished and stop != TRIALS_DONE and self.budget.timed and not self.budget.trials:
             self._final(study)
-            self.had_final = True
+            self.state.final_done = True
             if stop == BUDGET_REACHED and self._room_after_final():
                 self.state.phase = "explore"  # the final stopped early: explore on with the rest
                 self.save_state()
@@ -351,9 +359,12 @@ class Search:
 
     def _room_after_final(self) -> bool:
         """A final retraining that stopped early (validation stopped improving) can leave
-        much of the budget: worth more exploration when over ``REEXPLORE_SHARE`` of it."""
+        much of the budget: worth more exploration when over ``REEXPLORE_SHARE`` of it, and
+        when exploration trials see all the training images (a subsample's noisy score must
+        not displace the final model)."""
         total = self.budget.seconds or 0.0
-        return self.search_left() > max(REEXPLORE_MIN_S, REEXPLORE_SHARE * total)
+        full = int(self.state.explore.get("n_train", 0)) >= self.data.profile.n_train
+        return full and self.search_left() > max(REEXPLORE_MIN_S, REEXPLORE_SHARE * total)
 
     def _seed(self, trial: Any) -> int:
         return self.state.seed * 1000 + trial.number
@@ -362,6 +373,8 @@ class Search:
         trained = studies.trained(study)
         if self.budget.trials is not None and len(trained) >= self.budget.trials:
             return TRIALS_DONE
+        if studies.failures_in_a_row(study) >= MAX_FAILS:  # e.g. no backbone can be built
+            return TRIALS_DONE if self.budget.trials is not None else BUDGET_REACHED
         if not self.budget.timed:
             return None
         if (
@@ -393,7 +406,10 @@ class Search:
         )
         if plan is None:
             return
-        study.enqueue_trial(dict(bt.params), user_attrs={"final": True})
+        params = dict(bt.params)
+        if self.rt.base is None:  # studies from before "resize" was searched: squash
+            params["resize"] = cfg.resize
+        study.enqueue_trial(params, user_attrs={"final": True})
         while True:  # enqueued defaults that never ran come first: close them
             trial = study.ask()
             if trial.user_attrs.get("final"):

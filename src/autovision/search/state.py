@@ -46,6 +46,7 @@ class RunState:
     sessions: int = 1
     phase: str = "explore"
     stop_reason: str | None = None
+    final_done: bool = False  # the final retraining ran (or was found not worth it)
     model: str | None = None
     costs: dict[str, Any] = field(default_factory=dict)
     explore: dict[str, Any] = field(default_factory=dict)  # fidelity of the exploration trials

@@ -101,8 +101,20 @@ def waiting(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
+def failures_in_a_row(study: optuna.Study) -> int:
+    """Failed trials (errors) since the last one that trained (skipped ones aside)."""
+    n = 0
+    for t in reversed(study.get_trials(deepcopy=False)):
+        if t.state == TrialState.FAIL:
+            n += 1
+        elif t.user_attrs.get("trained"):
+            break
+    return n
+
+
 def cut_in_first_epoch(trial: Any) -> bool:
-    """A trial its deadline stopped before one whole epoch: its score says little."""
+    """A trial its deadline stopped within or right after its first epoch: its score says
+    little (the learning rate is still warming up)."""
     attrs = trial.user_attrs
     return attrs.get("stopped") == "deadline" and int(attrs.get("epochs_run", 0)) <= 1
 
