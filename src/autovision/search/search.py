@@ -197,18 +197,11 @@ class Search:
             out = None
         except (RuntimeError, ValueError, ModelError) as exc:
             # out of memory, a backbone's weights package missing...: the search goes on
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            study.tell(trial, state=TrialState.FAIL)
-            shutil.rmtree(folder, ignore_errors=True)
-            self._emit("trial_end", trial=n, state="FAIL", error=str(exc), best=self._best())
+            self._fail(study, trial, folder, f"{type(exc).__name__}: {exc}", shown=str(exc))
             return None
         self.planner.record(cfg, out.timings if out else None)
         if out is not None and out.score is None and out.stopped == "diverged":
-            why = "training diverged (non-finite loss or probabilities)"
-            trial.set_user_attr("error", why)
-            study.tell(trial, state=TrialState.FAIL)
-            shutil.rmtree(folder, ignore_errors=True)
-            self._emit("trial_end", trial=n, state="FAIL", error=why, best=self._best())
+            self._fail(study, trial, folder, "training diverged (non-finite loss or probabilities)")
             return out
         if out is None or out.score is None:
             trial.set_user_attr("skipped", "deadline")
@@ -265,6 +258,16 @@ class Search:
             stopped=out.stopped,
         )
         return out
+
+    def _fail(
+        self, study: Any, trial: Any, folder: Path, error: str, shown: str | None = None
+    ) -> None:
+        """Record ``trial`` as failed with ``error`` (``shown``: the progress event's text)."""
+        trial.set_user_attr("error", error)
+        study.tell(trial, state=TrialState.FAIL)
+        shutil.rmtree(folder, ignore_errors=True)
+        err = error if shown is None else shown
+        self._emit("trial_end", trial=trial.number, state="FAIL", error=err, best=self._best())
 
     def _skip(self, study: Any, trial: Any, cfg: TrialConfig | None, why: str) -> None:
         trial.set_user_attr("skipped", why)
@@ -393,7 +396,7 @@ class Search:
         self.state.phase = "final"
         self.save_state()
         trained = studies.trained(study)
-        if self.best_cfg is None or any(t.user_attrs.get("phase") == "final" for t in trained):
+        if self.best_cfg is None or self.state.final_done:
             return
         bt = self._final_choice(study, trained)
         cfg = TrialConfig.from_dict(bt.user_attrs["config"])
