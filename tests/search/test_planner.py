@@ -55,3 +55,27 @@ def test_fewer_threads_are_planned_as_slower() -> None:
     assert cost.train_s(CNN) == 0.0005  # stored as if every core ran
     cost.use_threads(1)
     assert cost.train_s(CNN) == 0.001
+
+
+def test_activations_to_cache_are_a_fixed_cost() -> None:
+    """A ``finetune_top`` trial on cached activations first computes them (at the embedding
+    rate), then pays per epoch; an image trial whose cache exists pays only the epochs."""
+    top = TrialConfig("efficientnet_lite0", "finetune_top", 224, epochs=10)
+    cost = CostModel(gpu=False)
+    cost.observe(top, {"train_s": 10.0, "train_images": 1000, "eval_s": 1.0, "eval_images": 1000})
+    cost.observe(top.with_(mode="linear"), {"embed_s": 30.0, "embed_images": 1000})
+    kw = {"n_train": 1000, "n_eval": 100, "epochs": 10}
+    cached = cost.trial_seconds(top, **kw)
+    assert abs(cost.trial_seconds(top, n_embed=4000, **kw) - cached - 120.0) < 1e-6
+    fits = fit_fidelity(cost, top, seconds=cached + 1, n_train_max=1000, n_eval=100, n_decode=0)
+    assert fits is not None and fits.n_train == 1000 and fits.epochs == 10
+    short = fit_fidelity(
+        cost, top, seconds=cached + 1, n_train_max=1000, n_eval=100, n_decode=0, n_cache=4000
+    )
+    assert short is None or short.seconds <= cached + 1
+    assert (
+        epochs_that_fit(
+            cost, top, seconds=cached + 1, n_train=1000, n_eval=100, n_decode=0, n_cache=4000
+        )
+        < 10
+    )

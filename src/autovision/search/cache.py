@@ -147,6 +147,7 @@ def _decode_parallel(
 class EmbeddingCache:
     """Float32 [N, D] embeddings of ``items`` (in the given order) by one frozen model,
     filled incrementally: ``get(n)`` returns the first ``n`` rows, computing the missing ones.
+    ``dim`` may be a shape (``[N, C, H, W]`` activation maps) and ``dtype`` float16.
     """
 
     def __init__(
@@ -155,7 +156,8 @@ class EmbeddingCache:
         items: Sequence[Item],
         spec: Preprocessing,
         model_key: str,
-        dim: int,
+        dim: int | tuple[int, ...],
+        dtype: Any = np.float32,
     ) -> None:
         self.path = self.path_for(ws, items, spec, model_key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,8 +165,9 @@ class EmbeddingCache:
         self.n_items = len(items)
         self.dim = dim
         if not self.path.exists():
+            shape = (len(items), *((dim,) if isinstance(dim, int) else dim))
             tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.tmp.npy")
-            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(items), dim))
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
             os.replace(tmp, self.path)
             _atomic_json(self.meta_path, {"done": 0})
 

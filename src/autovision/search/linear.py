@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from autovision.search.augment import soft_targets, to_input
 from autovision.search.cache import EmbeddingCache
 from autovision.search.modes import build_model, classifier_of, set_trainable, state_dict_cpu
+from autovision.search.prepare import TrainData
 from autovision.search.space import TrialConfig
 from autovision.search.trainer import (
     EpochCallback,
@@ -98,43 +99,15 @@ def train_linear(
     x_val = torch.from_numpy(np.ascontiguousarray(emb[eval_idx])).to(dev)
     x_tr = torch.from_numpy(np.array(emb[n_val:need])).to(dev)
     y_tr = torch.from_numpy(data.y_train[data.order[: plan.n_train]]).to(dev)
-    mu, sd = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
-    z_tr, z_val = (x_tr - mu) / sd, (x_val - mu) / sd
-    n_labels = len(data.labels)
-    target = soft_targets(y_tr, n_labels, cfg.label_smoothing, data.multi_label)
-    w = None
-    if cfg.imbalance != "none":
-        w = torch.from_numpy(data.class_weights()).to(dev)
-    lin = torch.nn.Linear(z_tr.shape[1], n_labels).to(dev)
-    torch.nn.init.zeros_(lin.weight)
-    torch.nn.init.zeros_(lin.bias)
-    opt = torch.optim.LBFGS(
-        lin.parameters(),
-        lr=1.0,
-        max_iter=CHUNK_STEPS,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        logits = lin(z_tr)
-        if data.multi_label:
-            per = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            loss = (per * w).mean() if w is not None else per.mean()
-        else:
-            per = -(target * F.log_softmax(logits, 1)).sum(1)
-            loss = (per * (target @ w)).sum() / (target @ w).sum() if w is not None else per.mean()
-        loss = loss + 0.5 * cfg.l2 * lin.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
+    w = torch.from_numpy(data.class_weights()).to(dev) if cfg.imbalance != "none" else None
+    fit = LogisticHead(x_tr, y_tr, data, cfg, w)
+    z_val = fit.standardise(x_val)
     best, stopped, chunk = (-np.inf, -1), "done", 0
     chunks = max(1, steps // CHUNK_STEPS)
     for chunk in range(1, chunks + 1):
-        opt.step(closure)
+        fit.step()
         with torch.no_grad():
-            logits = lin(z_val)
+            logits = fit.lin(z_val)
             probs = (
                 (torch.sigmoid(logits) if data.multi_label else torch.softmax(logits, 1))
                 .cpu()
@@ -143,9 +116,7 @@ def train_linear(
         score, _ = score_probs(data, eval_idx, probs)
         if score > best[0] + 1e-9:
             best = (score, chunk)
-            with torch.no_grad():
-                head.weight.copy_(lin.weight / sd)
-                head.bias.copy_(lin.bias - (lin.weight / sd) @ mu)
+            fit.fold_into(head)
             save_checkpoint(folder, state_dict_cpu(model), probs, eval_idx)
         if on_epoch is not None:
             on_epoch(chunk, score)  # linear heads are cheap: reported, never pruned
@@ -153,3 +124,58 @@ def train_linear(
             stopped = "early_stop"
             break
     return _outcome(rt, folder, best, chunk, stopped, t0, timings)
+
+
+class LogisticHead:
+    """A logistic head on standardised features, fitted by full-batch L-BFGS (L2 penalty,
+    label smoothing, class weights ``w``); :meth:`fold_into` writes it, standardisation
+    included, into a model's ``nn.Linear`` classifier."""
+
+    def __init__(
+        self,
+        x_tr: torch.Tensor,
+        y_tr: torch.Tensor,
+        data: TrainData,
+        cfg: TrialConfig,
+        w: torch.Tensor | None = None,
+    ) -> None:
+        self.mu, self.sd = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
+        self.z_tr = self.standardise(x_tr)
+        self.multi, self.l2, self.w = data.multi_label, cfg.l2, w
+        n_labels = len(data.labels)
+        self.target = soft_targets(y_tr, n_labels, cfg.label_smoothing, data.multi_label)
+        self.lin = torch.nn.Linear(x_tr.shape[1], n_labels).to(x_tr.device)
+        torch.nn.init.zeros_(self.lin.weight)
+        torch.nn.init.zeros_(self.lin.bias)
+        self.opt = torch.optim.LBFGS(
+            self.lin.parameters(),
+            lr=1.0,
+            max_iter=CHUNK_STEPS,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
+
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mu) / self.sd
+
+    def _closure(self) -> torch.Tensor:
+        self.opt.zero_grad()
+        logits, target, w = self.lin(self.z_tr), self.target, self.w
+        if self.multi:
+            per = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            loss = (per * w).mean() if w is not None else per.mean()
+        else:
+            per = -(target * F.log_softmax(logits, 1)).sum(1)
+            loss = (per * (target @ w)).sum() / (target @ w).sum() if w is not None else per.mean()
+        loss = loss + 0.5 * self.l2 * self.lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    def step(self) -> None:
+        """``CHUNK_STEPS`` L-BFGS iterations."""
+        self.opt.step(self._closure)
+
+    @torch.no_grad()
+    def fold_into(self, head: torch.nn.Linear) -> None:
+        head.weight.copy_(self.lin.weight / self.sd)
+        head.bias.copy_(self.lin.bias - (self.lin.weight / self.sd) @ self.mu)

@@ -112,6 +112,31 @@ def top_modules(model: nn.Module) -> list[nn.Module]:
     return [classifier_of(model)]
 
 
+def top_split(model: nn.Module) -> int | None:
+    """Index of the first stage ``finetune_top`` trains, for models whose frozen part is a
+    stem and a prefix of ``blocks`` (timm EfficientNet); ``None`` for other models."""
+    if hasattr(model, "blocks") and hasattr(model, "conv_head") and hasattr(model, "conv_stem"):
+        return len(model.blocks) - TOP_BLOCKS
+    return None
+
+
+def forward_lower(model: nn.Module, x: torch.Tensor, cut: int) -> torch.Tensor:
+    """The frozen part of a ``finetune_top`` model: stem and stages before ``cut``."""
+    h = model.bn1(model.conv_stem(x))
+    for block in model.blocks[:cut]:
+        h = block(h)
+    return h
+
+
+def forward_upper(
+    model: nn.Module, h: torch.Tensor, cut: int, *, pre_logits: bool = False
+) -> torch.Tensor:
+    """The rest of the network on :func:`forward_lower`'s output: logits (or embeddings)."""
+    for block in model.blocks[cut:]:
+        h = block(h)
+    return model.forward_head(model.bn2(model.conv_head(h)), pre_logits=pre_logits)
+
+
 def set_trainable(model: nn.Module, mode: str) -> list[nn.Parameter]:
     """Freeze what ``mode`` keeps fixed; return the parameters that train."""
     if mode in ("finetune_full", "scratch"):

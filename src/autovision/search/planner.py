@@ -25,6 +25,9 @@ _GMACS = {
     "efficientnet_lite2": (0.87, 260),
 }
 _MODE_FACTOR = {"scratch": 3.0, "finetune_full": 3.0, "finetune_top": 1.7, "linear": 1.0}
+# finetune_top on cached activations: the top stages only (openclipart, Lite0 224 px, 2 cores:
+# 20 ms per image and epoch against 46 ms for the frozen stages' forward)
+_CACHED_TOP_FACTOR = 0.5
 # effective forward-equivalent training GMAC/s of one CPU core / one GPU, per family (priors)
 _PRIOR_SPEED = {
     ("cpu", "cnn"): 22.0,
@@ -69,10 +72,23 @@ class CostModel:
         self.eval: dict[str, float] = dict(s.get("eval", {}))
         self.embed: dict[str, float] = dict(s.get("embed", {}))
         self.decode: float | None = s.get("decode")
+        self.cached: set[str] = set(s.get("cached", []))  # keys that train on cached activations
         self.threads = self.cores  # threads of the trial being planned (CPU)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"train": self.train, "eval": self.eval, "embed": self.embed, "decode": self.decode}
+        return {
+            "train": self.train,
+            "eval": self.eval,
+            "embed": self.embed,
+            "decode": self.decode,
+            "cached": sorted(self.cached),
+        }
+
+    def _factor(self, key: str) -> float:
+        """Training cost of a ``backbone/mode/size`` key in forward passes."""
+        if key in self.cached:
+            return _CACHED_TOP_FACTOR
+        return _MODE_FACTOR.get(_parse_key(key)[1], 3.0)
 
     def use_threads(self, threads: int | None) -> None:
         """Plan for ``threads`` CPU threads (rates are stored as if every core ran)."""
@@ -107,9 +123,9 @@ class CostModel:
     def _measured(self, fam: str, table: dict[str, float], per_mode: bool) -> float | None:
         """Median GMAC/s of family ``fam`` in a table of seconds per image (``None``: none)."""
         speeds = sorted(
-            gmacs(b, size) * (_MODE_FACTOR.get(mode, 3.0) if per_mode else 1.0) / s_per_img
-            for b, mode, size, s_per_img in (
-                (*_parse_key(key), v) for key, v in table.items() if v > 0
+            gmacs(b, size) * (self._factor(key) if per_mode else 1.0) / s_per_img
+            for key, (b, _, size), s_per_img in (
+                (key, _parse_key(key), v) for key, v in table.items() if v > 0
             )
             if family(b) == fam
         )
@@ -138,7 +154,7 @@ class CostModel:
     def train_s(self, cfg: TrialConfig) -> float:
         if cfg.key in self.train:
             return self.train[cfg.key] * self._slow
-        macs = gmacs(cfg.backbone, cfg.image_size) * _MODE_FACTOR.get(cfg.mode, 3.0)
+        macs = gmacs(cfg.backbone, cfg.image_size) * self._factor(cfg.key)
         return macs / self._train_speed(family(cfg.backbone)) * self._slow
 
     def eval_s(self, cfg: TrialConfig) -> float:
@@ -175,7 +191,7 @@ class CostModel:
         if cfg.mode == "linear":
             return fixed + n_embed * self.embed_s(cfg) + 1.0 + 1e-6 * n_train
         per_epoch = n_train * self.train_s(cfg) + n_eval * self.eval_s(cfg)
-        return fixed + epochs * per_epoch
+        return fixed + n_embed * self.embed_s(cfg) + epochs * per_epoch
 
 
 @dataclass(frozen=True)
@@ -195,11 +211,14 @@ def fit_fidelity(
     n_decode: int,
     n_embedded: int = 0,
     n_val: int = 0,
+    n_cache: int = 0,
     min_images: int = MIN_TRAIN_IMAGES,
     min_epochs: int = 2,
 ) -> Fidelity | None:
     """The most training data (then the most epochs, up to ``cfg.epochs``) that fits in
-    ``seconds``; ``None`` when even the smallest trial does not fit."""
+    ``seconds``; ``None`` when even the smallest trial does not fit. ``n_embedded``: rows a
+    linear trial finds embedded; ``n_cache``: activation rows an image trial must compute
+    first (:mod:`.toptune`)."""
     n_min = min(n_train_max, min_images)
     if cfg.mode == "linear":
         for n in sorted(
@@ -213,7 +232,9 @@ def fit_fidelity(
             if t <= seconds:
                 return Fidelity(n, 1, t)
         return None
-    fixed = cost.trial_seconds(cfg, n_train=0, n_eval=0, epochs=0, n_decode=n_decode)
+    fixed = cost.trial_seconds(
+        cfg, n_train=0, n_eval=0, epochs=0, n_decode=n_decode, n_embed=n_cache
+    )
     per_img, per_eval = cost.train_s(cfg), n_eval * cost.eval_s(cfg)
     epochs = cfg.epochs
     while epochs >= min(min_epochs, cfg.epochs):
@@ -226,10 +247,19 @@ def fit_fidelity(
 
 
 def epochs_that_fit(
-    cost: CostModel, cfg: TrialConfig, *, seconds: float, n_train: int, n_eval: int, n_decode: int
+    cost: CostModel,
+    cfg: TrialConfig,
+    *,
+    seconds: float,
+    n_train: int,
+    n_eval: int,
+    n_decode: int,
+    n_cache: int = 0,
 ) -> int:
     """Whole epochs over ``n_train`` images that fit in ``seconds``."""
-    fixed = cost.trial_seconds(cfg, n_train=0, n_eval=0, epochs=0, n_decode=n_decode)
+    fixed = cost.trial_seconds(
+        cfg, n_train=0, n_eval=0, epochs=0, n_decode=n_decode, n_embed=n_cache
+    )
     per_epoch = n_train * cost.train_s(cfg) + n_eval * cost.eval_s(cfg)
     return max(0, math.floor((seconds - fixed) / per_epoch)) if per_epoch > 0 else 0
 
@@ -289,10 +319,17 @@ class Planner:
         return 0 if exists else len(self.data.items)
 
     def n_embed(self, cfg: TrialConfig, n_train: int) -> int:
-        """Embeddings still to compute for a linear trial on ``n_train`` images."""
+        """Embeddings still to compute for a trial on ``n_train`` images: a linear trial's,
+        or the activations a ``finetune_top`` trial trains on (:mod:`.toptune`)."""
+        from autovision.search import toptune
         from autovision.search.linear import embedded_rows
 
-        return max(0, len(self.data.val) + n_train - embedded_rows(self.rt, cfg))
+        if cfg.mode == "linear":
+            return max(0, len(self.data.val) + n_train - embedded_rows(self.rt, cfg))
+        if not toptune.applies(self.rt, cfg):
+            return 0
+        self.cost.cached.add(cfg.key)  # priced as the top stages only
+        return toptune.rows_missing(self.rt, cfg, n_train)
 
     def eval_idx(self, final: bool) -> Any:
         """Validation images a trial evaluates: in a timed exploration at most
@@ -328,9 +365,9 @@ class Planner:
             )
         else:
             epochs = max(self.space.epochs[1], cfg.epochs)
-            need = self.cost.trial_seconds(cfg, n_train=n_tr, n_eval=n_val, epochs=epochs)
-            few = min(FINAL_MIN_EPOCHS, cfg.epochs)
-            least = self.cost.trial_seconds(cfg, n_train=n_tr, n_eval=n_val, epochs=few)
+            kw = {"n_train": n_tr, "n_eval": n_val, "n_embed": self.n_embed(cfg, n_tr)}
+            need = self.cost.trial_seconds(cfg, epochs=epochs, **kw)
+            least = self.cost.trial_seconds(cfg, epochs=min(FINAL_MIN_EPOCHS, cfg.epochs), **kw)
         keep = min(need, FINAL_SHARE_MAX * max(0.0, search_total), search_left)
         return keep if keep >= least else 0.0  # no room for a final retraining: explore on
 
@@ -350,9 +387,11 @@ class Planner:
         if not self.budget.timed:
             return TrialPlan(n_tr, cfg.epochs, None, eval_idx, patience, threads=threads, **kw)
         fixed = self.state.explore.get("n_train")
-        if fixed:
+        n_cache = 0 if cfg.mode == "linear" else self.n_embed(cfg, fixed or n_tr)
+        if fixed:  # a trial's share of the time; a cache it builds for later trials is extra
             first, total = self.state.explore["seconds"], self.state.explore["total"]
-            seconds = min(seconds, max(EXPLORE_TRIAL_GROWTH * first, total / EXPLORE_FIRST_SHARE))
+            share = max(EXPLORE_TRIAL_GROWTH * first, total / EXPLORE_FIRST_SHARE)
+            seconds = min(seconds, share + n_cache * self.cost.embed_s(cfg))
         fid = fit_fidelity(
             self.cost,
             cfg,
@@ -363,12 +402,15 @@ class Planner:
             n_decode=self.n_decode(cfg),
             n_embedded=len(self.data.val) + n_tr - self.n_embed(cfg, n_tr),
             n_val=len(self.data.val),
+            n_cache=n_cache,
         )
         if fid is None:
             return None
         if not fixed:
             self.state.explore = {"n_train": fid.n_train, "seconds": fid.seconds, "total": total}
-        limit = min(1.5 * fid.seconds + 5.0, max(0.0, search_left))
+        # estimates from priors alone (nothing measured yet) can be far off: more slack
+        slack = 1.5 if self.cost.train or self.cost.eval or self.cost.embed else 3.0
+        limit = min(slack * fid.seconds + 5.0, max(0.0, search_left))
         return TrialPlan(
             fid.n_train,
             fid.epochs,
@@ -404,6 +446,7 @@ class Planner:
                 n_train=n_tr,
                 n_eval=n_val,
                 n_decode=self.n_decode(cfg),
+                n_cache=self.n_embed(cfg, n_tr),
             )
             epochs = min(max(self.space.epochs[1], cfg.epochs), fit)
             if epochs < min(FINAL_MIN_EPOCHS, cfg.epochs) or (full_data and epochs <= epochs_run):

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from autovision.errors import ModelError, TrainingError
 from autovision.search import study as studies
+from autovision.search import toptune
 from autovision.search.budget import Budget
 from autovision.search.linear import train_linear
 from autovision.search.planner import EXPLORE_FIRST_SHARE, Planner
@@ -167,6 +168,12 @@ class Search:
     ) -> TrialOutcome | None:
         folder = self.trial_dir(trial.number)
         shutil.rmtree(folder, ignore_errors=True)
+        if cfg.mode == "linear":
+            train, kwargs = train_linear, {"steps": self.space.linear_steps}
+        elif toptune.applies(self.rt, cfg):
+            train, kwargs, cfg = toptune.train_top_cached, {}, toptune.effective_config(cfg)
+        else:
+            train, kwargs = train_trial, {}
         prune = phase == "explore" and cfg.mode != "linear"
         n = trial.number
         self._emit(
@@ -189,8 +196,6 @@ class Search:
             trial.report(score, epoch)
             return trial.should_prune()
 
-        train = train_linear if cfg.mode == "linear" else train_trial
-        kwargs = {"steps": self.space.linear_steps} if cfg.mode == "linear" else {}
         try:
             out = train(self.rt, cfg, plan, folder, on_epoch, **kwargs)
         except TimeoutError:  # embedding ran past the deadline (what it computed is cached)
@@ -342,6 +347,10 @@ class Search:
                 return reason
             trial = study.ask()
             cfg = self._suggest(trial)
+            if trial.user_attrs.get("default") and cfg.mode == "finetune_top":
+                # the trial's Optuna parameters keep the enqueued rule; its config (what the
+                # final retraining and the package use) has the one that trained
+                cfg = cfg.with_(resize=self._linear_resize(study, cfg))
             left = self.search_left(cfg)
             explore_left = left - self._final_wanted(self.best_cfg or cfg, search_total)
             if self.best_cfg is None:  # a model first: at least half of what is left
@@ -359,6 +368,22 @@ class Search:
                 continue
             skips = 0
             self.run_trial(study, trial, cfg, plan, "explore")
+
+    def _linear_resize(self, study: Any, cfg: TrialConfig) -> str:
+        """The resize rule of the best linear head on ``cfg``'s backbone and size (the
+        default fine-tuning follows it: the frozen features already told which rule suits
+        the images); ``cfg``'s own when there is none."""
+        heads = [
+            t
+            for t in studies.trained(study)
+            if t.state == TrialState.COMPLETE
+            and t.user_attrs["config"]["mode"] == "linear"
+            and t.user_attrs["config"]["backbone"] == cfg.backbone
+            and t.user_attrs["config"]["image_size"] == cfg.image_size
+        ]
+        if self.rt.base is not None or not heads:
+            return cfg.resize
+        return max(heads, key=lambda t: t.value).user_attrs["config"]["resize"]
 
     def _room_after_final(self) -> bool:
         """A final retraining that stopped early (validation stopped improving) can leave

@@ -1,0 +1,95 @@
+"""``finetune_top`` on cached activations (search/toptune.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from autovision.models.registry import create_model
+from autovision.search import toptune
+from autovision.search.modes import forward_lower, forward_upper, top_split
+from autovision.search.prepare import prepare_data
+from autovision.search.space import TrialConfig
+from autovision.search.trainer import Runtime, TrialPlan, load_checkpoint, predict
+from autovision.search.trainer import preprocessing_for as spec_for
+
+CFG = TrialConfig(
+    "efficientnet_lite0", "finetune_top", 32, resize="pad", lr=1e-3, epochs=3, batch_size=8
+)
+
+
+def test_the_split_network_is_the_network() -> None:
+    model = create_model("efficientnet_lite0", num_classes=3, pretrained=False).eval()
+    cut = top_split(model)
+    assert cut == len(model.blocks) - 2
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        split = forward_upper(model, forward_lower(model, x, cut), cut)
+        assert torch.allclose(split, model(x), atol=1e-5)
+    assert top_split(create_model("compact_cnn", num_classes=3, pretrained=False)) is None
+
+
+def test_which_trials_use_it(workspace, make_dataset, monkeypatch) -> None:
+    rt = Runtime.create(workspace, prepare_data(make_dataset(size=32)))
+    assert toptune.applies(rt, CFG)
+    assert not toptune.applies(rt, CFG.with_(mode="finetune_full"))
+    assert not toptune.applies(rt, TrialConfig("compact_cnn", "scratch", 16))
+    monkeypatch.setattr(toptune, "CACHE_MAX_BYTES", 1000)  # too many images for the cache
+    assert not toptune.applies(rt, CFG)
+    eff = toptune.effective_config(CFG.with_(auto_augment="randaugment", mix="mixup"))
+    assert (eff.auto_augment, eff.mix, eff.aug_strength) == ("none", "none", 0.5)
+
+
+@pytest.mark.slow
+def test_trains_on_cached_activations_and_predicts_like_the_whole_network(
+    workspace, make_dataset, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("AUTOVISION_THREADS", "1")
+    data = prepare_data(make_dataset(labels=("a", "b", "c"), counts=(8, 4, 0), size=32))
+    rt = Runtime.create(workspace, data)
+    n = data.profile.n_train
+    assert toptune.rows_missing(rt, CFG, n) == len(data.val) + (1 + toptune.VIEWS) * n
+    plan = TrialPlan(n_train=n, epochs=3, threads=1)
+    scores: list[float] = []
+    out = toptune.train_top_cached(
+        rt, CFG, plan, tmp_path / "t", lambda e, s: scores.append(s) or False
+    )
+    assert out.score is not None and out.epochs_run == 3 and len(scores) == 3
+    assert out.timings["embed_images"] == len(data.val) + (1 + toptune.VIEWS) * n
+    assert toptune.rows_missing(rt, CFG, n) == 0  # cached for the next trial
+
+    # the checkpoint is a whole network: on the images themselves it gives the validation
+    # probabilities the trial computed from its (float16) cache
+    weights, probs, idx = load_checkpoint(tmp_path / "t")
+    model = create_model("efficientnet_lite0", num_classes=3, pretrained=False)
+    model.load_state_dict(weights)
+    spec = spec_for(CFG)
+    full = predict(rt, model, rt.pixels(spec), idx, spec, batch=16)
+    assert np.abs(full - probs).max() < 2e-2
+
+    again = toptune.train_top_cached(rt, CFG, plan, tmp_path / "t2")
+    assert "embed_images" not in again.timings  # nothing recomputed
+
+
+@pytest.mark.slow
+def test_a_search_runs_its_finetune_top_trials_on_cached_activations(
+    workspace, make_dataset, monkeypatch
+) -> None:
+    from autovision.search import train
+
+    space = {
+        "backbones": ["efficientnet_lite0"],
+        "modes": ["finetune_top"],
+        "sizes": {"efficientnet_lite0": [32]},
+        "epochs": [2, 2],
+    }
+    monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(space))
+    monkeypatch.setenv("AUTOVISION_THREADS", "1")
+    make_dataset(labels=("a", "b"), counts=(8, 4, 2), size=32)
+    result = train(workspace, "tiny", trials=1)
+    assert result.best["mode"] == "finetune_top"
+    assert (result.best["auto_augment"], result.best["mix"]) == ("none", "none")
+    assert list((workspace.cache_dir / "embeddings").glob("efficientnet_lite0_stages5*.npy"))
