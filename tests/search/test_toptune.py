@@ -93,3 +93,32 @@ def test_a_search_runs_its_finetune_top_trials_on_cached_activations(
     assert result.best["mode"] == "finetune_top"
     assert (result.best["auto_augment"], result.best["mix"]) == ("none", "none")
     assert list((workspace.cache_dir / "embeddings").glob("efficientnet_lite0_stages5*.npy"))
+
+
+@pytest.mark.slow
+def test_the_default_fine_tuning_follows_the_better_linear_head(
+    workspace, make_dataset, monkeypatch
+) -> None:
+    import optuna
+
+    from autovision.search import study as studies
+    from autovision.search import train
+
+    space = {
+        "backbones": ["efficientnet_lite0"],
+        "modes": ["linear", "finetune_top"],
+        "sizes": {"efficientnet_lite0": [32]},
+        "epochs": [2, 2],
+    }
+    monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(space))
+    monkeypatch.setenv("AUTOVISION_THREADS", "1")
+    make_dataset(labels=("a", "b"), counts=(8, 4, 2), size=72)  # photo-sized: 3 defaults
+    train(workspace, "tiny", trials=3)
+    (name,) = optuna.get_all_study_names(workspace.db_url)
+    trials = studies.trained(optuna.load_study(study_name=name, storage=workspace.db_url))
+    configs = [t.user_attrs["config"] for t in trials]
+    assert [c["mode"] for c in configs] == ["linear", "linear", "finetune_top"]
+    heads = {
+        c["resize"]: t.value for c, t in zip(configs, trials, strict=True) if c["mode"] == "linear"
+    }
+    assert configs[2]["resize"] == max(heads, key=heads.get)
