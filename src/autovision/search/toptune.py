@@ -53,10 +53,14 @@ from autovision.search.trainer import (
     _loss,
     _outcome,
     _ScheduleClock,
+    after_epoch,
+    cosine_schedule,
     effective_batch_size,
+    grad_scaler,
     preprocessing_for,
     save_checkpoint,
     score_probs,
+    update,
 )
 
 VIEWS = 3  # augmented copies of each training image, besides the clean one
@@ -239,7 +243,6 @@ def train_top_cached(
     epoch's weights end in ``folder``. Raises ``TimeoutError`` when computing the
     activations runs past the deadline (what was computed stays cached)."""
     from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
 
     t0 = time.monotonic()
     cfg = effective_config(cfg)
@@ -268,14 +271,7 @@ def train_top_cached(
     timings["batch_size"] = bs
     steps_per_epoch = max(1, n // bs)
     total = steps_per_epoch * plan.epochs
-    sched = CosineLRScheduler(
-        opt,
-        t_initial=total,
-        lr_min=cfg.lr * 0.01,
-        warmup_t=min(steps_per_epoch, total // 10),
-        warmup_lr_init=cfg.lr * 0.01,
-        t_in_epochs=False,
-    )
+    sched = cosine_schedule(opt, cfg.lr, total, steps_per_epoch)
     weights = (
         torch.from_numpy(data.class_weights()).to(dev) if cfg.imbalance == "weighted_loss" else None
     )
@@ -283,7 +279,7 @@ def train_top_cached(
     if cfg.imbalance == "balanced_sampler":
         sw = data.sample_weights()[data.order[:n]]
         sample_p = sw / sw.sum()
-    scaler = torch.amp.GradScaler("cuda") if rt.gpu and not torch.cuda.is_bf16_supported() else None
+    scaler = grad_scaler(rt)
     y_rows = torch.from_numpy(data.y_train[data.order[:n]])
     n_labels = len(data.labels)
     best = (-np.inf, -1)
@@ -310,14 +306,7 @@ def train_top_cached(
             with rt.autocast():
                 logits = forward_upper(model, torch.from_numpy(h).to(dev).float(), cut)
             loss = _loss(logits, target, data.multi_label, weights)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:  # float16 autocast (GPUs without bfloat16)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            update(loss, opt, scaler)
             step += 1
             sched.step_update(num_updates=clock.progress(step))
             if plan.heartbeat is not None and time.monotonic() - last_beat > HEARTBEAT_S:
@@ -344,15 +333,7 @@ def train_top_cached(
         if score > best[0] + 1e-9:
             best = (score, epoch)
             save_checkpoint(folder, state_dict_cpu(model), probs, eval_idx)
-        if stopped == "deadline":
-            break
-        if on_epoch is not None and on_epoch(epoch, score):
-            stopped = "pruned"
-            break
-        if epoch - best[1] >= plan.patience:
-            stopped = "early_stop"
-            break
-        if plan.deadline is not None and time.monotonic() > plan.deadline:
-            stopped = "deadline" if epoch < plan.epochs else "done"
+        if (why := after_epoch(plan, on_epoch, epoch, score, best, stopped)) is not None:
+            stopped = why
             break
     return _outcome(rt, folder, best, epoch, stopped, t0, timings)

@@ -269,7 +269,6 @@ def train_trial(
 ) -> TrialOutcome:
     """Train ``cfg`` within ``plan``; the best epoch's weights end in ``folder``."""
     from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
     from timm.utils import ModelEmaV3
 
     t0 = time.monotonic()
@@ -289,15 +288,8 @@ def train_trial(
     bs = effective_batch_size(cfg.batch_size, len(subset))
     steps_per_epoch = max(1, len(subset) // bs)
     total = steps_per_epoch * plan.epochs
-    sched = CosineLRScheduler(
-        opt,
-        t_initial=total,
-        lr_min=cfg.lr * 0.01,
-        warmup_t=min(steps_per_epoch, total // 10),
-        warmup_lr_init=cfg.lr * 0.01,
-        t_in_epochs=False,
-    )
-    scaler = torch.amp.GradScaler("cuda") if rt.gpu and not torch.cuda.is_bf16_supported() else None
+    sched = cosine_schedule(opt, cfg.lr, total, steps_per_epoch)
+    scaler = grad_scaler(rt)
     aug = BatchAugment(
         mean=spec.mean,
         std=spec.std,
@@ -347,14 +339,7 @@ def train_trial(
             with rt.autocast():
                 logits = model(x)
             loss = _loss(logits, target, data.multi_label, weights)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            update(loss, opt, scaler)
             step += 1
             ema.update(model, step=step)
             sched.step_update(num_updates=clock.progress(step))
@@ -388,18 +373,64 @@ def train_trial(
         if score > best[0] + 1e-9:
             best = (score, epoch)
             save_checkpoint(folder, state_dict_cpu(chosen), probs, eval_idx)
-        if stopped == "deadline":
-            break
-        if on_epoch is not None and on_epoch(epoch, score):
-            stopped = "pruned"
-            break
-        if epoch - best[1] >= plan.patience:
-            stopped = "early_stop"
-            break
-        if plan.deadline is not None and time.monotonic() > plan.deadline:
-            stopped = "deadline" if epoch < plan.epochs else "done"
+        if (why := after_epoch(plan, on_epoch, epoch, score, best, stopped)) is not None:
+            stopped = why
             break
     return _outcome(rt, folder, best, epoch, stopped, t0, timings)
+
+
+def cosine_schedule(opt: Any, lr: float, total: int, steps_per_epoch: int) -> Any:
+    """timm's cosine decay to 1% of ``lr`` over ``total`` updates, after a linear warm-up of
+    an epoch (at most a tenth of the updates)."""
+    from timm.scheduler import CosineLRScheduler
+
+    return CosineLRScheduler(
+        opt,
+        t_initial=total,
+        lr_min=lr * 0.01,
+        warmup_t=min(steps_per_epoch, total // 10),
+        warmup_lr_init=lr * 0.01,
+        t_in_epochs=False,
+    )
+
+
+def grad_scaler(rt: Runtime) -> Any:
+    """A loss scaler for float16 autocast (GPUs without bfloat16); ``None`` otherwise."""
+    return torch.amp.GradScaler("cuda") if rt.gpu and not torch.cuda.is_bf16_supported() else None
+
+
+def update(loss: torch.Tensor, opt: Any, scaler: Any) -> None:
+    """One optimiser step on ``loss`` (through the loss scaler when there is one)."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+
+
+def after_epoch(
+    plan: TrialPlan,
+    on_epoch: EpochCallback | None,
+    epoch: int,
+    score: float,
+    best: tuple[float, int],
+    stopped: str,
+) -> str | None:
+    """Why training ends after an evaluated ``epoch`` (``None``: it goes on): its deadline
+    passed during the epoch, the search pruned it, validation stopped improving, or the
+    deadline passed now."""
+    if stopped == "deadline":
+        return stopped
+    if on_epoch is not None and on_epoch(epoch, score):
+        return "pruned"
+    if epoch - best[1] >= plan.patience:
+        return "early_stop"
+    if plan.deadline is not None and time.monotonic() > plan.deadline:
+        return "deadline" if epoch < plan.epochs else "done"
+    return None
 
 
 def _outcome(
