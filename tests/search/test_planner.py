@@ -70,12 +70,30 @@ def test_activations_to_cache_are_a_fixed_cost() -> None:
     fits = fit_fidelity(cost, top, seconds=cached + 1, n_train_max=1000, n_eval=100, n_decode=0)
     assert fits is not None and fits.n_train == 1000 and fits.epochs == 10
     short = fit_fidelity(
-        cost, top, seconds=cached + 1, n_train_max=1000, n_eval=100, n_decode=0, n_cache=4000
+        cost, top, seconds=cached + 60, n_train_max=1000, n_eval=100, n_decode=0, n_cache=4000
     )
-    assert short is None or short.seconds <= cached + 1
+    assert short is not None and short.seconds <= cached + 60
+    assert short.n_train < 1000 or short.epochs < 10
     assert (
         epochs_that_fit(
-            cost, top, seconds=cached + 1, n_train=1000, n_eval=100, n_decode=0, n_cache=4000
+            cost, top, seconds=cached + 60, n_train=1000, n_eval=100, n_decode=0, n_cache=4000
         )
         < 10
     )
+
+
+def test_cached_top_training_is_priced_as_the_top_stages() -> None:
+    """Its training and evaluation rates are the top stages': they neither price it as a
+    whole network nor calibrate whole-network inference (embeddings, exports)."""
+    top = TrialConfig("efficientnet_lite0", "finetune_top", 224)
+    lite = top.with_(mode="linear")
+    cost = CostModel(gpu=False)
+    image_path = cost.train_s(top)
+    cost.cached.add(top.key)
+    assert cost.train_s(top) < 0.5 * image_path
+    before = cost.embed_s(lite)
+    cost.observe(top, {"eval_s": 0.1, "eval_images": 1000})
+    assert cost.eval_s(top) == 0.0001 and cost.embed_s(lite) == before
+    assert cost.embed_s(top) == before  # its whole-network forward: not its eval rate
+    restored = CostModel(gpu=False, state=cost.to_dict())
+    assert restored.cached == {top.key} and restored.train_s(top) == cost.train_s(top)

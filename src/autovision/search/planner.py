@@ -127,7 +127,7 @@ class CostModel:
             for key, (b, _, size), s_per_img in (
                 (key, _parse_key(key), v) for key, v in table.items() if v > 0
             )
-            if family(b) == fam
+            if family(b) == fam and (per_mode or key not in self.cached)
         )
         return speeds[len(speeds) // 2] if speeds else None
 
@@ -164,9 +164,14 @@ class CostModel:
         return macs / self._eval_speed(family(cfg.backbone)) * self._slow
 
     def embed_s(self, cfg: TrialConfig) -> float:
+        """Seconds per image through the whole network (the frozen part, for cached
+        activations) without training."""
         key = f"{cfg.backbone}/{cfg.image_size}"
         if key in self.embed:
             return self.embed[key] * self._slow
+        if cfg.key in self.cached:  # its eval rate is the top stages': not a whole forward
+            macs = gmacs(cfg.backbone, cfg.image_size)
+            return macs / self._eval_speed(family(cfg.backbone)) * self._slow
         return self.eval_s(cfg)
 
     def decode_s(self) -> float:
@@ -306,6 +311,7 @@ class Planner:
             _, seconds = self.rt.measured.popitem()
             self.cost.observe_decode(seconds, len(self.data.items))
         if timings:
+            self.n_embed(cfg, 0)  # notes a cached finetune_top key before its rates
             self.cost.observe(cfg, timings)
         self.state.costs = self.cost.to_dict()
 
@@ -343,8 +349,8 @@ class Planner:
         """Seconds to keep for writing ``cfg``'s package (and re-scoring it on all of the
         validation images when trials were ranked on part of them)."""
         seconds = 0.5 + _EXPORT_S[family(cfg.backbone)]
-        if self.eval_idx(final=False) is not None:
-            seconds += len(self.data.val) * self.cost.eval_s(cfg)
+        if self.eval_idx(final=False) is not None:  # through the whole network
+            seconds += len(self.data.val) * self.cost.embed_s(cfg)
         return seconds
 
     # ---- plans ----------------------------------------------------------------------------
@@ -408,9 +414,12 @@ class Planner:
             return None
         if not fixed:
             self.state.explore = {"n_train": fid.n_train, "seconds": fid.seconds, "total": total}
-        # estimates from priors alone (nothing measured yet) can be far off: more slack
-        slack = 1.5 if self.cost.train or self.cost.eval or self.cost.embed else 3.0
-        limit = min(slack * fid.seconds + 5.0, max(0.0, search_left))
+        # estimates from priors alone (nothing measured yet) can be far off: more slack, up to
+        # the time offered to this trial
+        limit = 1.5 * fid.seconds + 5.0
+        if not (self.cost.train or self.cost.eval or self.cost.embed):
+            limit = max(limit, min(3.0 * fid.seconds + 5.0, seconds))
+        limit = min(limit, max(0.0, search_left))
         return TrialPlan(
             fid.n_train,
             fid.epochs,

@@ -11,8 +11,9 @@ of the views per training image, so an epoch costs the top stages only: on openc
 
 The head starts from a logistic fit on the clean embeddings (linear probing, then
 fine-tuning: a random head's first gradients would distort the pretrained features), then the
-top stages and the head train with AdamW, a warm-up and cosine decay, frozen BatchNorm
-statistics, early stopping on validation and the trial's deadline, like the image path.
+top stages and the head train with AdamW, a warm-up and cosine decay, early stopping on
+validation and the trial's deadline, like the image path; BatchNorm statistics stay the
+pretrained ones in the top stages too (their scale and shift train).
 
 Used for models with EfficientNet stages when the cache fits ``CACHE_MAX_BYTES``; otherwise
 ``finetune_top`` trains on images (:func:`autovision.search.trainer.train_trial`).
@@ -143,8 +144,9 @@ def _fill(
     caches: list[EmbeddingCache],
     n_train: int,
     plan: TrialPlan,
-) -> tuple[list[np.ndarray], int]:
-    """The activation arrays (view 0 first), computing missing rows; rows computed."""
+) -> tuple[list[np.ndarray], int, float]:
+    """The activation arrays (view 0 first), computing missing rows; rows computed and the
+    seconds that took."""
     data, dev = rt.data, rt.device
     spec = preprocessing_for(cfg)
     n_val = len(data.val)
@@ -164,8 +166,13 @@ def _fill(
     need = [n_val + n_train] + [n_train] * VIEWS
     missing = sum(max(0, n - c.done) for n, c in zip(need, caches, strict=True))
     if missing == 0:
-        return [c.get(n, lambda a, b: np.zeros(0)) for n, c in zip(need, caches, strict=True)], 0
-    px = rt.pixels(spec)
+        return (
+            [c.get(n, lambda a, b: np.zeros(0)) for n, c in zip(need, caches, strict=True)],
+            0,
+            0.0,
+        )
+    px = rt.pixels(spec)  # decoding is timed by the runtime, not as computing activations
+    t0 = time.monotonic()
     rows0 = np.concatenate([np.arange(n_val), n_val + data.order])
     y_all = torch.from_numpy(data.y_train)
     out = []
@@ -178,16 +185,18 @@ def _fill(
             if v == 0:
                 xb = torch.from_numpy(np.ascontiguousarray(px[rows0[start:stop]])).to(dev)
                 x = to_input(xb, mean, std)
-            else:
+            else:  # the same views whichever trial computes them, and the trial's RNG untouched
                 pos = data.order[start:stop]
                 xb = torch.from_numpy(np.ascontiguousarray(px[n_val + pos]))
-                x, _ = aug(xb, y_all[pos])
+                with torch.random.fork_rng(devices=[dev] if rt.gpu else []):
+                    torch.manual_seed(1_000_003 * v + start)
+                    x, _ = aug(xb, y_all[pos])
             with rt.autocast():
                 h = forward_lower(model, x, cut)
             return h.to(torch.float16).cpu().numpy()
 
         out.append(c.get(n, compute, batch=128 if rt.gpu else 32, deadline=plan.deadline))
-    return out, missing
+    return out, missing, time.monotonic() - t0
 
 
 def _start_head(
@@ -258,10 +267,9 @@ def train_top_cached(
     n_val, n = len(data.val), plan.n_train
     timings: dict[str, float] = {"train_s": 0.0, "train_images": 0, "eval_s": 0.0}
     timings.update(eval_images=0, threads=torch.get_num_threads())
-    te = time.monotonic()
-    acts, computed = _fill(rt, cfg, model, cut, _caches(rt, cfg), n, plan)
+    acts, computed, seconds = _fill(rt, cfg, model, cut, _caches(rt, cfg), n, plan)
     if computed:
-        timings.update(embed_s=time.monotonic() - te, embed_images=computed)
+        timings.update(embed_s=seconds, embed_images=computed)
     clean, views = acts[0], acts[1:]
     if rt.base is None:
         _start_head(rt, cfg, model, cut, clean, n)
