@@ -46,8 +46,8 @@ from autovision.search.modes import (
 )
 from autovision.search.space import TrialConfig
 from autovision.search.trainer import (
-    HEARTBEAT_S,
     EpochCallback,
+    Heartbeat,
     Runtime,
     TrialOutcome,
     TrialPlan,
@@ -291,7 +291,7 @@ def train_top_cached(
     y_rows = torch.from_numpy(data.y_train[data.order[:n]])
     n_labels = len(data.labels)
     best = (-np.inf, -1)
-    stopped, epoch, step, last_loss, last_beat = "done", 0, 0, 0.0, time.monotonic()
+    stopped, epoch, step, last_loss, beat = "done", 0, 0, 0.0, Heartbeat(plan.heartbeat)
     clock = _ScheduleClock(total, plan.deadline)
     for epoch in range(1, plan.epochs + 1):
         order = rng.choice(n, size=n, p=sample_p) if sample_p is not None else rng.permutation(n)
@@ -317,9 +317,7 @@ def train_top_cached(
             update(loss, opt, scaler)
             step += 1
             sched.step_update(num_updates=clock.progress(step))
-            if plan.heartbeat is not None and time.monotonic() - last_beat > HEARTBEAT_S:
-                last_beat = time.monotonic()
-                plan.heartbeat()
+            beat()
             seen += len(rows)
             last_loss = float(loss.detach())
         timings["train_s"] += time.monotonic() - te

@@ -168,6 +168,18 @@ class _ScheduleClock:
         return min(self.total, max(step, by_time))
 
 
+class Heartbeat:
+    """Calls ``fn`` (when there is one) at most every ``HEARTBEAT_S`` seconds."""
+
+    def __init__(self, fn: Callable[[], None] | None) -> None:
+        self.fn, self.last = fn, time.monotonic()
+
+    def __call__(self) -> None:
+        if self.fn is not None and time.monotonic() - self.last > HEARTBEAT_S:
+            self.last = time.monotonic()
+            self.fn()
+
+
 def effective_batch_size(batch_size: int, n_train: int) -> int:
     """``batch_size``, smaller on small data so that an epoch has ``MIN_STEPS`` updates (few
     large batches leave weights and BatchNorm statistics untrained)."""
@@ -318,7 +330,7 @@ def train_trial(
     timings["threads"] = torch.get_num_threads()
     timings["batch_size"] = bs
     ema = ModelEmaV3(model, decay=EMA_DECAY, use_warmup=True)
-    stopped, epoch, step, last_loss, last_beat = "done", 0, 0, 0.0, time.monotonic()
+    stopped, epoch, step, last_loss, beat = "done", 0, 0, 0.0, Heartbeat(plan.heartbeat)
     clock = _ScheduleClock(total, plan.deadline)
     for epoch in range(1, plan.epochs + 1):
         order = (
@@ -343,9 +355,7 @@ def train_trial(
             step += 1
             ema.update(model, step=step)
             sched.step_update(num_updates=clock.progress(step))
-            if plan.heartbeat is not None and time.monotonic() - last_beat > HEARTBEAT_S:
-                last_beat = time.monotonic()
-                plan.heartbeat()
+            beat()
             seen += len(batch)
             last_loss = float(loss.detach())
         timings["train_s"] += time.monotonic() - te
