@@ -70,3 +70,17 @@ def test_stratified_order_is_deterministic(make_dataset) -> None:
     a = stratified_order(items, np.random.default_rng(1))
     b = stratified_order(items, np.random.default_rng(1))
     assert a.tolist() == b.tolist()
+
+
+def test_fit_rows_of_a_trial_and_of_a_refit(make_dataset) -> None:
+    data = prepare_data(make_dataset(labels=("a", "b"), counts=(8, 4, 0)))
+    n_val, n = len(data.val), 6
+    rows, y = data.fit_rows(n)  # rows of ``items``: validation first, then training
+    assert rows.tolist() == sorted(n_val + data.order[:n])
+    assert np.array_equal(y, data.y_train[rows - n_val])
+    cached, yc = data.fit_rows(n, cached=True)  # cache rows: training images in ``order``
+    assert cached.tolist() == list(range(n_val, n_val + n))
+    assert np.array_equal(yc, data.y_train[data.order[:n]])
+    refit, yr = data.fit_rows(n, refit=True)  # every validation image trains too
+    assert refit.tolist() == [*range(n_val), *rows]
+    assert np.array_equal(yr, np.concatenate([data.y_val, y]))

@@ -182,6 +182,7 @@ def test_linear_head_on_pretrained_features(workspace, make_dataset, monkeypatch
     result = train(workspace, "tiny", trials=1)
     assert result.best["mode"] == "linear" and result.best["backbone"] == "efficientnet_lite0"
     assert "l2" in result.best and "lr" not in result.best
+    assert result.best["refit"]["images"] == 16 + 8  # the head refit on both splits
     assert list((workspace.cache_dir / "embeddings").glob("*.npy"))
     pkg = ModelPackage.load(result.path)
     probs = pkg.predict_proba(
@@ -192,35 +193,48 @@ def test_linear_head_on_pretrained_features(workspace, make_dataset, monkeypatch
     )
 
 
-def test_time_left_by_a_short_final_goes_to_more_exploration(
+def test_the_package_is_the_chosen_trial_refit_on_training_and_validation_images(
+    workspace, make_dataset, tiny_space
+) -> None:
+    """The chosen configuration retrains on both splits with the epochs after which it
+    scored best; the validation figures reported are the trial's (validation no longer
+    measures the refit)."""
+    ds = make_dataset(labels=("a", "b", "c"), counts=(12, 4, 4))
+    events: list[dict] = []
+    result = train(workspace, "tiny", trials=2, progress=events.append)
+    n_images = len(ds.split("train")) + len(ds.split("validation"))
+    refit = result.best["refit"]
+    assert refit["trial"] == result.best["trial"] and refit["images"] == n_images
+    starts = [e for e in events if e["event"] == "trial_start"]
+    assert starts[-1]["phase"] == "refit" and starts[-1]["n_train"] == n_images
+    assert starts[-1]["epochs"] == refit["epochs"] <= result.best["epochs"]
+    ends = {e["trial"]: e for e in events if e["event"] == "trial_end"}
+    assert ends[f"{refit['trial']}r"]["state"] == "REFIT"
+    assert result.validation["accuracy"] == pytest.approx(ends[refit["trial"]]["score"])
+    meta = json.loads((result.path / "model.json").read_text())
+    assert f"refit on {n_images} training + validation images" in meta["validation_of"]
+
+
+def test_a_refit_that_does_not_fit_the_time_left_is_skipped(
     workspace, make_dataset, tiny_space, monkeypatch
 ) -> None:
-    """A final retraining that ends early (here: one epoch) leaves budget; the search
-    explores on instead of returning with it unused, and stays within the budget."""
-    from autovision.search import search as search_mod
+    """No time for the refit: the package holds the chosen trial's own weights, which give
+    the validation figures reported."""
     from autovision.search.planner import Planner
-    from autovision.search.trainer import TrialPlan
 
-    def final_plan(self, cfg, *, search_left, trained_on, epochs_run, heartbeat):
-        n = self.data.profile.n_train
-        return TrialPlan(n, 1, time.monotonic() + search_left, None, 1, threads=1)
-
-    monkeypatch.setattr(Planner, "final_wanted", lambda self, cfg, **kw: 6.0 if cfg else 0.0)
-    monkeypatch.setattr(Planner, "final", final_plan)
-    monkeypatch.setattr(search_mod, "REEXPLORE_MIN_S", 1.0)
-    monkeypatch.setattr(search_mod, "CONVERGE_PATIENCE", 1000)  # explore to the budget
-    make_dataset(labels=("a", "b", "c"), counts=(40, 5, 0))
-    phases: list[str] = []
-
-    def progress(e: dict) -> None:
-        if e["event"] == "trial_start":
-            phases.append(e["phase"])
-
-    result = train(workspace, "tiny", budget="12s", progress=progress)
-    assert result.seconds <= 12 * 1.1, result.seconds
-    why = (phases, result.stop_reason, result.seconds)
-    assert phases.count("final") == 1, why
-    assert "explore" in phases[phases.index("final") + 1 :], why
+    monkeypatch.setattr(Planner, "refit_seconds", lambda self, cfg, epochs: 1e9)
+    make_dataset(labels=("a", "b"), counts=(12, 4, 0))
+    events: list[dict] = []
+    result = train(workspace, "tiny", budget="20s", progress=events.append)
+    assert result.best["refit"] is None
+    assert [e for e in events if e["event"] == "refit_skipped"]
+    assert not [e for e in events if e.get("phase") == "refit"]
+    pkg = ModelPackage.load(result.path)
+    probs = pkg.predict_proba(
+        [workspace.load_image(it) for it in workspace.dataset("tiny").split("validation")]
+    )
+    y = [0] * 4 + [1] * 4
+    assert (probs.argmax(1) == y).mean() == pytest.approx(result.validation["accuracy"])
 
 
 def test_a_trial_that_cannot_build_its_model_fails_alone(

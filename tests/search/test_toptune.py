@@ -130,3 +130,21 @@ def test_the_default_fine_tuning_follows_the_better_linear_head(
     assert [c["mode"] for c in configs] == ["linear", "linear", "finetune_top"]
     assert trials[1].value > trials[0].value and configs[1]["resize"] == "pad"
     assert configs[2]["resize"] == "pad"  # the enqueued default said squash
+
+
+@pytest.mark.slow
+def test_a_refit_on_cached_activations_trains_on_validation_images_too(
+    workspace, make_dataset, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("AUTOVISION_THREADS", "1")
+    data = prepare_data(make_dataset(labels=("a", "b", "c"), counts=(8, 4, 0), size=32))
+    rt = Runtime.create(workspace, data)
+    n, n_val = data.profile.n_train, len(data.val)
+    plan = TrialPlan(n_train=n, epochs=2, threads=1, patience=1, refit=True)
+    out = toptune.train_top_cached(rt, CFG, plan, tmp_path / "r")
+    bs = out.timings["batch_size"]
+    assert out.timings["train_images"] == 2 * ((n + n_val) // bs) * bs
+    assert out.epochs_run == 2 and out.stopped == "done"  # no early stop on its own data
+    assert out.timings["eval_images"] == n_val  # scored once, after the last epoch
+    # validation images train on their clean view: no augmented views computed for them
+    assert out.timings["embed_images"] == n_val + (1 + toptune.VIEWS) * n

@@ -59,3 +59,27 @@ def test_a_trial_whose_weights_overflow_stops_as_diverged(
     out = trainer.train_trial(rt, cfg, plan, tmp_path / "t")
     assert out.stopped == "diverged" and out.score is None and out.epochs_run == 1
     assert not (tmp_path / "t" / "best.safetensors").exists()
+
+
+def test_a_refit_trains_on_validation_images_too_and_is_scored_once(
+    workspace, make_dataset, tmp_path
+) -> None:
+    import autovision.search.trainer as trainer
+    from autovision.search.prepare import prepare_data
+    from autovision.search.space import TrialConfig
+
+    data = prepare_data(make_dataset(labels=("a", "b"), counts=(12, 6, 0)))
+    rt = trainer.Runtime.create(workspace, data)
+    cfg = TrialConfig("compact_cnn", "scratch", 16, epochs=3, batch_size=8)
+    n, n_val = data.profile.n_train, len(data.val)
+    scores: list[float] = []
+    plan = trainer.TrialPlan(n_train=n, epochs=3, threads=1, patience=1, refit=True)
+    out = trainer.train_trial(rt, cfg, plan, tmp_path / "r", lambda e, s: scores.append(s))
+    bs = trainer.effective_batch_size(8, n + n_val)
+    assert out.timings["train_images"] == 3 * ((n + n_val) // bs) * bs
+    assert out.epochs_run == 3 and out.best_epoch == 3 and out.stopped == "done"
+    assert out.timings["eval_images"] == n_val and len(scores) == 1  # the last epoch only
+    plain = trainer.train_trial(rt, cfg, trainer.TrialPlan(n, 3, threads=1), tmp_path / "p")
+    assert plain.timings["train_images"] == 3 * (n // trainer.effective_batch_size(8, n)) * (
+        trainer.effective_batch_size(8, n)
+    )

@@ -21,6 +21,14 @@ from autovision.cli._common import (
     print_json,
 )
 
+STATE_COLOUR = {
+    "COMPLETE": "green",
+    "REFIT": "green",
+    "PRUNED": "yellow",
+    "SKIPPED": "dim",
+    "FAIL": "red",
+}
+
 
 class Task(StrEnum):
     auto = "auto"
@@ -91,7 +99,7 @@ class ProgressView:
         elif kind == "trial_end":
             state = e.get("state")
             cfg = e.get("config") or self.trial.get("config")
-            colour = {"COMPLETE": "green", "PRUNED": "yellow", "SKIPPED": "dim", "FAIL": "red"}
+            colour = STATE_COLOUR
             line = (
                 f"trial {e['trial']:>3} [{colour.get(state, 'white')}]{state:<8}[/] "
                 f"{_config_text(cfg):<36} val {_score(e.get('score'))}  "
@@ -106,7 +114,7 @@ class ProgressView:
 
     def _status(self, e: dict[str, Any], what: str) -> None:
         t = self.trial
-        phase = " (final)" if t.get("phase") == "final" else ""
+        phase = f" ({t['phase']})" if t.get("phase") in ("final", "refit") else ""
         self.live.update(
             Text(
                 f"trial {t.get('trial')}{phase} {_config_text(t.get('config'))} "
@@ -126,10 +134,15 @@ def _print_result(r: dict[str, Any]) -> None:
         table.add_row(f"validation {k}", f"{v:.4f}" if isinstance(v, float) else str(v))
     best = r["best"]
     table.add_row("best", f"{_config_text(best)}, trial {best.get('trial')}")
-    details = {
-        k: v for k, v in best.items() if k not in ("backbone", "mode", "image_size", "trial")
-    }
+    skip = ("backbone", "mode", "image_size", "trial", "refit")
+    details = {k: v for k, v in best.items() if k not in skip}
     table.add_row("", ", ".join(f"{k}={_fmt(v)}" for k, v in details.items()))
+    if refit := best.get("refit"):
+        table.add_row(
+            "weights",
+            f"refit on {refit['images']} training + validation images, {refit['epochs']} epochs "
+            "(validation figures: the trial, trained without them)",
+        )
     table.add_row("trials", str(r["trials"]))
     table.add_row("stop reason", r["stop_reason"])
     table.add_row("time", format_seconds(r["seconds"]))

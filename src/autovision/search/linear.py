@@ -97,15 +97,19 @@ def train_linear(
         emb = emb_cache.get(need, lambda a, b: np.zeros(0))
     eval_idx = np.arange(n_val) if plan.eval_idx is None else np.asarray(plan.eval_idx)
     x_val = torch.from_numpy(np.ascontiguousarray(emb[eval_idx])).to(dev)
-    x_tr = torch.from_numpy(np.array(emb[n_val:need])).to(dev)
-    y_tr = torch.from_numpy(data.y_train[data.order[: plan.n_train]]).to(dev)
+    fit_rows, y_fit = data.fit_rows(plan.n_train, refit=plan.refit, cached=True)
+    x_tr = torch.from_numpy(np.array(emb[fit_rows[0] : need])).to(dev)  # contiguous rows
+    y_tr = torch.from_numpy(y_fit).to(dev)
     w = torch.from_numpy(data.class_weights()).to(dev) if cfg.imbalance != "none" else None
     fit = LogisticHead(x_tr, y_tr, data, cfg, w)
     z_val = fit.standardise(x_val)
     best, stopped, chunk = (-np.inf, -1), "done", 0
-    chunks = max(1, steps // CHUNK_STEPS)
+    # a refit runs the iterations its configuration's best head had, scored once at the end
+    chunks = plan.epochs if plan.refit else max(1, steps // CHUNK_STEPS)
     for chunk in range(1, chunks + 1):
         fit.step()
+        if chunk < chunks and plan.refit:
+            continue
         with torch.no_grad():
             logits = fit.lin(z_val)
             probs = (

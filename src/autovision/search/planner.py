@@ -358,13 +358,17 @@ class Planner:
     def final_wanted(
         self, cfg: TrialConfig | None, *, best_full: bool, search_total: float, search_left: float
     ) -> float:
-        """Seconds to keep for retraining ``cfg`` on all the data (0: no final retraining).
-        ``best_full``: ``cfg`` is the best so far and already had all the training data."""
-        if cfg is None or not self.budget.timed or self.budget.trials is not None:
+        """Seconds to keep for the last training of ``cfg``, the best so far (0: none):
+        its refit on training and validation images when it already had all the training
+        images (``best_full``), else its retraining on all of them."""
+        if cfg is None or not self.budget.timed:
+            return 0.0
+        if best_full:
+            need = self.refit_seconds(cfg, cfg.epochs)
+            return need if need <= min(FINAL_SHARE_MAX * search_total, search_left) else 0.0
+        if self.budget.trials is not None:
             return 0.0
         n_val, n_tr = len(self.data.val), self.data.profile.n_train
-        if best_full and (cfg.mode == "linear" or cfg.epochs >= self.space.epochs[1]):
-            return 0.0  # the best already had all the data and every epoch
         if cfg.mode == "linear":
             need = least = self.cost.trial_seconds(
                 cfg, n_train=n_tr, n_eval=n_val, epochs=1, n_embed=self.n_embed(cfg, n_tr)
@@ -376,6 +380,40 @@ class Planner:
             least = self.cost.trial_seconds(cfg, epochs=min(FINAL_MIN_EPOCHS, cfg.epochs), **kw)
         keep = min(need, FINAL_SHARE_MAX * max(0.0, search_total), search_left)
         return keep if keep >= least else 0.0  # no room for a final retraining: explore on
+
+    def refit_seconds(self, cfg: TrialConfig, epochs: int) -> float:
+        """Estimated time to refit ``cfg`` for ``epochs`` on the training and validation
+        images (scored once)."""
+        n_val, n_tr = len(self.data.val), self.data.profile.n_train
+        return self.cost.trial_seconds(
+            cfg,
+            n_train=n_tr + n_val,
+            n_eval=n_val // max(1, epochs),
+            epochs=1 if cfg.mode == "linear" else epochs,
+            n_decode=self.n_decode(cfg),
+            n_embed=self.n_embed(cfg, n_tr),
+        )
+
+    def refit(self, cfg: TrialConfig, *, epochs: int, search_left: float, **kw: Any) -> Any:
+        """The plan that refits ``cfg`` (trained on every training image, best after
+        ``epochs`` epochs, or L-BFGS chunks for a linear head) on the training and
+        validation images; ``None`` when it does not fit the time left."""
+        from autovision.search.trainer import TrialPlan
+
+        timed = self.budget.timed
+        threads = self.threads()
+        if timed and self.refit_seconds(cfg, epochs) > search_left:
+            return None
+        return TrialPlan(
+            n_train=self.data.profile.n_train,
+            epochs=max(1, epochs),
+            deadline=time.monotonic() + max(0.0, search_left) if timed else None,
+            eval_idx=None,
+            patience=epochs + 1,
+            threads=threads,
+            refit=True,
+            **kw,
+        )
 
     def explore(
         self, cfg: TrialConfig, seconds: float, *, total: float, search_left: float, **kw: Any

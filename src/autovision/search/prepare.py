@@ -86,12 +86,28 @@ class TrainData:
         w = counts.sum() / (len(counts) * counts)
         return (w / w.mean()).astype(np.float32)
 
-    def sample_weights(self) -> np.ndarray:
-        """Per-training-image weights for balanced sampling (rarest label of each image)."""
+    def sample_weights(self, y: np.ndarray) -> np.ndarray:
+        """Weights for balanced sampling of the images with targets ``y`` (each image's
+        rarest label)."""
         w = self.class_weights()
         if self.multi_label:
-            return np.array([w[row > 0].max() if row.any() else 1.0 for row in self.y_train])
-        return w[self.y_train]
+            return np.array([w[row > 0].max() if row.any() else 1.0 for row in y])
+        return w[y]
+
+    def fit_rows(
+        self, n_train: int, *, refit: bool = False, cached: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows a trial fits and their targets: the first ``n_train`` training images of
+        :attr:`order`, as rows of :attr:`items` (ascending), or with ``cached`` as rows of the
+        cached arrays (validation, then training images in :attr:`order`); ``refit`` puts
+        every validation image first (the chosen configuration retrained on both splits)."""
+        take = self.order[:n_train] if cached else np.sort(self.order[:n_train])
+        n_val = len(self.val)
+        rows = n_val + (np.arange(len(take)) if cached else take)
+        y = self.y_train[take]
+        if refit:
+            rows, y = np.concatenate([np.arange(n_val), rows]), np.concatenate([self.y_val, y])
+        return rows, y
 
 
 def resolve_task(dv: DatasetVersion, task: str) -> str:

@@ -179,7 +179,11 @@ def _export(
         idx = np.arange(len(data.val))
         px = rt.pixels(spec)
         probs = predict(rt, model, px, idx, spec, 256 if rt.gpu else 128)
+    # validation measures the chosen trial; a refit of it (trained on validation too) is
+    # what the package holds
     _, validation = score_probs(data, idx, probs)
+    if result.refit_folder is not None:
+        model.load_state_dict(load_checkpoint(result.refit_folder)[0])
     thresholds = None
     if data.multi_label:
         thresholds = [float(t) for t in metrics.best_thresholds(data.y_val[idx], probs)]
@@ -188,6 +192,7 @@ def _export(
         "trial": bt.number,
         "train_images": int(bt.user_attrs.get("n_train", data.profile.n_train)),
         "phase": bt.user_attrs.get("phase", "explore"),
+        "refit": result.refit,
     }
     model_id = new_model_id()
     seconds_so_far = search.spent()
@@ -206,6 +211,12 @@ def _export(
             "profile": data.profile.to_dict(),
         },
         "validation": validation,
+        "validation_of": (
+            f"trial {bt.number}, trained on the training images only (the weights are its "
+            f"configuration refit on {result.refit['images']} training + validation images)"
+            if result.refit
+            else f"trial {bt.number} (the weights)"
+        ),
         "training_seconds": round(seconds_so_far, 2),
         "seed": state.seed,
         "stop_reason": result.stop_reason,

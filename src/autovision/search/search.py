@@ -7,16 +7,24 @@ search has two phases:
    them when that fits) and the validation images that rank trials, pruned on intermediate
    scores, until the time set aside for the final retraining is reached or trials stop
    improving (``MODEL_CONVERGED``);
-2. *final*: the best configuration retrained on all the data with as many epochs as the rest
-   of the budget holds (capped), so most of a large budget goes to the promising model.
+2. *final*: the best configuration, if exploration saw only part of the training images,
+   retrained on all of them with as many epochs as the rest of the budget holds (capped), so
+   most of a large budget goes to the promising model;
+3. *refit*: the chosen trial, if it saw every training image, retrained with its
+   configuration and the epochs after which it scored best on the training *and* validation
+   images (scored once, at the end: validation no longer measures it). Its weights are the
+   package's; the validation metrics reported are the chosen trial's. Skipped when the time
+   left does not hold it (the trial's own weights are packaged then).
 
 Every trial gets a deadline and is started only if its estimated cost fits the time left
 (:mod:`.planner`); the package export is kept aside. With ``--trials N`` and no time budget,
-every trial uses all the data and its own epochs, and the search is reproducible for a seed.
+every trial uses all the data and its own epochs, and the search (its refit included) is
+reproducible for a seed.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Callable
@@ -54,7 +62,6 @@ CONVERGE_DELTA = 0.002
 CONVERGE_MIN_SHARE = 0.5  # of a time budget spent before the search may call it converged
 MAX_SKIPS = 12  # consecutive drawn configurations that do not fit the time left
 MAX_FAILS = 5  # consecutive failed trials (errors) that end the search
-REEXPLORE_SHARE, REEXPLORE_MIN_S = 0.1, 30.0  # budget left after the final to explore on
 FINAL_MARGIN = 0.01  # a drawn configuration must beat the defaults by this on a subsample
 
 
@@ -64,6 +71,8 @@ class SearchResult:
     folder: Path
     trials: int
     stop_reason: str
+    refit: dict[str, Any] | None = None  # what the refit trained on (None: no refit)
+    refit_folder: Path | None = None  # its checkpoint: the package's weights
 
 
 class Search:
@@ -136,6 +145,9 @@ class Search:
     def trial_dir(self, number: int) -> Path:
         return self.folder / f"{number:04d}"
 
+    def refit_dir(self) -> Path:
+        return self.folder / "refit"
+
     def _data_kw(self) -> dict[str, Any]:
         """What :func:`suggest` and :func:`default_configs` need to know of the data and run."""
         base = self.rt.base
@@ -151,9 +163,9 @@ class Search:
         return suggest(trial, self.space, self.data.profile, **self._data_kw())
 
     def _final_wanted(self, cfg: TrialConfig | None, search_total: float) -> float:
-        if self.state.final_done:  # one final retraining per run
-            return 0.0
         best_full = cfg is self.best_cfg and self.best_n_train >= self.data.profile.n_train
+        if self.state.final_done and not best_full:  # one final retraining per run
+            return 0.0
         return self.planner.final_wanted(
             cfg,
             best_full=best_full,
@@ -168,12 +180,7 @@ class Search:
     ) -> TrialOutcome | None:
         folder = self.trial_dir(trial.number)
         shutil.rmtree(folder, ignore_errors=True)
-        if cfg.mode == "linear":
-            train, kwargs = train_linear, {"steps": self.space.linear_steps}
-        elif toptune.applies(self.rt, cfg):
-            train, kwargs, cfg = toptune.train_top_cached, {}, toptune.effective_config(cfg)
-        else:
-            train, kwargs = train_trial, {}
+        train, cfg = self._trainer(cfg)
         prune = phase == "explore" and cfg.mode != "linear"
         n = trial.number
         self._emit(
@@ -197,7 +204,7 @@ class Search:
             return trial.should_prune()
 
         try:
-            out = train(self.rt, cfg, plan, folder, on_epoch, **kwargs)
+            out = train(self.rt, cfg, plan, folder, on_epoch)
         except TimeoutError:  # embedding ran past the deadline (what it computed is cached)
             out = None
         except (RuntimeError, ValueError, ModelError) as exc:
@@ -264,6 +271,14 @@ class Search:
         )
         return out
 
+    def _trainer(self, cfg: TrialConfig) -> tuple[Callable[..., TrialOutcome], TrialConfig]:
+        """The training function of ``cfg``'s mode and the configuration as it trains."""
+        if cfg.mode == "linear":
+            return functools.partial(train_linear, steps=self.space.linear_steps), cfg
+        if toptune.applies(self.rt, cfg):
+            return toptune.train_top_cached, toptune.effective_config(cfg)
+        return train_trial, cfg
+
     def _fail(
         self, study: Any, trial: Any, folder: Path, error: str, shown: str | None = None
     ) -> None:
@@ -312,10 +327,6 @@ class Search:
         if not finished and stop != TRIALS_DONE and self.budget.timed and not self.budget.trials:
             self._final(study)
             self.state.final_done = True
-            if stop == BUDGET_REACHED and self._room_after_final():
-                self.state.phase = "explore"  # the final stopped early: explore on with the rest
-                self.save_state()
-                stop = self._explore(study)
         while studies.waiting(study):  # enqueued defaults that never ran
             self._skip(study, study.ask(), None, "search ended")
         number = studies.best_number(study)
@@ -325,6 +336,7 @@ class Search:
                 "no trial finished within the budget"
                 + (f" (last error: {why})" if why else "; give it a larger --budget")
             )
+        refit = self._refit(study.best_trial)
         self.state.phase, self.state.stop_reason = "done", stop
         self.save_state()
         return SearchResult(
@@ -332,6 +344,8 @@ class Search:
             folder=self.trial_dir(number),
             trials=len(studies.trained(study)),
             stop_reason=stop,
+            refit=refit,
+            refit_folder=self.refit_dir() if refit else None,
         )
 
     def _explore(self, study: Any) -> str:
@@ -385,15 +399,6 @@ class Search:
             return cfg.resize
         return max(heads, key=lambda t: t.value).user_attrs["config"]["resize"]
 
-    def _room_after_final(self) -> bool:
-        """A final retraining that stopped early (validation stopped improving) can leave
-        much of the budget: worth more exploration when over ``REEXPLORE_SHARE`` of it, and
-        when exploration trials see all the training images (a subsample's noisy score must
-        not displace the final model)."""
-        total = self.budget.seconds or 0.0
-        full = int(self.state.explore.get("n_train", 0)) >= self.data.profile.n_train
-        return full and self.search_left() > max(REEXPLORE_MIN_S, REEXPLORE_SHARE * total)
-
     def _seed(self, trial: Any) -> int:
         return self.state.seed * 1000 + trial.number
 
@@ -424,6 +429,8 @@ class Search:
         if self.best_cfg is None or self.state.final_done:
             return
         bt = self._final_choice(study, trained)
+        if int(bt.user_attrs.get("n_train", 0)) >= self.data.profile.n_train:
+            return  # it saw every training image: refit on training + validation instead
         cfg = TrialConfig.from_dict(bt.user_attrs["config"])
         plan = self.planner.final(
             cfg,
@@ -465,3 +472,54 @@ class Search:
             return best
         top = max(defaults, key=lambda t: t.value)
         return best if best.value - top.value >= FINAL_MARGIN else top
+
+    def _refit(self, bt: Any) -> dict[str, Any] | None:
+        """Retrain the chosen trial ``bt``'s configuration on the training and validation
+        images (see the module's *refit*). Returns what it trained on, ``None`` when there is
+        no refit: ``bt`` saw part of the training images, the time left does not hold it, or
+        it did not finish (deadline, divergence, error)."""
+        done = self.state.refit
+        if done.get("trial") == bt.number and (self.refit_dir() / "best.safetensors").exists():
+            return done  # resumed after the refit
+        if int(bt.user_attrs.get("n_train", 0)) < self.data.profile.n_train:
+            return None
+        cfg = TrialConfig.from_dict(bt.user_attrs["config"])
+        epochs = max(1, int(bt.user_attrs.get("best_epoch", 1)))
+        plan = self.planner.refit(
+            cfg,
+            epochs=epochs,
+            search_left=self.search_left(cfg),
+            seed=self._seed(bt),
+            heartbeat=self._beat,
+        )
+        if plan is None:
+            self._emit("refit_skipped", trial=bt.number, why="does not fit the time left")
+            return None
+        self.state.phase = "refit"
+        self.save_state()
+        train, cfg = self._trainer(cfg if cfg.mode == "linear" else cfg.with_(epochs=epochs))
+        images = self.data.profile.n_train + len(self.data.val)
+        info = {"phase": "refit", "config": cfg.to_dict(), "n_train": images, "epochs": epochs}
+        self._emit("trial_start", trial=f"{bt.number}r", **info, best=self._best())
+        folder = self.refit_dir()
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            out = train(self.rt, cfg, plan, folder, None)
+        except (TimeoutError, RuntimeError, ValueError, ModelError) as exc:
+            out, why = None, f"{type(exc).__name__}: {exc}"
+        else:
+            why = None if out.score is not None and out.stopped == "done" else out.stopped
+        end = {"trial": f"{bt.number}r", "config": cfg.to_dict(), "best": self._best()}
+        if why is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            self._emit("trial_end", **end, state="SKIPPED", why=f"refit not kept: {why}")
+            return None
+        assert out is not None
+        self.state.refit = {
+            "trial": bt.number,
+            "images": images,
+            "epochs": epochs,
+        }
+        self.save_state()
+        self._emit("trial_end", **end, state="REFIT", seconds=out.seconds)
+        return self.state.refit

@@ -50,6 +50,7 @@ class RunState:
     model: str | None = None
     costs: dict[str, Any] = field(default_factory=dict)
     explore: dict[str, Any] = field(default_factory=dict)  # fidelity of the exploration trials
+    refit: dict[str, Any] = field(default_factory=dict)  # the finished refit (Search._refit)
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     updated_at: str = ""
 

@@ -200,19 +200,24 @@ def _fill(
 
 
 def _start_head(
-    rt: Runtime, cfg: TrialConfig, model: torch.nn.Module, cut: int, acts: np.ndarray, n: int
+    rt: Runtime,
+    cfg: TrialConfig,
+    model: torch.nn.Module,
+    cut: int,
+    acts: np.ndarray,
+    rows: np.ndarray,
+    y_rows: np.ndarray,
 ) -> None:
-    """Fit the classifier as a logistic head on the clean embeddings of the training rows."""
+    """Fit the classifier as a logistic head on the clean embeddings of the fitted rows."""
     data, dev = rt.data, rt.device
-    n_val = len(data.val)
     emb = []
     with torch.inference_mode():
-        for i in range(n_val, n_val + n, 128):
-            h = torch.from_numpy(np.array(acts[i : min(i + 128, n_val + n)])).to(dev).float()
+        for i in range(0, len(rows), 128):
+            h = torch.from_numpy(np.array(acts[rows[i : i + 128]])).to(dev).float()
             with rt.autocast():
                 emb.append(forward_upper(model, h, cut, pre_logits=True).float())
     x = torch.cat(emb)
-    y = torch.from_numpy(data.y_train[data.order[:n]]).to(dev)
+    y = torch.from_numpy(y_rows).to(dev)
     w = torch.from_numpy(data.class_weights()).to(dev) if cfg.imbalance != "none" else None
     fit = LogisticHead(x, y, data, cfg.with_(l2=HEAD_L2, label_smoothing=0.0), w)
     for _ in range(HEAD_CHUNKS):
@@ -271,13 +276,17 @@ def train_top_cached(
     if computed:
         timings.update(embed_s=seconds, embed_images=computed)
     clean, views = acts[0], acts[1:]
+    # rows of ``clean``; a training image's augmented views are row - n_val of ``views``
+    # (a refit's validation images train on their clean view)
+    fit, y_fit = data.fit_rows(n, refit=plan.refit, cached=True)
     if rt.base is None:
-        _start_head(rt, cfg, model, cut, clean, n)
+        _start_head(rt, cfg, model, cut, clean, fit, y_fit)
     eval_idx = np.arange(n_val) if plan.eval_idx is None else np.asarray(plan.eval_idx)
     opt = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
-    bs = effective_batch_size(cfg.batch_size, n)
+    n_fit = len(fit)
+    bs = effective_batch_size(cfg.batch_size, n_fit)
     timings["batch_size"] = bs
-    steps_per_epoch = max(1, n // bs)
+    steps_per_epoch = max(1, n_fit // bs)
     total = steps_per_epoch * plan.epochs
     sched = cosine_schedule(opt, cfg.lr, total, steps_per_epoch)
     weights = (
@@ -285,16 +294,20 @@ def train_top_cached(
     )
     sample_p = None
     if cfg.imbalance == "balanced_sampler":
-        sw = data.sample_weights()[data.order[:n]]
+        sw = data.sample_weights(y_fit)
         sample_p = sw / sw.sum()
     scaler = grad_scaler(rt)
-    y_rows = torch.from_numpy(data.y_train[data.order[:n]])
+    y_rows = torch.from_numpy(y_fit)
     n_labels = len(data.labels)
     best = (-np.inf, -1)
     stopped, epoch, step, last_loss, beat = "done", 0, 0, 0.0, Heartbeat(plan.heartbeat)
     clock = _ScheduleClock(total, plan.deadline)
     for epoch in range(1, plan.epochs + 1):
-        order = rng.choice(n, size=n, p=sample_p) if sample_p is not None else rng.permutation(n)
+        order = (
+            rng.choice(n_fit, size=n_fit, p=sample_p)
+            if sample_p is not None
+            else rng.permutation(n_fit)
+        )
         model.train()
         _freeze_bn(model)
         te, seen = time.monotonic(), 0
@@ -302,14 +315,16 @@ def train_top_cached(
             if plan.deadline is not None and time.monotonic() > plan.deadline:
                 stopped = "deadline"
                 break
-            rows = np.sort(order[b * bs : (b + 1) * bs])
+            pos = np.sort(order[b * bs : (b + 1) * bs])
+            rows = fit[pos]
             pick = rng.integers(0, 1 + VIEWS, len(rows))
+            pick[rows < n_val] = 0
             h = np.empty((len(rows), *clean.shape[1:]), np.float16)
             for v in np.unique(pick):
                 sel = pick == v
-                h[sel] = clean[n_val + rows[sel]] if v == 0 else views[v - 1][rows[sel]]
+                h[sel] = clean[rows[sel]] if v == 0 else views[v - 1][rows[sel] - n_val]
             target = soft_targets(
-                y_rows[rows].to(dev), n_labels, cfg.label_smoothing, data.multi_label
+                y_rows[pos].to(dev), n_labels, cfg.label_smoothing, data.multi_label
             )
             with rt.autocast():
                 logits = forward_upper(model, torch.from_numpy(h).to(dev).float(), cut)
@@ -327,6 +342,8 @@ def train_top_cached(
             break
         if stopped == "deadline" and best[1] >= 0:
             break
+        if not plan.evaluates(epoch, stopped):
+            continue
         te = time.monotonic()
         probs = _predict(rt, model, cut, clean, eval_idx)
         if not np.isfinite(probs).all():

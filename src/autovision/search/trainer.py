@@ -134,6 +134,12 @@ class TrialPlan:
     seed: int = 0
     heartbeat: Callable[[], None] | None = None  # called every few seconds while training
     threads: int | None = None  # CPU threads (None: leave as is)
+    refit: bool = False  # validation images train too; evaluated only after the last epoch
+
+    def evaluates(self, epoch: int, stopped: str) -> bool:
+        """Whether ``epoch`` ends with an evaluation (a refit's validation images are
+        training images: only its last epoch is scored, for the checkpoint)."""
+        return not self.refit or epoch >= self.epochs or stopped == "deadline"
 
 
 @dataclass
@@ -292,13 +298,13 @@ def train_trial(
     px = rt.pixels(spec)
     n_val = len(data.val)
     eval_idx = np.arange(n_val) if plan.eval_idx is None else np.asarray(plan.eval_idx)
-    subset = np.sort(data.order[: plan.n_train])
+    rows, y_rows = data.fit_rows(plan.n_train, refit=plan.refit)
     model = build_model(cfg.backbone, data.labels, drop_rate=cfg.drop_rate, base=rt.base).to(dev)
     model = model.to(memory_format=torch.channels_last)
     set_trainable(model, cfg.mode)
     opt = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
-    bs = effective_batch_size(cfg.batch_size, len(subset))
-    steps_per_epoch = max(1, len(subset) // bs)
+    bs = effective_batch_size(cfg.batch_size, len(rows))
+    steps_per_epoch = max(1, len(rows) // bs)
     total = steps_per_epoch * plan.epochs
     sched = cosine_schedule(opt, cfg.lr, total, steps_per_epoch)
     scaler = grad_scaler(rt)
@@ -321,9 +327,9 @@ def train_trial(
         weights = torch.from_numpy(data.class_weights()).to(dev)
     sample_p = None
     if cfg.imbalance == "balanced_sampler":
-        sw = data.sample_weights()[subset]
+        sw = data.sample_weights(y_rows)
         sample_p = sw / sw.sum()
-    y_all = torch.from_numpy(data.y_train)
+    y_all = torch.from_numpy(y_rows)
     eval_bs = max(bs, min(4 * bs, 512 if cfg.image_size <= 64 else 64))
     best = (-np.inf, -1)
     timings = {"train_s": 0.0, "train_images": 0, "eval_s": 0.0, "eval_images": 0}
@@ -333,11 +339,8 @@ def train_trial(
     stopped, epoch, step, last_loss, beat = "done", 0, 0, 0.0, Heartbeat(plan.heartbeat)
     clock = _ScheduleClock(total, plan.deadline)
     for epoch in range(1, plan.epochs + 1):
-        order = (
-            rng.choice(subset, size=len(subset), p=sample_p)
-            if sample_p is not None
-            else rng.permutation(subset)
-        )
+        n = len(rows)
+        order = rng.choice(n, size=n, p=sample_p) if sample_p is not None else rng.permutation(n)
         train_mode(model)
         te = time.monotonic()
         seen = 0
@@ -346,7 +349,7 @@ def train_trial(
                 stopped = "deadline"
                 break
             batch = np.sort(order[b * bs : (b + 1) * bs])
-            xb = torch.from_numpy(np.ascontiguousarray(px[n_val + batch]))
+            xb = torch.from_numpy(np.ascontiguousarray(px[rows[batch]]))
             x, target = aug(xb, y_all[batch])
             with rt.autocast():
                 logits = model(x)
@@ -365,9 +368,12 @@ def train_trial(
             break
         if stopped == "deadline" and best[1] >= 0:
             break  # keep the best evaluated epoch; evaluate only when there is none yet
+        if not plan.evaluates(epoch, stopped):
+            continue
         te = time.monotonic()
         score, probs, chosen = -np.inf, None, model
-        for candidate in (model, ema.module):  # the weights, and their moving average
+        # the weights, and their moving average (a refit keeps its weights: nothing to choose on)
+        for candidate in (model,) if plan.refit else (model, ema.module):
             p = predict(rt, candidate, px, eval_idx, spec, eval_bs)
             if not np.isfinite(p).all():  # overflowed weights: never a candidate
                 continue
