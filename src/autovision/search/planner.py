@@ -395,9 +395,9 @@ class Planner:
         )
 
     def refit(self, cfg: TrialConfig, *, epochs: int, search_left: float, **kw: Any) -> Any:
-        """The plan that refits ``cfg`` (trained on every training image, best after
-        ``epochs`` epochs, or L-BFGS chunks for a linear head) on the training and
-        validation images; ``None`` when it does not fit the time left."""
+        """The plan that refits ``cfg`` (trained on every training image for ``epochs``
+        epochs, or L-BFGS chunks for a linear head) on the training and validation images;
+        ``None`` when it does not fit the time left."""
         from autovision.search.trainer import TrialPlan
 
         timed = self.budget.timed

@@ -1,20 +1,21 @@
 """The search loop under a budget.
 
 Strong defaults run first, then configurations drawn by TPE (see :mod:`.study`). A timed
-search has two phases:
+search explores, then retrains what it chose:
 
 1. *explore*: every trial on the same stratified subsample of the training images (all of
    them when that fits) and the validation images that rank trials, pruned on intermediate
-   scores, until the time set aside for the final retraining is reached or trials stop
+   scores, until the time set aside for the retraining (2 or 3) is reached or trials stop
    improving (``MODEL_CONVERGED``);
 2. *final*: the best configuration, if exploration saw only part of the training images,
    retrained on all of them with as many epochs as the rest of the budget holds (capped), so
    most of a large budget goes to the promising model;
 3. *refit*: the chosen trial, if it saw every training image, retrained with its
-   configuration and the epochs after which it scored best on the training *and* validation
-   images (scored once, at the end: validation no longer measures it). Its weights are the
-   package's; the validation metrics reported are the chosen trial's. Skipped when the time
-   left does not hold it (the trial's own weights are packaged then).
+   configuration as it trained (its learning-rate schedule over the epochs it ran) on the
+   training *and* validation images (scored once, at the end: validation no longer
+   measures it). Its weights are the package's; the validation metrics reported are the
+   chosen trial's. Skipped when the time left does not hold it (the trial's own weights
+   are packaged then).
 
 Every trial gets a deadline and is started only if its estimated cost fits the time left
 (:mod:`.planner`); the package export is kept aside. With ``--trials N`` and no time budget,
@@ -484,7 +485,9 @@ class Search:
         if int(bt.user_attrs.get("n_train", 0)) < self.data.profile.n_train:
             return None
         cfg = TrialConfig.from_dict(bt.user_attrs["config"])
-        epochs = max(1, int(bt.user_attrs.get("best_epoch", 1)))
+        # the schedule it trained with: a checkpoint from within it (its best epoch) has no
+        # counterpart once validation trains too, the end of the same schedule has
+        epochs = max(1, int(bt.user_attrs.get("epochs_run", 1)))
         plan = self.planner.refit(
             cfg,
             epochs=epochs,

@@ -15,6 +15,9 @@ top stages and the head train with AdamW, a warm-up and cosine decay, early stop
 validation and the trial's deadline, like the image path; BatchNorm statistics stay the
 pretrained ones in the top stages too (their scale and shift train).
 
+A refit (the chosen configuration retrained on training and validation images, see
+:mod:`.search`) trains the validation images on their clean view.
+
 Used for models with EfficientNet stages when the cache fits ``CACHE_MAX_BYTES``; otherwise
 ``finetune_top`` trains on images (:func:`autovision.search.trainer.train_trial`).
 Augmentation is the views': a trial's ``aug_strength``, ``auto_augment`` and ``mix`` do not
