@@ -196,7 +196,7 @@ def test_linear_head_on_pretrained_features(workspace, make_dataset, monkeypatch
 def test_the_package_is_the_chosen_trial_refit_on_training_and_validation_images(
     workspace, make_dataset, tiny_space
 ) -> None:
-    """The chosen configuration retrains on both splits with the epochs it ran; the
+    """The chosen trial's training is replayed on both splits up to its best epoch; the
     validation figures reported are the trial's (validation no longer
     measures the refit)."""
     ds = make_dataset(labels=("a", "b", "c"), counts=(12, 4, 4))
@@ -207,12 +207,33 @@ def test_the_package_is_the_chosen_trial_refit_on_training_and_validation_images
     assert refit["trial"] == result.best["trial"] and refit["images"] == n_images
     starts = [e for e in events if e["event"] == "trial_start"]
     assert starts[-1]["phase"] == "refit" and starts[-1]["n_train"] == n_images
-    assert starts[-1]["epochs"] == refit["epochs"] == result.best["epochs"]
+    assert starts[-1]["epochs"] == refit["epochs"] <= result.best["epochs"]
     ends = {e["trial"]: e for e in events if e["event"] == "trial_end"}
     assert ends[f"{refit['trial']}r"]["state"] == "REFIT"
     assert result.validation["accuracy"] == pytest.approx(ends[refit["trial"]]["score"])
     meta = json.loads((result.path / "model.json").read_text())
     assert f"refit on {n_images} training + validation images" in meta["validation_of"]
+
+
+def test_the_package_holds_the_refit_weights_and_a_timed_refit_keeps_the_budget(
+    workspace, make_dataset, tiny_space, monkeypatch
+) -> None:
+    from autovision.search import run as run_mod
+    from autovision.search.trainer import load_checkpoint
+
+    kept: list[Path] = []
+    # nothing removed (the module is shared: the search keeps its trial folders too)
+    monkeypatch.setattr(run_mod.shutil, "rmtree", lambda p, **kw: kept.append(Path(p)))
+    make_dataset(labels=("a", "b"), counts=(12, 4, 0))
+    result = train(workspace, "tiny", budget="15s")
+    assert result.seconds <= 15 * 1.1, result.seconds
+    assert result.best["refit"] is not None
+    trials = kept[-1]  # the export removes the trials folder last
+    refit_weights = load_checkpoint(trials / "refit")[0]
+    trial_weights = load_checkpoint(trials / f"{result.best['trial']:04d}")[0]
+    package = ModelPackage.load(result.path).torch_model().state_dict()
+    assert all(torch.equal(package[k], v) for k, v in refit_weights.items())
+    assert not all(torch.equal(package[k], v) for k, v in trial_weights.items())
 
 
 def test_a_refit_that_does_not_fit_the_time_left_is_skipped(

@@ -83,3 +83,19 @@ def test_a_refit_trains_on_validation_images_too_and_is_scored_once(
     assert plain.timings["train_images"] == 3 * (n // trainer.effective_batch_size(8, n)) * (
         trainer.effective_batch_size(8, n)
     )
+
+
+def test_a_refit_replays_its_trials_schedule_up_to_the_best_epoch() -> None:
+    from autovision.search.trainer import TrialPlan, schedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    refit = TrialPlan(10, epochs=2, deadline=time.monotonic() + 1, refit=True, schedule_epochs=6)
+    sched, clock = schedule(opt, 0.1, refit, steps_per_epoch=5)
+    assert clock.total == 30 and clock.deadline is None  # the trial's 6 epochs, by steps only
+    sched.step_update(num_updates=clock.progress(10))  # its best epoch: 2 of 6
+    assert opt.param_groups[0]["lr"] > 0.05  # not annealed as a 2-epoch schedule would be
+    trial = TrialPlan(10, epochs=2, deadline=time.monotonic() + 1)
+    assert schedule(opt, 0.1, trial, steps_per_epoch=5)[1].total == 10
+    assert not refit.evaluates(1, "done") and refit.evaluates(2, "done")
+    assert not refit.evaluates(2, "deadline")  # cut short: not kept, not scored
+    assert trial.evaluates(1, "done")

@@ -109,6 +109,12 @@ class ProgressView:
                 what = f" {_config_text(cfg)}" if cfg else ""
                 line = f"trial {e['trial']:>3} [dim]skipped{what} ({e.get('why', '')})[/]"
             self.out.print(line, highlight=False)
+        elif kind == "refit_skipped":
+            self.out.print(
+                f"[dim]no refit of trial {e['trial']} on training + validation images "
+                f"({e.get('why', '')}): the trial's own weights are packaged[/]",
+                highlight=False,
+            )
         elif kind == "export":
             self.live.update(Text(f"writing the model package... {self._left(e)}"))
 
@@ -140,7 +146,8 @@ def _print_result(r: dict[str, Any]) -> None:
     if refit := best.get("refit"):
         table.add_row(
             "weights",
-            f"refit on {refit['images']} training + validation images, {refit['epochs']} epochs "
+            f"refit on {refit['images']} training + validation images, "
+            f"{refit['epochs']} {'L-BFGS rounds' if best['mode'] == 'linear' else 'epochs'} "
             "(validation figures: the trial, trained without them)",
         )
     table.add_row("trials", str(r["trials"]))

@@ -104,7 +104,7 @@ def train_linear(
     fit = LogisticHead(x_tr, y_tr, data, cfg, w)
     z_val = fit.standardise(x_val)
     best, stopped, chunk = (-np.inf, -1), "done", 0
-    # a refit runs the iterations its configuration's best head had, scored once at the end
+    # a refit runs the L-BFGS rounds after which its trial's head scored best, scored once
     chunks = plan.epochs if plan.refit else max(1, steps // CHUNK_STEPS)
     for chunk in range(1, chunks + 1):
         fit.step()

@@ -282,7 +282,8 @@ class Planner:
     In a timed search every exploration trial trains on the same number of images (fixed by
     the first trial, sized to a third of the exploration time; all of them when that fits)
     and evaluates the validation images that rank trials; the final trial retrains the best
-    configuration on everything with the epochs the time left holds.
+    configuration on everything with the epochs the time left holds, or, when the best already
+    had every training image, its refit on training and validation images is kept aside.
     """
 
     def __init__(self, rt: Any, space: Any, budget: Any, state: Any) -> None:
@@ -395,9 +396,10 @@ class Planner:
         )
 
     def refit(self, cfg: TrialConfig, *, epochs: int, search_left: float, **kw: Any) -> Any:
-        """The plan that refits ``cfg`` (trained on every training image for ``epochs``
-        epochs, or L-BFGS chunks for a linear head) on the training and validation images;
-        ``None`` when it does not fit the time left."""
+        """The plan that refits ``cfg`` on the training and validation images for ``epochs``
+        (its trial's best epoch, or L-BFGS round for a linear head); ``None`` when it does not
+        fit the time left. ``kw``: ``schedule_epochs``, ``averaged``, ``seed``, ``heartbeat``
+        for the :class:`TrialPlan`."""
         from autovision.search.trainer import TrialPlan
 
         timed = self.budget.timed

@@ -77,9 +77,9 @@ def train(
     ``budget`` is wall-clock (``"30m"``, or seconds); ``node_hours`` the cloud unit;
     ``trials`` a count (reproducible for a ``seed``). ``resume`` continues the latest
     unfinished run of the dataset with its original settings. ``progress`` receives one dict
-    per event (``search_start``, ``trial_start``, ``epoch``, ``trial_end``, ``export``,
-    ``done``). ``space`` restricts the search space (default: ``AUTOVISION_SEARCH_SPACE`` or
-    the whole registry).
+    per event (``search_start``, ``trial_start``, ``epoch``, ``trial_end``, ``refit_skipped``,
+    ``export``, ``done``). ``space`` restricts the search space (default:
+    ``AUTOVISION_SEARCH_SPACE`` or the whole registry).
     """
     import torch
 

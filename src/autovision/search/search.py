@@ -10,12 +10,12 @@ search explores, then retrains what it chose:
 2. *final*: the best configuration, if exploration saw only part of the training images,
    retrained on all of them with as many epochs as the rest of the budget holds (capped), so
    most of a large budget goes to the promising model;
-3. *refit*: the chosen trial, if it saw every training image, retrained with its
-   configuration as it trained (its learning-rate schedule over the epochs it ran) on the
-   training *and* validation images (scored once, at the end: validation no longer
-   measures it). Its weights are the package's; the validation metrics reported are the
-   chosen trial's. Skipped when the time left does not hold it (the trial's own weights
-   are packaged then).
+3. *refit*: the chosen trial, if it saw every training image, retrained on the training
+   *and* validation images: its training replayed (configuration, learning-rate schedule,
+   the weights or their moving average) up to the epoch whose weights it kept, scored once
+   at the end (validation no longer measures it). Its weights are the package's; the
+   validation metrics reported are the chosen trial's. Skipped when the time left does not
+   hold it (the trial's own weights are packaged then).
 
 Every trial gets a deadline and is started only if its estimated cost fits the time left
 (:mod:`.planner`); the package export is kept aside. With ``--trials N`` and no time budget,
@@ -163,8 +163,12 @@ class Search:
     def _suggest(self, trial: Any) -> TrialConfig:
         return suggest(trial, self.space, self.data.profile, **self._data_kw())
 
+    def _best_full(self) -> bool:
+        """Whether the best trial so far saw every training image (it is then refit)."""
+        return self.best_cfg is not None and self.best_n_train >= self.data.profile.n_train
+
     def _final_wanted(self, cfg: TrialConfig | None, search_total: float) -> float:
-        best_full = cfg is self.best_cfg and self.best_n_train >= self.data.profile.n_train
+        best_full = cfg is self.best_cfg and self._best_full()
         if self.state.final_done and not best_full:  # one final retraining per run
             return 0.0
         return self.planner.final_wanted(
@@ -235,6 +239,7 @@ class Search:
             "epochs_run": out.epochs_run,
             "best_epoch": out.best_epoch,
             "stopped": out.stopped,
+            "averaged": out.averaged,
             "seconds": round(out.seconds, 3),
             "metrics": out.metrics,
             "thresholds": out.thresholds,
@@ -367,10 +372,14 @@ class Search:
                 # final retraining and the package use) has the one that trained
                 cfg = cfg.with_(resize=self._linear_resize(study, cfg))
             left = self.search_left(cfg)
-            explore_left = left - self._final_wanted(self.best_cfg or cfg, search_total)
+            reserve = self._final_wanted(self.best_cfg or cfg, search_total)
+            explore_left = left - reserve
             if self.best_cfg is None:  # a model first: at least half of what is left
                 explore_left = max(explore_left, 0.5 * left)
-            kw = {"search_left": left, "seed": self._seed(trial), "heartbeat": self._beat}
+            # a final retraining takes the epochs the time left holds; a refit has fixed epochs:
+            # trials end (deadline) before its time
+            limit = explore_left if self._best_full() and reserve > 0 else left
+            kw = {"search_left": limit, "seed": self._seed(trial), "heartbeat": self._beat}
             plan = None
             if not self.state.explore.get("n_train"):  # the first trial sets the fidelity
                 share = explore_left / EXPLORE_FIRST_SHARE
@@ -485,13 +494,17 @@ class Search:
         if int(bt.user_attrs.get("n_train", 0)) < self.data.profile.n_train:
             return None
         cfg = TrialConfig.from_dict(bt.user_attrs["config"])
-        # the schedule it trained with: a checkpoint from within it (its best epoch) has no
-        # counterpart once validation trains too, the end of the same schedule has
-        epochs = max(1, int(bt.user_attrs.get("epochs_run", 1)))
+        a = bt.user_attrs
+        # its training replayed to the epoch whose weights it kept: the schedule it planned,
+        # or, cut by its deadline, the one its clock compressed into the epochs it ran
+        epochs = max(1, int(a.get("best_epoch", 1)))
+        ran = int(a.get("epochs_run", epochs))
         plan = self.planner.refit(
             cfg,
             epochs=epochs,
             search_left=self.search_left(cfg),
+            schedule_epochs=ran if a.get("stopped") == "deadline" else a.get("planned_epochs"),
+            averaged=bool(a.get("averaged", False)),
             seed=self._seed(bt),
             heartbeat=self._beat,
         )
@@ -508,7 +521,7 @@ class Search:
         shutil.rmtree(folder, ignore_errors=True)
         try:
             out = train(self.rt, cfg, plan, folder, None)
-        except (TimeoutError, RuntimeError, ValueError, ModelError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the trial's own weights remain: package them
             out, why = None, f"{type(exc).__name__}: {exc}"
         else:
             why = None if out.score is not None and out.stopped == "done" else out.stopped

@@ -56,13 +56,12 @@ from autovision.search.trainer import (
     TrialPlan,
     _loss,
     _outcome,
-    _ScheduleClock,
     after_epoch,
-    cosine_schedule,
     effective_batch_size,
     grad_scaler,
     preprocessing_for,
     save_checkpoint,
+    schedule,
     score_probs,
     update,
 )
@@ -290,8 +289,7 @@ def train_top_cached(
     bs = effective_batch_size(cfg.batch_size, n_fit)
     timings["batch_size"] = bs
     steps_per_epoch = max(1, n_fit // bs)
-    total = steps_per_epoch * plan.epochs
-    sched = cosine_schedule(opt, cfg.lr, total, steps_per_epoch)
+    sched, clock = schedule(opt, cfg.lr, plan, steps_per_epoch)
     weights = (
         torch.from_numpy(data.class_weights()).to(dev) if cfg.imbalance == "weighted_loss" else None
     )
@@ -304,7 +302,6 @@ def train_top_cached(
     n_labels = len(data.labels)
     best = (-np.inf, -1)
     stopped, epoch, step, last_loss, beat = "done", 0, 0, 0.0, Heartbeat(plan.heartbeat)
-    clock = _ScheduleClock(total, plan.deadline)
     for epoch in range(1, plan.epochs + 1):
         order = (
             rng.choice(n_fit, size=n_fit, p=sample_p)

@@ -134,12 +134,16 @@ class TrialPlan:
     seed: int = 0
     heartbeat: Callable[[], None] | None = None  # called every few seconds while training
     threads: int | None = None  # CPU threads (None: leave as is)
-    refit: bool = False  # validation images train too; evaluated only after the last epoch
+    # a refit: validation images train too, and it replays its trial's training (the same
+    # learning-rate schedule, the weights or their average as the trial chose) up to the
+    # trial's best epoch, scored only then (a refit cut by its deadline is not kept)
+    refit: bool = False
+    schedule_epochs: int | None = None  # the learning-rate schedule's length (None: epochs)
+    averaged: bool = False  # a refit keeps the weights' moving average (image path)
 
     def evaluates(self, epoch: int, stopped: str) -> bool:
-        """Whether ``epoch`` ends with an evaluation (a refit's validation images are
-        training images: only its last epoch is scored, for the checkpoint)."""
-        return not self.refit or epoch >= self.epochs or stopped == "deadline"
+        """Whether ``epoch`` ends with an evaluation."""
+        return not self.refit or (epoch >= self.epochs and stopped != "deadline")
 
 
 @dataclass
@@ -152,6 +156,7 @@ class TrialOutcome:
     seconds: float
     stopped: str  # done | early_stop | deadline | pruned
     timings: dict[str, float] = field(default_factory=dict)
+    averaged: bool = False  # the best epoch's weights are the moving average's
 
 
 class _ScheduleClock:
@@ -305,8 +310,7 @@ def train_trial(
     opt = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
     bs = effective_batch_size(cfg.batch_size, len(rows))
     steps_per_epoch = max(1, len(rows) // bs)
-    total = steps_per_epoch * plan.epochs
-    sched = cosine_schedule(opt, cfg.lr, total, steps_per_epoch)
+    sched, clock = schedule(opt, cfg.lr, plan, steps_per_epoch)
     scaler = grad_scaler(rt)
     aug = BatchAugment(
         mean=spec.mean,
@@ -337,7 +341,7 @@ def train_trial(
     timings["batch_size"] = bs
     ema = ModelEmaV3(model, decay=EMA_DECAY, use_warmup=True)
     stopped, epoch, step, last_loss, beat = "done", 0, 0, 0.0, Heartbeat(plan.heartbeat)
-    clock = _ScheduleClock(total, plan.deadline)
+    averaged = False
     for epoch in range(1, plan.epochs + 1):
         n = len(rows)
         order = rng.choice(n, size=n, p=sample_p) if sample_p is not None else rng.permutation(n)
@@ -372,8 +376,11 @@ def train_trial(
             continue
         te = time.monotonic()
         score, probs, chosen = -np.inf, None, model
-        # the weights, and their moving average (a refit keeps its weights: nothing to choose on)
-        for candidate in (model,) if plan.refit else (model, ema.module):
+        # the weights, and their moving average (a refit keeps what its trial chose)
+        candidates = (model, ema.module)
+        if plan.refit:
+            candidates = (ema.module,) if plan.averaged else (model,)
+        for candidate in candidates:
             p = predict(rt, candidate, px, eval_idx, spec, eval_bs)
             if not np.isfinite(p).all():  # overflowed weights: never a candidate
                 continue
@@ -387,12 +394,23 @@ def train_trial(
         timings["eval_s"] += clock.eval_s / 2
         timings["eval_images"] += len(eval_idx)
         if score > best[0] + 1e-9:
-            best = (score, epoch)
+            best, averaged = (score, epoch), chosen is not model
             save_checkpoint(folder, state_dict_cpu(chosen), probs, eval_idx)
         if (why := after_epoch(plan, on_epoch, epoch, score, best, stopped)) is not None:
             stopped = why
             break
-    return _outcome(rt, folder, best, epoch, stopped, t0, timings)
+    out = _outcome(rt, folder, best, epoch, stopped, t0, timings)
+    out.averaged = averaged
+    return out
+
+
+def schedule(opt: Any, lr: float, plan: TrialPlan, steps_per_epoch: int) -> tuple[Any, Any]:
+    """The learning-rate schedule of ``plan`` (:func:`cosine_schedule` over its
+    ``schedule_epochs``) and the clock that steps it (by time too, except for a refit, which
+    replays its trial's schedule)."""
+    total = steps_per_epoch * (plan.schedule_epochs or plan.epochs)
+    clock = _ScheduleClock(total, None if plan.refit else plan.deadline)
+    return cosine_schedule(opt, lr, total, steps_per_epoch), clock
 
 
 def cosine_schedule(opt: Any, lr: float, total: int, steps_per_epoch: int) -> Any:
