@@ -97,3 +97,32 @@ def test_cached_top_training_is_priced_as_the_top_stages() -> None:
     assert cost.embed_s(top) == before  # its whole-network forward: not its eval rate
     restored = CostModel(gpu=False, state=cost.to_dict())
     assert restored.cached == {top.key} and restored.train_s(top) == cost.train_s(top)
+
+
+def test_a_trial_on_every_training_image_leaves_time_for_its_refit(workspace, make_dataset) -> None:
+    """Should it become the best, it is refit on training + validation images: the two fit
+    the time left together, the trial with fewer epochs."""
+    from autovision.search.budget import Budget
+    from autovision.search.planner import Planner
+    from autovision.search.prepare import prepare_data
+    from autovision.search.space import SearchSpace
+    from autovision.search.state import RunState
+    from autovision.search.trainer import Runtime
+
+    data = prepare_data(make_dataset(labels=("a", "b"), counts=(40, 10, 0)))
+    rt = Runtime.create(workspace, data)
+    state = RunState("r", "tiny", 1, data.task, 0, {"seconds": 600.0})
+    planner = Planner(rt, SearchSpace(), Budget(seconds=600.0), state)
+    cfg = CNN.with_(image_size=16, epochs=20)
+    planner.cost.observe(
+        cfg, {"train_s": 1.0, "train_images": 80, "eval_s": 0.1, "eval_images": 20}
+    )
+    alone = planner.explore(cfg, 30.0, total=30.0, search_left=30.0)
+    state.explore = {}
+    both = planner.explore(cfg, 30.0, total=30.0, search_left=30.0, refit_left=30.0)
+    assert alone.n_train == both.n_train == 80  # every training image
+    assert both.epochs < alone.epochs
+    est = planner.cost.trial_seconds(
+        cfg, n_train=80, n_eval=20, epochs=both.epochs, n_decode=planner.n_decode(cfg)
+    )
+    assert est + planner.refit_seconds(cfg, both.epochs) <= 30.0

@@ -9,6 +9,7 @@ The measurements live in the run state, so a resumed run plans with them.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -418,11 +419,20 @@ class Planner:
         )
 
     def explore(
-        self, cfg: TrialConfig, seconds: float, *, total: float, search_left: float, **kw: Any
+        self,
+        cfg: TrialConfig,
+        seconds: float,
+        *,
+        total: float,
+        search_left: float,
+        refit_left: float | None = None,
+        **kw: Any,
     ) -> Any:
         """The plan of an exploration trial that fits ``seconds`` (``None``: it does not fit
         and is not started). ``total``: the exploration time, fixed with the first trial.
-        ``kw``: ``seed``, ``heartbeat`` for the :class:`TrialPlan`."""
+        ``refit_left``: the time that a trial on every training image and its refit (should
+        it become the best) must fit together. ``kw``: ``seed``, ``heartbeat`` for the
+        :class:`TrialPlan`."""
         from autovision.search.trainer import TrialPlan
 
         threads = self.threads()
@@ -438,10 +448,10 @@ class Planner:
             first, total = self.state.explore["seconds"], self.state.explore["total"]
             share = max(EXPLORE_TRIAL_GROWTH * first, total / EXPLORE_FIRST_SHARE)
             seconds = min(seconds, share + n_cache * self.cost.embed_s(cfg))
-        fid = fit_fidelity(
+        fit = functools.partial(
+            fit_fidelity,
             self.cost,
             cfg,
-            seconds=seconds,
             n_train_max=fixed or n_tr,
             min_images=fixed or MIN_TRAIN_IMAGES,
             n_eval=n_eval,
@@ -450,6 +460,13 @@ class Planner:
             n_val=len(self.data.val),
             n_cache=n_cache,
         )
+        fid = fit(seconds=seconds)
+        if fid is not None and fid.n_train >= n_tr and refit_left is not None:
+            # fewer epochs, so that its refit (no longer than the trial's epochs) fits too;
+            # when no trial leaves that room, one without a refit
+            need = self.refit_seconds(cfg, fid.epochs)
+            if fid.seconds + need > refit_left:
+                fid = fit(seconds=min(seconds, refit_left - need)) or fid
         if fid is None:
             return None
         if not fixed:

@@ -379,7 +379,8 @@ class Search:
             # a final retraining takes the epochs the time left holds; a refit has fixed epochs:
             # trials end (deadline) before its time
             limit = explore_left if self._best_full() and reserve > 0 else left
-            kw = {"search_left": limit, "seed": self._seed(trial), "heartbeat": self._beat}
+            kw = {"search_left": limit, "refit_left": left}
+            kw.update(seed=self._seed(trial), heartbeat=self._beat)
             plan = None
             if not self.state.explore.get("n_train"):  # the first trial sets the fidelity
                 share = explore_left / EXPLORE_FIRST_SHARE
