@@ -126,3 +126,8 @@ def test_a_trial_on_every_training_image_leaves_time_for_its_refit(workspace, ma
         cfg, n_train=80, n_eval=20, epochs=both.epochs, n_decode=planner.n_decode(cfg)
     )
     assert est + planner.refit_seconds(cfg, both.epochs) <= 30.0
+    # once the best is kept aside for, trials that overran into its time stop the exploration
+    # rather than take the rest (the refit is then skipped if it no longer fits)
+    best = cfg.with_(epochs=both.epochs)
+    kept = planner.final_wanted(best, best_full=True, search_total=100.0, search_left=1.0)
+    assert kept == planner.refit_reserve(best, both.epochs) > planner.refit_seconds(best, 5) > 1.0

@@ -9,7 +9,6 @@ The measurements live in the run state, so a resumed run plans with them.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import time
@@ -272,6 +271,7 @@ def epochs_that_fit(
 
 FINAL_SHARE_MAX = 0.8  # of the search time, for the final retraining
 FINAL_MIN_EPOCHS = 3  # a final retraining with fewer epochs is not worth it
+REFIT_MARGIN, REFIT_SLACK_S = 1.1, 5.0  # the time kept for a refit: its estimate, and more
 EXPLORE_FIRST_SHARE = 3  # an exploration trial gets at most 1/3 of the exploration time
 EXPLORE_TRIAL_GROWTH = 1.5  # or 1.5 times the first trial's, which also fixes the fidelity
 THREADS_TTL_S = 5.0  # a sample of the machine's load is reused this long
@@ -365,9 +365,9 @@ class Planner:
         images (``best_full``), else its retraining on all of them."""
         if cfg is None or not self.budget.timed:
             return 0.0
-        if best_full:
-            need = self.refit_seconds(cfg, cfg.epochs)
-            return need if need <= min(FINAL_SHARE_MAX * search_total, search_left) else 0.0
+        if best_full:  # kept aside even once trials overran into it (the refit is then skipped)
+            need = self.refit_reserve(cfg, cfg.epochs)
+            return need if need <= FINAL_SHARE_MAX * search_total else 0.0
         if self.budget.trials is not None:
             return 0.0
         n_val, n_tr = len(self.data.val), self.data.profile.n_train
@@ -395,6 +395,11 @@ class Planner:
             n_decode=self.n_decode(cfg),
             n_embed=self.n_embed(cfg, n_tr),
         )
+
+    def refit_reserve(self, cfg: TrialConfig, epochs: int) -> float:
+        """The time kept aside for a refit: its estimate with a margin for the trials that
+        end past their deadline (a check between batches) or their estimate."""
+        return REFIT_MARGIN * self.refit_seconds(cfg, epochs) + REFIT_SLACK_S
 
     def refit(self, cfg: TrialConfig, *, epochs: int, search_left: float, **kw: Any) -> Any:
         """The plan that refits ``cfg`` on the training and validation images for ``epochs``
@@ -448,27 +453,30 @@ class Planner:
             first, total = self.state.explore["seconds"], self.state.explore["total"]
             share = max(EXPLORE_TRIAL_GROWTH * first, total / EXPLORE_FIRST_SHARE)
             seconds = min(seconds, share + n_cache * self.cost.embed_s(cfg))
-        fit = functools.partial(
-            fit_fidelity,
+        n_decode = self.n_decode(cfg)
+        fid = fit_fidelity(
             self.cost,
             cfg,
+            seconds=seconds,
             n_train_max=fixed or n_tr,
             min_images=fixed or MIN_TRAIN_IMAGES,
             n_eval=n_eval,
-            n_decode=self.n_decode(cfg),
+            n_decode=n_decode,
             n_embedded=len(self.data.val) + n_tr - self.n_embed(cfg, n_tr),
             n_val=len(self.data.val),
             n_cache=n_cache,
         )
-        fid = fit(seconds=seconds)
-        if fid is not None and fid.n_train >= n_tr and refit_left is not None:
-            # fewer epochs, so that its refit (no longer than the trial's epochs) fits too;
-            # when no trial leaves that room, one without a refit
-            need = self.refit_seconds(cfg, fid.epochs)
-            if fid.seconds + need > refit_left:
-                fid = fit(seconds=min(seconds, refit_left - need)) or fid
         if fid is None:
             return None
+        if fid.n_train >= n_tr and refit_left is not None and cfg.mode != "linear":
+            # the most epochs (from the fitted ones down) with which its refit (as long at
+            # most) fits too; as fitted when none leaves that room (then no refit)
+            kw_s = {"n_train": fid.n_train, "n_eval": n_eval, "n_decode": n_decode}
+            for e in range(fid.epochs, min(2, fid.epochs) - 1, -1):
+                t = self.cost.trial_seconds(cfg, epochs=e, n_embed=n_cache, **kw_s)
+                if t + self.refit_reserve(cfg, e) <= refit_left:
+                    fid = Fidelity(fid.n_train, e, t)
+                    break
         if not fixed:
             self.state.explore = {"n_train": fid.n_train, "seconds": fid.seconds, "total": total}
         # estimates from priors alone (nothing measured yet) can be far off: more slack, up to
