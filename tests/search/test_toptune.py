@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,13 +44,18 @@ def test_which_trials_use_it(workspace, make_dataset, monkeypatch) -> None:
     assert (eff.auto_augment, eff.mix, eff.aug_strength) == ("none", "none", 0.5)
 
 
+def _runtime(workspace, make_dataset, monkeypatch) -> tuple[Runtime, Any]:
+    """A runtime on 3 labels of 32 px images (24 training, 12 validation), one thread."""
+    monkeypatch.setenv("AUTOVISION_THREADS", "1")
+    data = prepare_data(make_dataset(labels=("a", "b", "c"), counts=(8, 4, 0), size=32))
+    return Runtime.create(workspace, data), data
+
+
 @pytest.mark.slow
 def test_trains_on_cached_activations_and_predicts_like_the_whole_network(
     workspace, make_dataset, tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setenv("AUTOVISION_THREADS", "1")
-    data = prepare_data(make_dataset(labels=("a", "b", "c"), counts=(8, 4, 0), size=32))
-    rt = Runtime.create(workspace, data)
+    rt, data = _runtime(workspace, make_dataset, monkeypatch)
     n = data.profile.n_train
     assert toptune.rows_missing(rt, CFG, n) == len(data.val) + (1 + toptune.VIEWS) * n
     plan = TrialPlan(n_train=n, epochs=3, threads=1)
@@ -136,9 +142,7 @@ def test_the_default_fine_tuning_follows_the_better_linear_head(
 def test_a_refit_on_cached_activations_trains_on_validation_images_too(
     workspace, make_dataset, tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setenv("AUTOVISION_THREADS", "1")
-    data = prepare_data(make_dataset(labels=("a", "b", "c"), counts=(8, 4, 0), size=32))
-    rt = Runtime.create(workspace, data)
+    rt, data = _runtime(workspace, make_dataset, monkeypatch)
     n, n_val = data.profile.n_train, len(data.val)
     real_fill = toptune._fill
 
