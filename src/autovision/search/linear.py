@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from autovision.search.augment import soft_targets, to_input
 from autovision.search.cache import EmbeddingCache
@@ -24,6 +23,7 @@ from autovision.search.trainer import (
     Runtime,
     TrialOutcome,
     TrialPlan,
+    _loss,
     _outcome,
     preprocessing_for,
     save_checkpoint,
@@ -164,13 +164,7 @@ class LogisticHead:
 
     def _closure(self) -> torch.Tensor:
         self.opt.zero_grad()
-        logits, target, w = self.lin(self.z_tr), self.target, self.w
-        if self.multi:
-            per = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            loss = (per * w).mean() if w is not None else per.mean()
-        else:
-            per = -(target * F.log_softmax(logits, 1)).sum(1)
-            loss = (per * (target @ w)).sum() / (target @ w).sum() if w is not None else per.mean()
+        loss = _loss(self.lin(self.z_tr), self.target, self.multi, self.w)
         loss = loss + 0.5 * self.l2 * self.lin.weight.pow(2).sum()
         loss.backward()
         return loss

@@ -494,8 +494,8 @@ class Search:
             return done  # resumed after the refit
         if int(bt.user_attrs.get("n_train", 0)) < self.data.profile.n_train:
             return None
-        cfg = TrialConfig.from_dict(bt.user_attrs["config"])
         a = bt.user_attrs
+        cfg = TrialConfig.from_dict(a["config"])
         # its training replayed to the epoch whose weights it kept: the schedule it planned,
         # or, cut by its deadline, the one its clock compressed into the epochs it ran
         epochs = max(1, int(a.get("best_epoch", 1)))

@@ -57,6 +57,8 @@ from autovision.search.trainer import (
     _loss,
     _outcome,
     after_epoch,
+    batched_probs,
+    before_eval,
     effective_batch_size,
     grad_scaler,
     preprocessing_for,
@@ -238,14 +240,12 @@ def _predict(
     rt: Runtime, model: torch.nn.Module, cut: int, acts: np.ndarray, idx: np.ndarray
 ) -> np.ndarray:
     model.eval()
-    out = []
-    for i in range(0, len(idx), 128):
-        h = torch.from_numpy(np.array(acts[idx[i : i + 128]])).to(rt.device).float()
-        with rt.autocast():
-            logits = forward_upper(model, h, cut).float()
-        act = torch.sigmoid(logits) if rt.data.multi_label else torch.softmax(logits, 1)
-        out.append(act.cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(rt.data.labels)), np.float32)
+
+    def logits(rows: np.ndarray) -> torch.Tensor:
+        h = torch.from_numpy(np.array(acts[rows])).to(rt.device).float()
+        return forward_upper(model, h, cut)
+
+    return batched_probs(rt, logits, idx, 128)
 
 
 def train_top_cached(
@@ -337,13 +337,11 @@ def train_top_cached(
             last_loss = float(loss.detach())
         timings["train_s"] += time.monotonic() - te
         timings["train_images"] += seen
-        if not np.isfinite(last_loss):
-            stopped = "diverged"
-            break
-        if stopped == "deadline" and best[1] >= 0:
-            break
-        if not plan.evaluates(epoch, stopped):
+        if (verdict := before_eval(plan, epoch, stopped, last_loss, best)) == "skip":
             continue
+        if verdict is not None:
+            stopped = verdict
+            break
         te = time.monotonic()
         probs = _predict(rt, model, cut, clean, eval_idx)
         if not np.isfinite(probs).all():

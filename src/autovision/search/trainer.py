@@ -258,12 +258,24 @@ def predict(
     model.eval()
     mean = torch.tensor(spec.mean, device=rt.device).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=rt.device).view(1, 3, 1, 1)
+
+    def logits(rows: np.ndarray) -> torch.Tensor:
+        xb = torch.from_numpy(np.ascontiguousarray(px[rows])).to(rt.device)
+        return model(to_input(xb, mean, std))
+
+    return batched_probs(rt, logits, idx, batch)
+
+
+def batched_probs(
+    rt: Runtime, logits: Callable[[np.ndarray], torch.Tensor], idx: np.ndarray, batch: int
+) -> np.ndarray:
+    """Probabilities (sigmoid or softmax by task) for rows ``idx``, ``batch`` at a time;
+    ``logits(rows)`` computes theirs (under autocast)."""
     out = []
     for i in range(0, len(idx), batch):
-        xb = torch.from_numpy(np.ascontiguousarray(px[idx[i : i + batch]])).to(rt.device)
         with rt.autocast():
-            logits = model(to_input(xb, mean, std)).float()
-        act = torch.sigmoid(logits) if rt.data.multi_label else torch.softmax(logits, 1)
+            z = logits(idx[i : i + batch]).float()
+        act = torch.sigmoid(z) if rt.data.multi_label else torch.softmax(z, 1)
         out.append(act.cpu().numpy())
     n_labels = len(rt.data.labels)
     return np.concatenate(out) if out else np.zeros((0, n_labels), np.float32)
@@ -341,9 +353,8 @@ def train_trial(
     timings["batch_size"] = bs
     ema = ModelEmaV3(model, decay=EMA_DECAY, use_warmup=True)
     stopped, epoch, step, last_loss, beat = "done", 0, 0, 0.0, Heartbeat(plan.heartbeat)
-    averaged = False
+    averaged, n = False, len(rows)
     for epoch in range(1, plan.epochs + 1):
-        n = len(rows)
         order = rng.choice(n, size=n, p=sample_p) if sample_p is not None else rng.permutation(n)
         train_mode(model)
         te = time.monotonic()
@@ -367,13 +378,11 @@ def train_trial(
             last_loss = float(loss.detach())
         timings["train_s"] += time.monotonic() - te
         timings["train_images"] += seen
-        if not np.isfinite(last_loss):
-            stopped = "diverged"
-            break
-        if stopped == "deadline" and best[1] >= 0:
-            break  # keep the best evaluated epoch; evaluate only when there is none yet
-        if not plan.evaluates(epoch, stopped):
+        if (verdict := before_eval(plan, epoch, stopped, last_loss, best)) == "skip":
             continue
+        if verdict is not None:
+            stopped = verdict
+            break
         te = time.monotonic()
         score, probs, chosen = -np.inf, None, model
         # the weights, and their moving average (a refit keeps what its trial chose)
@@ -443,6 +452,20 @@ def update(loss: torch.Tensor, opt: Any, scaler: Any) -> None:
     else:
         loss.backward()
         opt.step()
+
+
+def before_eval(
+    plan: TrialPlan, epoch: int, stopped: str, last_loss: float, best: tuple[float, int]
+) -> str | None:
+    """What comes of a trained ``epoch`` before its evaluation: ``"diverged"`` (non-finite
+    loss) or ``"deadline"`` (passed, and an evaluated epoch is kept: evaluate only when there
+    is none yet) end training, ``"skip"`` goes to the next epoch unevaluated (a refit's),
+    ``None`` evaluates."""
+    if not np.isfinite(last_loss):
+        return "diverged"
+    if stopped == "deadline" and best[1] >= 0:
+        return "deadline"
+    return None if plan.evaluates(epoch, stopped) else "skip"
 
 
 def after_epoch(
