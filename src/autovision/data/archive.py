@@ -168,7 +168,7 @@ def _extract_zip(source: str, path: Path, dest: Path, limits: ArchiveLimits) -> 
             if info.is_dir():
                 (dest / Path(*rel.parts)).mkdir(parents=True, exist_ok=True)
                 continue
-            if mode and not stat.S_ISREG(mode):
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
                 refuse(P.NOT_A_REGULAR_FILE, "a device, FIFO or socket; not extracted")
                 continue
             cap = limits.max_ratio * max(info.compress_size, 1)

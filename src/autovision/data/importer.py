@@ -221,6 +221,10 @@ def import_dataset(
         return _import(
             ws, name, str(target), scope=inner, shown=source, unpacked=tmp, found=found, **opts
         )
+    except ImportFailed:
+        raise
+    except DatasetError as exc:
+        raise DatasetError(_inside(str(exc), tmp, source)) from None
     finally:
         archive.remove(Path(tmp))
 
