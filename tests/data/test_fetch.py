@@ -272,3 +272,40 @@ def test_http_timeout(monkeypatch) -> None:
             fetch_http(f"http://slow.test:{port}/a.png", 1000, timeout=0.5)
     finally:
         listener.close()
+
+
+@pytest.mark.timeout(20)
+def test_http_slow_drip_meets_the_deadline(monkeypatch) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            while not stop.wait(0.1):
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    real_connect = socket.create_connection
+    monkeypatch.setattr(fetch, "resolve_host", lambda host, port: ["8.8.8.8"])
+    monkeypatch.setattr(
+        fetch.socket,
+        "create_connection",
+        lambda addr, *a, **k: real_connect(("127.0.0.1", port), *a, **k),
+    )
+    try:
+        with pytest.raises(ReadRefused, match="longer than the timeout"):
+            fetch_http(f"http://slow.test:{port}/a.png", 10_000, timeout=1.0)
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)

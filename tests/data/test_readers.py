@@ -321,6 +321,8 @@ def test_folder_links_and_bad_label_folders(tmp_path: Path) -> None:
         ("escape.png", PATH_NOT_ALLOWED),
         ("linkdir", PATH_NOT_ALLOWED),
     ]
+    recs, problems = read("folder", root, roots=(str(tmp_path),))
+    assert [Path(r.source).name for r in recs] == ["a.png", "escape.png", "inside.png"]
 
 
 def test_folder_not_a_dataset(tmp_path: Path) -> None:

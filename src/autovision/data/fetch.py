@@ -91,8 +91,9 @@ def _kind(mode: int) -> str:
 def _read_at_most(fh, limit: int, deadline: float | None = None) -> bytes:
     parts: list[bytes] = []
     got = 0
+    read = getattr(fh, "read1", fh.read)  # what has arrived: a slow drip meets the deadline
     while got < limit:
-        chunk = fh.read(min(_CHUNK, limit - got))
+        chunk = read(min(_CHUNK, limit - got))
         if not chunk:
             break
         parts.append(chunk)
