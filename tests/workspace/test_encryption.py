@@ -191,3 +191,31 @@ def test_import_train_predict_with_a_key_file(tmp_path, monkeypatch, image_folde
     res = runner.invoke(_app(), ["--key-file", str(key_file), *args, "--json"])
     assert res.exit_code == 0, res.output
     assert len(out.read_text().splitlines()) == 32
+
+
+def test_migrate_encrypts_existing_model_packages(tmp_path, monkeypatch, make_image) -> None:
+    import torch
+
+    from autovision.models.package import ModelPackage, save_package
+    from autovision.models.preprocess import Preprocessing
+    from autovision.models.registry import create_model
+    from autovision.workspace.encryption import encrypt_workspace
+
+    torch.manual_seed(0)
+    model = create_model("compact_cnn", num_classes=2, pretrained=False)
+    spec = Preprocessing(input_size=16, mean=(0.5,) * 3, std=(0.25,) * 3)
+    ws = Workspace(tmp_path / "ws")
+    args = dict(labels=("a", "b"), task="single-label", backbone="compact_cnn")
+    path = save_package(ws.models_dir / "m1", model, **args, preprocessing=spec)
+    images = [make_image(i % 2, 20, i) for i in range(3)]
+    before = ModelPackage.load(path).predict_proba(images)
+    with pytest.raises(EncryptionError, match="no encryption key"):
+        encrypt_workspace(ws)
+    _new_key(monkeypatch)
+    out = encrypt_workspace(Workspace(tmp_path / "ws"))
+    assert out["model_files"] == 2 and out["blobs"] == 0
+    assert all(
+        crypto.is_encrypted((path / n).read_bytes()) for n in ("model.onnx", "weights.safetensors")
+    )
+    np.testing.assert_allclose(ModelPackage.load(path).predict_proba(images), before, atol=1e-6)
+    assert encrypt_workspace(Workspace(tmp_path / "ws"))["model_files"] == 0  # idempotent
