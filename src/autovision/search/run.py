@@ -12,7 +12,7 @@ import numpy as np
 
 from autovision.data.dataset import parse_ref
 from autovision.errors import TrainingError
-from autovision.search import metrics
+from autovision.search import cache, metrics
 from autovision.search.budget import Budget
 from autovision.search.prepare import TrainData, prepare_data
 from autovision.search.search import Progress, Search
@@ -265,6 +265,7 @@ def _export(
     state.spent_s = seconds
     state.save(ws)
     shutil.rmtree(result.folder.parent, ignore_errors=True)  # the package holds the weights
+    cache.clear_if_encrypted(ws)
     return TrainResult(
         model=model_id,
         dataset=data.dataset.name,
