@@ -84,13 +84,15 @@ def judge(rc: int | None, report: dict | None, output: str, service: str) -> Ver
     return Verdict("error", [f"pip-audit failed against {service} (exit {rc}):", *tail])
 
 
-def run(lock: str, service: str) -> Verdict:
+def run(lock: str, service: str, osv_url: str | None = None) -> Verdict:
     """One pip-audit run over the hashed lock, without pip resolving anything."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "report.json")
         cmd = [sys.executable, "-m", "pip_audit", "-r", lock, "--require-hashes", "--disable-pip"]
         cmd += ["--progress-spinner", "off", "--timeout", str(SOCKET_TIMEOUT_S)]
         cmd += ["-s", service, "-f", "json", "-o", out]
+        if osv_url:
+            cmd += ["--osv-url", osv_url]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
         except subprocess.TimeoutExpired:

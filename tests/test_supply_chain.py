@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
+import json
 import re
 import sys
+import threading
 import tomllib
 from pathlib import Path
 
@@ -106,3 +109,59 @@ def test_main_fails_on_found_even_after_an_unreachable_service(audit, monkeypatc
     verdicts = {"pypi": audit.Verdict("unreachable"), "osv": audit.Verdict("found", ["x"])}
     monkeypatch.setattr(audit, "run", lambda lock, service: verdicts[service])
     assert audit.main(["audit_deps.py", str(LOCK)]) == 1
+
+
+class _FakeOSV(http.server.BaseHTTPRequestHandler):
+    """OSV's query API on loopback: one advisory for every pillow before 999, none for others."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        query = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        vulns = []
+        if query["package"]["name"] == "pillow":
+            vulns.append(
+                {
+                    "id": "PYSEC-2099-1",
+                    "aliases": ["CVE-2099-1"],
+                    "summary": "test advisory",
+                    "details": "test advisory",
+                    "affected": [
+                        {
+                            "package": {"name": "pillow", "ecosystem": "PyPI"},
+                            "ranges": [
+                                {
+                                    "type": "ECOSYSTEM",
+                                    "events": [{"introduced": "0"}, {"fixed": "999.0"}],
+                                }
+                            ],
+                        }
+                    ],
+                }
+            )
+        body = json.dumps({"vulns": vulns}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_real_pip_audit_finding_against_a_loopback_advisory_service_fails(audit, tmp_path):
+    pytest.importorskip("pip_audit")
+    entries = re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text())
+    small = [e for e in entries if e.startswith(("pillow==", "numpy=="))]
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("\n".join(small) + "\n")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeOSV)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/query"
+        verdict = audit.run(str(lock), "osv", osv_url=url)
+    finally:
+        server.shutdown()
+    assert verdict.kind == "found", verdict.lines
+    pillow = _locked()["pillow"]
+    expected = f"pillow {pillow}: PYSEC-2099-1 (CVE-2099-1); fixed in 999.0"
+    assert expected in "\n".join(verdict.lines)
