@@ -65,6 +65,7 @@ def serve(
         list[str] | None,
         typer.Option(
             "--allowed-host",
+            metavar="NAME",
             help="A Host name clients use besides the bound address (repeatable; '*': any).",
             show_default=False,
         ),
@@ -73,6 +74,7 @@ def serve(
         list[str] | None,
         typer.Option(
             "--allowed-origin",
+            metavar="ORIGIN",
             help="A web origin (https://console.example:443) allowed to POST/DELETE here "
             "(repeatable).",
             show_default=False,
