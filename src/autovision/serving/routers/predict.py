@@ -63,6 +63,13 @@ async def predict_endpoint(
     return await _predict(state, served, body)
 
 
+@router.get("/v1/models")
+async def list_models(state: StateDep) -> Any:
+    """The served models, for any prediction caller (``/admin/models`` needs an admin key
+    and is off until one exists): what a client needs to pick one."""
+    return {"models": [m.info() for m in state.models.values()]}
+
+
 @router.get("/v1/models/{model:model_id}", response_model=ModelStatus)
 async def model_status(served: ModelDep) -> Any:
     """TF Serving's model status, with the labels and input size a client needs."""
