@@ -24,6 +24,7 @@ _GROUPS = [
     ("autovision.cli.export", "register", None),
     ("autovision.cli.serve", "register", None),
     ("autovision.cli.keys", "app", "keys"),
+    ("autovision.cli.audit", "app", "audit"),
 ]
 
 
