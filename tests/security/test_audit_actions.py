@@ -134,3 +134,24 @@ def test_model_export_is_audited(workspace, tmp_path):
     (line,) = events(workspace, "model.export")
     assert line["event"] == "model" and line["outcome"] == "ok" and line["format"] == "onnx"
     assert "model.onnx" in line["files"]
+
+
+def test_no_workspace_means_no_line_and_no_error(tmp_path):
+    @audited("job")
+    def job(ws):
+        return 1
+
+    assert job(object()) == 1
+    assert audit_event(None, "x") is None
+    assert audit_event(tmp_path / "no-dir" / "a.log", "x")["action"] == "x"
+
+
+def test_an_unwritable_log_does_not_fail_the_action(tmp_path, caplog):
+    (tmp_path / "log-is-a-dir").mkdir()
+
+    @audited("job", ws="where")
+    def job(where):
+        return 2
+
+    assert job(tmp_path / "log-is-a-dir") == 2
+    assert "cannot write the audit log" in caplog.text

@@ -177,7 +177,12 @@ def audit_event(
     action's first part (``dataset``). Never raises: a failed write is logged.
     """
     try:
-        return AuditLog(_log_path(ws)).write(
+        path = _log_path(ws)
+    except AttributeError:  # no workspace (a stand-in object): nowhere to write
+        log.debug("no audit log for %s: %s has no workspace", action, type(ws).__name__)
+        return None
+    try:
+        return AuditLog(path).write(
             event or action.split(".")[0],
             action=action,
             outcome=outcome,
