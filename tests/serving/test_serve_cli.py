@@ -154,8 +154,11 @@ def test_keys_cli(workspace):
     r = runner.invoke(app, ["create", "--role", "root", *ws_args])
     assert r.exit_code == 2
 
-    actions = [e["action"] for e in read_audit(workspace.audit_log_path)]
-    assert actions == ["keys.create", "keys.create", "keys.revoke"]
+    actions = [(e["action"], e["outcome"]) for e in read_audit(workspace.audit_log_path)]
+    ok, error = "ok", "error"
+    assert actions == [
+        ("keys.create", ok), ("keys.create", ok), ("keys.revoke", ok), ("keys.revoke", error)
+    ]  # fmt: skip
     r = runner.invoke(app, ["list", *ws_args])
     assert "revoked" in r.output
 

@@ -28,6 +28,7 @@ _GROUPS = [
     ("autovision.cli.serve", "register", None),
     ("autovision.cli.keys", "app", "keys"),
     ("autovision.cli.encryption", "app", "encryption"),
+    ("autovision.cli.audit", "app", "audit"),
 ]
 
 

@@ -29,6 +29,7 @@ from autovision.data.readers import Scope, detect_format, get_reader
 from autovision.data.readers._base import Record, is_url
 from autovision.data.split import SplitEntry, assign_splits, parse_fractions
 from autovision.errors import DatasetError, ImageDecodeError
+from autovision.security.audit import audited
 
 ProgressFn = Callable[[int, int], None]
 
@@ -162,6 +163,11 @@ def _run(
 # ---- parent side -------------------------------------------------------------------------
 
 
+@audited(
+    "dataset.import",
+    args=("name", "source", "format", "strict"),
+    result=lambda r: {"version": r.version.ref, "images": len(r.version.items)},
+)
 def import_dataset(
     ws: Any,
     name: str,

@@ -28,6 +28,7 @@ import numpy as np
 from autovision.errors import ModelError
 from autovision.models.package import ONNX_INPUT, ONNX_OUTPUT, ModelPackage
 from autovision.models.preprocess import RESIZE_HOW, Preprocessing, preprocess
+from autovision.security.audit import audited
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
 QUANTIZATIONS = ("static", "dynamic")
@@ -181,6 +182,11 @@ def export_package(
     return result
 
 
+@audited(
+    "model.export",
+    args=("model_id", "output", "format", "quantization"),
+    result=lambda r: {"files": r.files},
+)
 def export_model(
     ws: Any,
     model_id: str,

@@ -25,6 +25,7 @@ from autovision.search.trainer import (
     preprocessing_for,
     score_probs,
 )
+from autovision.security.audit import audited
 
 
 @dataclass
@@ -57,6 +58,12 @@ class TrainResult:
         }
 
 
+@audited(
+    "train",
+    start=True,
+    args=("dataset_ref", "budget", "node_hours", "trials", "task", "base_model", "resume"),
+    result=lambda r: {"model": r.model, "trials_run": r.trials, "stop_reason": r.stop_reason},
+)
 def train(
     ws: Any,
     dataset_ref: str,

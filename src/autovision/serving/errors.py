@@ -88,8 +88,8 @@ def record_error(
     if status in AUDITED:
         client = scope.get("client")
         try:
-            server.audit.write(
-                "refused",
+            server.refusals.refused(
+                client[0] if client else None,
                 status=status,
                 code=code,
                 reason=message,

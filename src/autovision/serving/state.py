@@ -11,7 +11,7 @@ from typing import Any
 
 from autovision.errors import AutovisionError
 from autovision.models.package import ModelPackage
-from autovision.security.audit import AuditLog
+from autovision.security.audit import AuditLog, RefusalAggregator, audit_event, audited, check_tail
 from autovision.security.keys import KeyStore
 from autovision.serving.batching import DynamicBatcher
 from autovision.serving.errors import ApiError
@@ -49,6 +49,7 @@ class ServerState:
         self.settings = settings
         self.keys = KeyStore(ws, ttl=settings.key_cache_ttl_s)
         self.audit = AuditLog(ws.audit_log_path)
+        self.refusals = RefusalAggregator(self.audit)  # refused requests, bounded per client
         self.metrics = Metrics()
         self.models: dict[str, ServedModel] = {}
         self.failed: dict[str, str] = {}  # asked for, not loaded: id -> why (for the log)
@@ -73,10 +74,12 @@ class ServerState:
             return list(self.settings.model_ids)
         return [m["model"] for m in self.ws.list_models() if m.get("status", "ready") == "ready"]
 
+    @audited("server.start", ws="self", after=lambda a: _audit_details(a["self"]))
     def load(self) -> None:
         """Load every package once (one ORT session each) and start its batcher. A model
         that cannot be loaded is remembered in :attr:`failed` (its ready route says so) and
         the server stays up, unready when :meth:`is_ready` says."""
+        log_audit_check(self.ws.audit_log_path)
         s = self.settings
         for model_id in self.model_ids():
             try:
@@ -135,6 +138,8 @@ class ServerState:
         return self.ready and bool(self.models) and not (self.explicit and self.failed)
 
     def close(self) -> None:
+        self.refusals.close()
+        audit_event(self, "server.stop", **_audit_details(self))
         self.ready = False
         for m in self.models.values():
             m.batcher.stop()
@@ -152,3 +157,20 @@ class ServerState:
             shown = name if len(name) <= 80 else name[:80] + "..."
             raise ApiError(404, "model_not_found", f"no model {shown!r} is served here")
         return served
+
+
+def log_audit_check(path: Any) -> None:
+    """Check the audit chain's tail at start-up and say so in the server's log."""
+    ok, message = check_tail(path)
+    (log.info if ok else log.warning)("%s", message)
+
+
+def _audit_details(state: ServerState) -> dict[str, Any]:
+    s = state.settings
+    return {
+        "pid": os.getpid(),
+        "host": s.host,
+        "port": s.port,
+        "models": list(state.models),
+        "failed": sorted(state.failed),
+    }
