@@ -165,7 +165,7 @@ def check_answer(
         problem = f"error answered as {content_type or 'no content type'}, not JSON"
     if problem is None:
         return None
-    failure = Failure(problem, sent[:400], status, text, known=known and status is not None)
+    failure = Failure(problem, sent[:400], status, text[:1000], known=known and status is not None)
     tally.failures.append(failure)
     return failure
 
@@ -515,3 +515,71 @@ def send_pixels(session: Any, inp: dict[str, Any], raw: bytes | None) -> tuple[s
         "Inference-Header-Content-Length": str(len(header)),
     }
     return path, session.post(path, data=header + raw, headers=headers, timeout=TIMEOUT_S)
+
+
+# ---- every route, from the app's own OpenAPI schema (schemathesis) --------------------------
+
+LIKELY = {"model": MODEL, "endpoint": MODEL, "version": "1"}
+
+
+def fuzz_schema(app: Any) -> Any:
+    """The app's schema (``app.openapi()``; it is not served), calling the app in-process."""
+    import schemathesis
+
+    schema = schemathesis.openapi.from_dict(app.openapi())
+    schema.app = app
+    return schema
+
+
+def operations(schema: Any) -> list[Any]:
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+def case_strategy(operation: Any) -> Any:
+    """Positive and negative cases; two in three name the served model (and version 1),
+    else nearly every case would be a 404."""
+    from schemathesis import GenerationMode
+
+    names = {p.name for p in operation.path_parameters}
+    fixed = {k: v for k, v in LIKELY.items() if k in names}
+    modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    strategies = [operation.as_strategy(generation_mode=m) for m in modes]
+    if fixed:
+        strategies += [
+            operation.as_strategy(generation_mode=m, path_parameters=fixed) for m in modes
+        ]
+        strategies += strategies[2:]
+    return st.one_of(strategies)
+
+
+def _pixels_overflow(case: Any) -> bool:
+    body = case.body if isinstance(case.body, dict) else {}
+    inputs = body.get("inputs") if isinstance(body.get("inputs"), list) else []
+    return any(isinstance(i, dict) and overflows(i.get("shape")) for i in inputs)
+
+
+def call_case(
+    case: Any, session: Any, headers: dict[str, str], tally: Tally, markers: tuple = ()
+) -> Failure | None:
+    """Send one schemathesis case and check its answer (the known v2 overflow marked)."""
+    import requests
+
+    route = f"{case.operation.method.upper()} {case.operation.path}"
+    sent = case.as_curl_command(headers=headers).replace("http://testserver", BASE_URL)
+    try:
+        r = case.call(session=session, base_url=BASE_URL, headers=headers, timeout=TIMEOUT_S)
+        ctype = r.headers.get("content-type") or r.headers.get("Content-Type") or [""]
+        status, text, ctype = r.status_code, r.text, ctype[0]
+    except requests.exceptions.Timeout:
+        status, text, ctype = None, "", ""
+    return check_answer(
+        tally,
+        route,
+        case.formatted_path,
+        sent,
+        status,
+        text,
+        ctype,
+        known=_pixels_overflow(case),
+        leak_markers=markers,
+    )
