@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -74,6 +74,7 @@ def targets(app: Any, session: Any, headers: dict[str, str], tally: F.Tally, roo
     def run_pixels(n: int) -> None:
         @_settings(n)
         @given(F.pixels_request())
+        @example(F.ISSUE11_PIXELS)
         def run(case: tuple[str, dict, bytes | None]) -> None:
             what, inp, raw = case
             path, status, text, ctype = F.answer(lambda: F.send_pixels(session, inp, raw))
