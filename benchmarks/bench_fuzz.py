@@ -75,6 +75,7 @@ def targets(app: Any, session: Any, headers: dict[str, str], tally: F.Tally, roo
         @_settings(n)
         @given(F.pixels_request())
         @example(F.ISSUE11_PIXELS)
+        @example(F.ISSUE11_PIXELS_WRAP)
         def run(case: tuple[str, dict, bytes | None]) -> None:
             what, inp, raw = case
             path, status, text, ctype = F.answer(lambda: F.send_pixels(session, inp, raw))

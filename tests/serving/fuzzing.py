@@ -495,6 +495,12 @@ ISSUE11_PIXELS = (
     {"name": "pixels", "datatype": "UINT8", "shape": [1, 2**32, 2**32, 3], "data": []},
     None,
 )
+# The same bug where the product wraps to a small count that the data then matches.
+ISSUE11_PIXELS_WRAP = (
+    "pixels shape=[2**62 + 1, 4, 1, 3] wraps to 12 (issue 11)",
+    {"name": "pixels", "datatype": "UINT8", "shape": [2**62 + 1, 4, 1, 3], "data": [1] * 12},
+    None,
+)
 
 
 def _nest(flat: list[Any], shape: list[int]) -> Any:

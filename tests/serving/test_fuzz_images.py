@@ -38,8 +38,10 @@ def _report(tally: F.Tally) -> None:
         print(failure)
     unknown = tally.unknown()
     assert not unknown, f"{len(unknown)} bad answers:\n" + "\n".join(map(str, unknown))
-    if tally.failures:
-        pytest.xfail(f"only the known v2 shape overflow (issue 11): {tally.failures[0]}")
+    if tally.failures:  # the lead removes this once v2.py validates shapes exactly
+        pytest.xfail(
+            f"{len(tally.failures)} known v2 shape overflows (issue 11): {tally.failures[0]}"
+        )
 
 
 @pytest.mark.parametrize("route", F.IMAGE_ROUTES)
@@ -109,6 +111,7 @@ def test_fuzzed_pixels(session, served_ws):
     @seed(0)
     @given(F.pixels_request())
     @example(F.ISSUE11_PIXELS)
+    @example(F.ISSUE11_PIXELS_WRAP)
     def run(case: tuple[str, dict, bytes | None]) -> None:
         what, inp, raw = case
         path, status, text, ctype = F.answer(lambda: F.send_pixels(session, inp, raw))

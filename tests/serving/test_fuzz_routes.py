@@ -84,5 +84,7 @@ def test_every_route(app, served_ws, auth):
     assert F.alive(session)
     unknown = tally.unknown()
     assert not unknown, f"{len(unknown)} bad answers:\n" + "\n".join(map(str, unknown))
-    if tally.failures:
-        pytest.xfail(f"only the known v2 shape overflow (issue 11): {tally.failures[0]}")
+    if tally.failures:  # the lead removes this once v2.py validates shapes exactly
+        pytest.xfail(
+            f"{len(tally.failures)} known v2 shape overflows (issue 11): {tally.failures[0]}"
+        )
