@@ -14,6 +14,7 @@ The exit code is 1 when a bad answer other than the known v2 shape overflow was 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -168,6 +169,7 @@ def main() -> int:
         },
     )
     print(f"results: {path}")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 1 if unknown else 0
 
 

@@ -21,6 +21,7 @@ import base64
 import contextlib
 import io
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -383,6 +384,7 @@ def main() -> int:
         },
     )
     print(f"results: {path}")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 1 if whole["unexpected_errors"] or alive != 200 else 0
 
 
