@@ -18,7 +18,7 @@ from autovision.serving.deps import (
     no_body_or_json,
 )
 from autovision.serving.errors import ApiError
-from autovision.serving.schemas import CreatedKey, KeyInfo
+from autovision.serving.schemas import CreatedKey, CreateKeyRequest, KeyInfo, request_body
 from autovision.serving.state import ServerState
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -51,7 +51,12 @@ async def list_keys(who: AdminAuth, state: StateDep, request: Request) -> Any:
     return await to_thread.run_sync(K.list_keys, state.ws)
 
 
-@router.post("/keys", response_model=CreatedKey, status_code=201)
+@router.post(
+    "/keys",
+    response_model=CreatedKey,
+    status_code=201,
+    openapi_extra=request_body(CreateKeyRequest),
+)
 async def create_key(who: AdminAuth, body: CreateKeyBody, state: StateDep, request: Request) -> Any:
     key_id, key = await to_thread.run_sync(K.create_key, state.ws, body.role)
     state.keys.clear()

@@ -16,7 +16,7 @@ from autovision.serving.deps import (
     predict_auth,
 )
 from autovision.serving.inference import b64decode, prepare_encoded, vertex_predict
-from autovision.serving.schemas import ModelStatus, PredictRequest, PredictResponse
+from autovision.serving.schemas import ModelStatus, PredictRequest, PredictResponse, request_body
 from autovision.serving.state import ServedModel, ServerState
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(predict_auth)])
@@ -46,6 +46,7 @@ async def _predict(state: ServerState, served: ServedModel, body: PredictRequest
     "/v1/models/{model:model_id}:predict",
     response_model=PredictResponse,
     response_model_exclude_none=True,
+    openapi_extra=request_body(PredictRequest),
 )
 async def predict(served: ModelDep, body: PredictBody, state: StateDep) -> Any:
     return await _predict(state, served, body)
@@ -55,6 +56,7 @@ async def predict(served: ModelDep, body: PredictBody, state: StateDep) -> Any:
     "/v1/projects/{project}/locations/{location}/endpoints/{endpoint:model_id}:predict",
     response_model=PredictResponse,
     response_model_exclude_none=True,
+    openapi_extra=request_body(PredictRequest),
 )
 async def predict_endpoint(
     project: str, location: str, served: EndpointModelDep, body: PredictBody, state: StateDep

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from autovision.serving.deps import ModelDep, StateDep, predict_auth, require_media
 from autovision.serving.errors import ApiError
 from autovision.serving.inference import prepare_encoded, vertex_predict
-from autovision.serving.schemas import PredictResponse
+from autovision.serving.schemas import UPLOAD_BODY, PredictResponse
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(predict_auth)])
 
@@ -22,6 +22,7 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(predict_auth)])
     "/v1/models/{model:model_id}:upload",
     response_model=PredictResponse,
     response_model_exclude_none=True,
+    openapi_extra=UPLOAD_BODY,
 )
 async def upload(
     request: Request,

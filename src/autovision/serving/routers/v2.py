@@ -26,7 +26,13 @@ import autovision
 from autovision.serving.deps import ModelDep, StateDep, predict_auth, require_media
 from autovision.serving.errors import ApiError, validation_message
 from autovision.serving.inference import b64decode, classify, prepare_encoded, prepare_pixels
-from autovision.serving.schemas import InferInput, InferRequest, ModelMetadata, ServerMetadata
+from autovision.serving.schemas import (
+    InferInput,
+    InferRequest,
+    ModelMetadata,
+    ServerMetadata,
+    request_body,
+)
 from autovision.serving.state import ServedModel
 
 router = APIRouter(tags=["v2"], dependencies=[Depends(predict_auth)])
@@ -225,8 +231,11 @@ def _requested_outputs(req: InferRequest) -> list[tuple[str, bool]]:
 # ---- infer ----------------------------------------------------------------------------
 
 
-@router.post("/v2/models/{model:model_id}/infer")
-@router.post("/v2/models/{model:model_id}/versions/{version}/infer")
+INFER_BODY = request_body(InferRequest, "application/octet-stream")
+
+
+@router.post("/v2/models/{model:model_id}/infer", openapi_extra=INFER_BODY)
+@router.post("/v2/models/{model:model_id}/versions/{version}/infer", openapi_extra=INFER_BODY)
 async def infer(
     request: Request, served: ModelDep, state: StateDep, version: str | None = None
 ) -> Response:
