@@ -88,3 +88,9 @@ def show(
     for k, v in extra.items():
         table.add_row(k, str(v))
     console.print(table)
+
+
+# ---- models compare: its own module (cli/compare.py) -----------------------------------
+from autovision.cli.compare import register as _register_compare  # noqa: E402
+
+_register_compare(app)

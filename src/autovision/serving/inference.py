@@ -17,6 +17,7 @@ from autovision.errors import ImageDecodeError
 from autovision.models.preprocess import Preprocessing, normalize, resize_image
 from autovision.serving.batching import BatcherStopped, QueueFull
 from autovision.serving.errors import ApiError, decode_error
+from autovision.serving.middleware import request_id_var
 
 if TYPE_CHECKING:
     from autovision.serving.state import ServedModel, ServerState
@@ -67,7 +68,8 @@ def prepare_pixels(pixels: np.ndarray, spec: Preprocessing, max_pixels: int) -> 
 async def classify(
     state: ServerState, served: ServedModel, n: int, prepare: Callable[[], np.ndarray]
 ) -> np.ndarray:
-    """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool."""
+    """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool
+    (``prepare(spec)``: the same images for another preprocessing, e.g. a shadow's)."""
     settings = state.settings
     retry = {"Retry-After": str(settings.retry_after_s)}
     if n == 0:
@@ -93,7 +95,7 @@ async def classify(
             x = await asyncio.get_running_loop().run_in_executor(state.pool, prepare)
             future = served.batcher.submit(x)
             submitted = True
-            return await asyncio.wrap_future(future)
+            probs = await asyncio.wrap_future(future)
     except TimeoutError:
         if future is not None:
             future.cancel()
@@ -104,6 +106,9 @@ async def classify(
         raise ApiError(503, "unavailable", "the server is shutting down", headers=retry) from None
     finally:
         served.batcher.release(ticket, submitted=submitted)
+    if state.shadow is not None:  # the challenger, off the response path
+        state.shadow.offer(served, x, probs, request_id_var.get(), prepare)
+    return probs
 
 
 def vertex_prediction(

@@ -54,6 +54,15 @@ class ServerSettings(BaseSettings):
         "on CPU, 1 on GPU)",
     )
 
+    shadow: str | None = Field(
+        None, description="a challenger model (id or NAME@VERSION) run beside every request"
+    )
+    shadow_rate: float = Field(1.0, ge=0, le=1, description="share of requests shadowed")
+    shadow_queue_limit: int = Field(
+        64, ge=1, description="challenger images waiting; more are dropped, never waited for"
+    )
+    shadow_seed: int = Field(0, description="seed of the per-request shadow-rate draw")
+
     key_cache_ttl_s: float = Field(2.0, ge=0)
     auth: Literal["required", "auto", "off"] = Field(
         "auto",

@@ -17,6 +17,7 @@ from autovision.serving.batching import DynamicBatcher
 from autovision.serving.errors import ApiError
 from autovision.serving.metrics import Metrics
 from autovision.serving.settings import ServerSettings
+from autovision.serving.shadow import ShadowRunner, start_shadow
 
 log = logging.getLogger("autovision.serving")
 
@@ -55,6 +56,7 @@ class ServerState:
         self.failed: dict[str, str] = {}  # asked for, not loaded: id -> why (for the log)
         self.explicit = bool(settings.model_ids)
         self.pool: ThreadPoolExecutor | None = None
+        self.shadow: ShadowRunner | None = None  # --shadow: the challenger, off the response path
         self.ready = False
         self.metrics.add_gauge(
             "autovision_queue_images",
@@ -98,6 +100,7 @@ class ServerState:
         )
         for m in self.models.values():
             m.batcher.start()
+        self.shadow = start_shadow(self)
         self.ready = True
         log.info("serving %d model(s): %s", len(self.models), ", ".join(self.models) or "none")
 
@@ -143,6 +146,8 @@ class ServerState:
         self.ready = False
         for m in self.models.values():
             m.batcher.stop()
+        if self.shadow is not None:
+            self.shadow.close()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None

@@ -1,0 +1,1 @@
+"""Named models and their versions (not the backbone registry in :mod:`autovision.models`)."""
