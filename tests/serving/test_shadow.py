@@ -69,8 +69,11 @@ def _predict(client, body: dict, rid: str | None = None):
 
 
 def test_response_is_the_champions_and_both_are_recorded(shadow_ws, make_client, b64_image):
+    from autovision.versions import set_alias
+
+    set_alias(shadow_ws, "toy", 2, "challenger")  # toy@1 is the champion (alias default)
     plain = make_client()
-    shadowed = make_client(shadow=CHALLENGER)
+    shadowed = make_client(shadow="toy@challenger")
     bodies = _bodies(b64_image, 6)
     for i, body in enumerate(bodies):
         assert _predict(shadowed, body, f"req-{i}") == _predict(plain, body)
@@ -97,6 +100,7 @@ def test_response_is_the_champions_and_both_are_recorded(shadow_ws, make_client,
     np.testing.assert_allclose([r.challenger_probs for r in r0], chall.predict_array(x), atol=1e-5)
     assert r0[0].champion_id == MODEL and r0[0].challenger_id == CHALLENGER
     assert r0[0].name == "toy"
+    assert (r0[0].champion_version, r0[0].challenger_version) == (1, 2)
     assert r0[0].champion_labels == [LABELS[int(np.argmax(r0[0].champion_probs))]]
     assert r0[0].challenger_labels == [LABELS[int(np.argmax(r0[0].challenger_probs))]]
 
@@ -104,10 +108,12 @@ def test_response_is_the_champions_and_both_are_recorded(shadow_ws, make_client,
     from autovision.cli.main import app
 
     out = CliRunner().invoke(
-        app, ["models", "compare", MODEL, CHALLENGER, "-w", str(shadow_ws.root), "--json"]
+        app, ["models", "compare", "toy", "toy@challenger", "-w", str(shadow_ws.root), "--json"]
     )
     assert out.exit_code == 0, out.output
     got = json.loads(out.stdout)["shadow"]
+    assert (got["a"]["id"], got["a"]["version"]) == (MODEL, 1)
+    assert (got["b"]["id"], got["b"]["version"]) == (CHALLENGER, 2)
     agreed = sum(r.champion_labels == r.challenger_labels for r in rows)
     assert got["n"] == 12 and got["requests"] == 6
     assert got["agreed"] == agreed
@@ -131,7 +137,7 @@ def test_response_is_the_champions_and_both_are_recorded(shadow_ws, make_client,
     assert sum(got["confidence"]["b"]) == 12
     # the other way round: the same record, oriented as asked
     back = CliRunner().invoke(
-        app, ["models", "compare", CHALLENGER, MODEL, "-w", str(shadow_ws.root), "--json"]
+        app, ["models", "compare", "toy@2", "toy@1", "-w", str(shadow_ws.root), "--json"]
     )
     assert json.loads(back.stdout)["shadow"]["confidence"]["b"] == hist
     text = CliRunner().invoke(
@@ -234,3 +240,32 @@ def test_serve_cli_refuses_an_unknown_challenger(served_ws):
     out = CliRunner().invoke(app, ["serve", MODEL, "--shadow", "nope", "-w", str(served_ws.root)])
     assert out.exit_code == 1
     assert "nope" in out.output
+
+
+def test_compare_on_split_measures_both_on_the_newer_ones_split(shadow_ws, image_bytes):
+    from autovision.cli.main import app
+    from autovision.data.dataset import Item
+    from autovision.evaluation.api import evaluate_predictions
+    from autovision.evaluation.predictions import predict_split
+    from autovision.versions.compare import compare_on_split
+
+    items = []
+    for k in range(1, 10):
+        sha = shadow_ws.blobs.put(image_bytes(k % 3, 24, k))
+        label = LABELS[k % 3]
+        items.append(Item(k, sha, f"{label}/{k}.png", (label,), "test", 24, 24, "PNG"))
+    shadow_ws.create_version("toy", items, multi_label=False)
+    got = compare_on_split(shadow_ws, "toy@1", "toy@2")
+    assert got["dataset"] == "toy@1" and got["split"] == "test"
+    for side, mid in (("a", MODEL), ("b", CHALLENGER)):
+        want = evaluate_predictions(predict_split(shadow_ws, mid, dataset="toy@1"))
+        assert got[side]["metrics"]["images"] == 9
+        assert got[side]["metrics"]["accuracy"] == pytest.approx(want["accuracy"])
+    diff = got["b"]["metrics"]["accuracy"] - got["a"]["metrics"]["accuracy"]
+    assert got["difference"]["accuracy"] == pytest.approx(diff)
+    assert "test_metrics" not in shadow_ws.model(MODEL)  # a comparison writes nothing
+    out = CliRunner().invoke(
+        app, ["models", "compare", "toy@1", "toy@2", "--split", "test", "-w", str(shadow_ws.root)]
+    )
+    assert out.exit_code == 0, out.output
+    assert "test split of toy@1" in out.stdout and "accuracy" in out.stdout
