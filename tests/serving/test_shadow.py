@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -269,3 +271,20 @@ def test_compare_on_split_measures_both_on_the_newer_ones_split(shadow_ws, image
     )
     assert out.exit_code == 0, out.output
     assert "test split of toy@1" in out.stdout and "accuracy" in out.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
+@pytest.mark.parametrize("priority", ["idle", "nice"])
+def test_the_challengers_thread_yields_the_cpu(shadow_ws, make_client, b64_image, priority):
+    client = make_client(shadow=CHALLENGER, shadow_priority=priority)
+    _predict(client, _bodies(b64_image, 1)[0])
+    runner = client.app.state.server.shadow
+    deadline = time.monotonic() + 10
+    while runner.stats()["recorded"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (worker,) = [t for t in threading.enumerate() if t.name == f"batcher-shadow-{CHALLENGER}-0"]
+    if priority == "idle":
+        assert os.sched_getscheduler(worker.native_id) == os.SCHED_IDLE
+    else:
+        assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == 19
+    assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER  # not the caller

@@ -62,6 +62,11 @@ class ServerSettings(BaseSettings):
         64, ge=1, description="challenger images waiting; more are dropped, never waited for"
     )
     shadow_seed: int = Field(0, description="seed of the per-request shadow-rate draw")
+    shadow_priority: Literal["idle", "nice"] = Field(
+        "idle",
+        description="the challenger's threads: 'idle' runs only on CPU nothing else wants "
+        "(drops more on a busy machine), 'nice' takes a small share under load",
+    )
 
     key_cache_ttl_s: float = Field(2.0, ge=0)
     auth: Literal["required", "auto", "off"] = Field(

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("autovision.serving")
 
-SHADOW_NICE = 10  # the challenger's worker threads yield the CPU to the champion's
+SHADOW_NICE = 19  # priority "nice", or where the idle class is refused
 _STOP = object()
 
 
@@ -125,6 +125,7 @@ class ShadowRunner:
         metrics: Any = None,
         names: dict[str, tuple[str | None, int | None]] | None = None,
         record_queue_limit: int = 10_000,
+        priority: str = "idle",
     ) -> None:
         info = ws.model(ref)
         self.ref = ref
@@ -132,6 +133,7 @@ class ShadowRunner:
         self.name: str | None = info.get("name") or info.get("dataset")
         self.version: int | None = info.get("version")
         self.rate = rate
+        self.priority = priority
         self._names = dict(names or {})  # served id -> (name, version) when ServedModel lacks them
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -211,7 +213,7 @@ class ShadowRunner:
     # ---- off the request path --------------------------------------------------------
 
     def _prepare_and_submit(self, prepare: Callable[..., np.ndarray], ticket: int, meta) -> None:
-        _lower_priority()
+        _lower_priority(self.priority)
         try:
             x = prepare(self.package.preprocessing)
         except Exception as exc:  # noqa: BLE001 - counted; the champion already answered
@@ -225,7 +227,7 @@ class ShadowRunner:
         future.add_done_callback(lambda f: self._done(f, ticket, meta))
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
-        _lower_priority()
+        _lower_priority(self.priority)
         return self.package.predict_array(x)
 
     def _done(self, future: Future, ticket: int, meta: dict[str, Any]) -> None:
@@ -323,6 +325,7 @@ def start_shadow(state: ServerState) -> ShadowRunner | None:
             max_wait_ms=s.max_batch_wait_ms,
             metrics=state.metrics,
             names=names,
+            priority=s.shadow_priority,
         )
     except AutovisionError as exc:
         log.error("shadow challenger %s cannot be loaded: %s", s.shadow, exc)
@@ -335,15 +338,20 @@ def _names(package: ModelPackage, probs: np.ndarray) -> list[list[str]]:
     return [[package.labels[j] for j in row] for row in package.decide(probs)]
 
 
-def _lower_priority() -> None:
-    """Raise this thread's nice value once (Linux: per thread), so the challenger's
-    inference yields the CPU to the champion's."""
+def _lower_priority(priority: str) -> None:
+    """Once per thread (Linux: per thread): the idle scheduling class (``idle``: only CPU
+    nothing else wants), else the highest nice value (``nice``: a small share under load)."""
     local = _thread_state
     if getattr(local, "niced", False):
         return
     local.niced = True
+    tid = threading.get_native_id()
+    if priority == "idle":
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            return
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICE)
+        os.setpriority(os.PRIO_PROCESS, tid, SHADOW_NICE)
 
 
 _thread_state = threading.local()
