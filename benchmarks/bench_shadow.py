@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import statistics
@@ -47,14 +48,17 @@ from bench_serving import MODEL_ID, _load, free_port, request_bodies, sequential
 CHALLENGER_ID = MODEL_ID + "-b"
 
 
-def start_server(ws_dir: Path, port: int, shadow: str | None) -> subprocess.Popen:
+def start_server(
+    ws_dir: Path, port: int, shadow: str | None, priority: str = "nice"
+) -> subprocess.Popen:
     """``autovision serve`` (champion ``bench@1``, optionally ``--shadow``), ready."""
     cmd = [sys.executable, "-m", "autovision.cli.main", "serve", MODEL_ID]
     cmd += ["--port", str(port), "--workspace", str(ws_dir)]
     if shadow:
         cmd += ["--shadow", shadow]
     log = open(CACHE / "bench-shadow-server.log", "a")  # noqa: SIM115 - lives with the process
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "AUTOVISION_SERVE_SHADOW_PRIORITY": priority}
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -90,7 +94,7 @@ def shadow_counters(port: int) -> dict[str, float]:
 def measure(ws_dir: Path, bodies: list[bytes], args: Any, shadow: str | None) -> dict[str, Any]:
     port = free_port()
     say(f"serve {MODEL_ID}{' --shadow ' + shadow if shadow else ''} on port {port} ...")
-    proc = start_server(ws_dir, port, shadow)
+    proc = start_server(ws_dir, port, shadow, args.priority)
     try:
         say(f"  concurrency 1, {args.sequential} requests ...")
         seq = sequential(port, bodies, args.sequential)
@@ -125,6 +129,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of loaded phase")
     parser.add_argument("--sequential", type=int, default=60, help="requests at concurrency 1")
     parser.add_argument("--rounds", type=int, default=2, help="alternated runs of each server")
+    parser.add_argument(
+        "--priority", choices=("nice", "idle"), default="nice", help="the challenger's threads"
+    )
     args = parser.parse_args()
 
     from autovision.workspace import Workspace
@@ -186,6 +193,7 @@ def main() -> None:
             "request": "Vertex JSON, one base64 JPEG 224x224 (quality 90) per request",
             "concurrency": c,
             "rounds": args.rounds,
+            "shadow_priority": args.priority,
             "without_shadow": plain,
             "with_shadow": shadowed,
             "throughput_ratio": ratio,

@@ -288,3 +288,27 @@ def test_the_challengers_thread_yields_the_cpu(shadow_ws, make_client, b64_image
     else:
         assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == 19
     assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER  # not the caller
+
+
+def test_the_challenger_waits_while_the_champion_is_busy(shadow_ws, make_client, b64_image):
+    client = make_client(shadow=CHALLENGER)
+    runner = client.app.state.server.shadow
+    busy = threading.Event()
+    busy.set()
+    runner._champion_busy = busy.is_set
+    runner.max_defer_s = 30.0
+    _predict(client, _bodies(b64_image, 1)[0])
+    time.sleep(0.2)
+    assert runner.stats()["recorded"] == 0  # deferred while the champion has work
+    busy.clear()
+    deadline = time.monotonic() + 10
+    while runner.stats()["recorded"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runner.stats()["recorded"] == 2
+    runner._champion_busy = lambda: True
+    runner.max_defer_s = 0.05  # and never longer than max_defer_s
+    _predict(client, _bodies(b64_image, 1)[0])
+    deadline = time.monotonic() + 10
+    while runner.stats()["recorded"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runner.stats()["recorded"] == 4

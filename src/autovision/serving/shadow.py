@@ -2,8 +2,9 @@
 
 After the champion has answered a request, :meth:`ShadowRunner.offer` hands the same input
 (re-preprocessed only when the challenger's preprocessing differs) to the challenger's own
-batcher, off the response path: one single-threaded, lower-priority worker and a bounded
-queue, so a busy challenger drops work (counted) rather than delaying the champion. Both
+batcher, off the response path: one single-threaded, lower-priority worker that runs a batch
+when the champion has nothing in flight (or after ``max_defer_s``), and a bounded queue, so a
+busy challenger drops work (counted) rather than delaying the champion. Both
 predictions go to the ``shadow_records`` table through :class:`ShadowRecorder`, a background
 writer with its own bounded queue. ``autovision models compare`` reads them back.
 """
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("autovision.serving")
 
-SHADOW_NICE = 19  # priority "nice", or where the idle class is refused
+SHADOW_NICE = 19  # priority "nice" (the default), or where the idle class is refused
 _STOP = object()
 
 
@@ -125,7 +126,9 @@ class ShadowRunner:
         metrics: Any = None,
         names: dict[str, tuple[str | None, int | None]] | None = None,
         record_queue_limit: int = 10_000,
-        priority: str = "idle",
+        priority: str = "nice",
+        champion_busy: Callable[[], bool] | None = None,
+        max_defer_s: float = 1.0,
     ) -> None:
         info = ws.model(ref)
         self.ref = ref
@@ -134,6 +137,8 @@ class ShadowRunner:
         self.version: int | None = info.get("version")
         self.rate = rate
         self.priority = priority
+        self._champion_busy = champion_busy
+        self.max_defer_s = max_defer_s
         self._names = dict(names or {})  # served id -> (name, version) when ServedModel lacks them
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -227,7 +232,13 @@ class ShadowRunner:
         future.add_done_callback(lambda f: self._done(f, ticket, meta))
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
+        """Wait (up to ``max_defer_s``) until the champion has nothing in flight, then run:
+        the challenger takes the CPU and the GIL between the champion's requests."""
         _lower_priority(self.priority)
+        if self._champion_busy is not None:
+            deadline = time.monotonic() + self.max_defer_s
+            while not self._closed and time.monotonic() < deadline and self._champion_busy():
+                time.sleep(0.002)
         return self.package.predict_array(x)
 
     def _done(self, future: Future, ticket: int, meta: dict[str, Any]) -> None:
@@ -326,6 +337,7 @@ def start_shadow(state: ServerState) -> ShadowRunner | None:
             metrics=state.metrics,
             names=names,
             priority=s.shadow_priority,
+            champion_busy=lambda: any(m.batcher.pending for m in list(state.models.values())),
         )
     except AutovisionError as exc:
         log.error("shadow challenger %s cannot be loaded: %s", s.shadow, exc)
@@ -339,8 +351,9 @@ def _names(package: ModelPackage, probs: np.ndarray) -> list[list[str]]:
 
 
 def _lower_priority(priority: str) -> None:
-    """Once per thread (Linux: per thread): the idle scheduling class (``idle``: only CPU
-    nothing else wants), else the highest nice value (``nice``: a small share under load)."""
+    """Once per thread (Linux: per thread): the highest nice value (``nice``: a small share
+    of a busy CPU, so a GIL it holds is soon released), or the idle scheduling class
+    (``idle``: only CPU nothing else wants; the GIL can then stall the champion)."""
     local = _thread_state
     if getattr(local, "niced", False):
         return
