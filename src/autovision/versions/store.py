@@ -183,21 +183,16 @@ def add_version(ws: Any, model_id: str, name: str) -> ModelVersion:
     check_model_name(name)
     _backfill(ws, exclude=model_id)  # older models first, so numbers follow creation order
     who = actor_name()
-    created: list[int] = []
 
     def run() -> None:
-        created.clear()
         with ws.Session.begin() as s:
             if s.get(ModelRow, model_id) is None:
                 raise ModelError(f"no model {model_id!r} to add as a version of {name!r}")
             if s.get(ModelVersionRow, model_id) is None:
-                created.append(_insert_version(s, model_id, name, who=who, reason="first version"))
+                _insert_version(s, model_id, name, who=who, reason="first version")
 
     _retrying(run)
-    mv = _by_id(ws, model_id)
-    if created:
-        audit_event(ws, "model.version", model=model_id, name=mv.name, version=mv.version)
-    return mv
+    return _by_id(ws, model_id)  # audited by its caller (``train`` records NAME@VERSION)
 
 
 # ---- reading ------------------------------------------------------------------------------
