@@ -184,8 +184,7 @@ class Metrics:
             self.images,
         ]
 
-    def add_counter(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> Counter:
-        """A counter owned by another part of the server (the shadow challenger)."""
+    def add_counter(self, name: str, help_text: str, label_names: Sequence[str]) -> Counter:
         counter = Counter(name, help_text, label_names)
         self._metrics.append(counter)
         return counter
