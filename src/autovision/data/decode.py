@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import io
+import math
 import threading
 import time
 import warnings
@@ -209,7 +210,8 @@ def load_rgb(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Imag
 # ---- giving memory back -------------------------------------------------------------------
 
 _TRIM_LOCK = threading.Lock()
-_last_trim = 0.0
+_last_trim = -math.inf
+_trim_timer: threading.Timer | None = None
 _malloc_trim = None
 _libc_name = ctypes.util.find_library("c")
 if _libc_name:
@@ -221,16 +223,31 @@ if _libc_name:
         _malloc_trim = None
 
 
+def _trim() -> None:
+    global _last_trim, _trim_timer
+    with _TRIM_LOCK:
+        _last_trim = time.monotonic()
+        _trim_timer = None
+    _malloc_trim(0)  # type: ignore[misc]
+
+
 def release_memory(min_interval_s: float = 1.0) -> bool:
-    """Hand freed heap pages back to the OS (glibc ``malloc_trim``), at most once per
-    ``min_interval_s``: after a large decode, the freed blocks otherwise stay in the RSS."""
-    global _last_trim
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim``) after a large decode:
+    freed image blocks otherwise stay in the RSS, most of all those of pool threads.
+
+    At most one trim per ``min_interval_s``; a call inside the interval schedules one at
+    its end (so the last of several concurrent decodes is trimmed too). True if it trimmed
+    now."""
+    global _trim_timer
     if _malloc_trim is None:
         return False
     with _TRIM_LOCK:
-        now = time.monotonic()
-        if now - _last_trim < min_interval_s:
+        wait = _last_trim + min_interval_s - time.monotonic()
+        if wait > 0:
+            if _trim_timer is None:
+                _trim_timer = threading.Timer(wait, _trim)
+                _trim_timer.daemon = True
+                _trim_timer.start()
             return False
-        _last_trim = now
-    _malloc_trim(0)
+    _trim()
     return True
