@@ -155,6 +155,23 @@ def test_timed_out_work_stops_and_stays_admitted(make_client, image_bytes, monke
     assert runs == [1]
 
 
+def test_a_timed_out_request_does_not_time_out_the_next(make_client, image_bytes, monkeypatch):
+    """The finding: one preprocessing thread, a request of 10 slow images times out; the next
+    valid request, sent at once, used to wait behind the abandoned decode and time out too."""
+    client = make_client(request_timeout_s=1.0, preprocess_threads=1)
+    real = inference.decode_opened
+
+    def slow(opened):  # 0.3 s an image: the abandoned request would hold the thread 3 s
+        time.sleep(0.3)
+        return real(opened)
+
+    monkeypatch.setattr(inference, "decode_opened", slow)
+    good = image_bytes(0, 40)
+    assert_error(client.post(URL, json=_instances(*[good] * 10)), 504, "timeout")
+    r = client.post(URL, json=_instances(good))  # waits <= 0.3 s for the thread, then 0.3 s
+    assert r.status_code == 200, r.text
+
+
 def test_job_stops_past_its_deadline():
     job = inference.Job(deadline=time.monotonic() - 1)
     with pytest.raises(inference.RequestAbandoned):
@@ -163,3 +180,10 @@ def test_job_stops_past_its_deadline():
     job.check()
     job.abandon()
     assert job.abandoned
+
+
+def test_ico_is_refused_by_the_server(client, make_image):
+    buf = io.BytesIO()
+    make_image(0, 32).save(buf, "ICO")
+    err = assert_error(client.post(URL, json=_instances(buf.getvalue())), 415, "unsupported_format")
+    assert "JPEG, PNG, WEBP, BMP, GIF, TIFF" in err["message"]

@@ -180,7 +180,8 @@ class _Admission:
 async def classify(
     state: ServerState, served: ServedModel, n: int, prepare: Callable[[], np.ndarray]
 ) -> np.ndarray:
-    """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool."""
+    """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool with
+    the request's :class:`Job` in its context (budgets, deadline, stop flag)."""
     settings = state.settings
     retry = {"Retry-After": str(settings.retry_after_s)}
     if n == 0:
