@@ -65,7 +65,8 @@ class RequestAbandoned(Exception):
 @dataclass
 class Job:
     """One request's preprocessing: its decode budgets, its deadline and its stop flag,
-    checked by the preprocessing thread between images."""
+    checked by the preprocessing thread between images and before each resize. Stopping
+    there is enough: the budget bounds what any one image's decode can cost."""
 
     max_image_bytes: int = DEFAULT_MAX_DECODED_BYTES
     max_request_bytes: int = DEFAULT_MAX_DECODED_BYTES
@@ -114,8 +115,8 @@ def decode_to_pixels(
             raise ApiError(
                 413,
                 "decode_budget_exceeded",
-                f"instance {i}: images 0-{i} decode to {total} bytes, over the limit of "
-                f"{job.max_request_bytes} bytes per request",
+                f"instance {i}: the first {i + 1} images decode to {total} bytes, over the "
+                f"limit of {job.max_request_bytes} bytes per request",
             )
         opened.append(o)
     out = []
