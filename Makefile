@@ -5,17 +5,34 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_WS ?= .demo/workspace
 
-.PHONY: install demo test check lint format bench clean system-deps
+.PHONY: install lock audit-deps demo test check lint format bench clean system-deps
 
-$(STAMP): pyproject.toml Makefile
+# The install is the lock: exact versions with hashes (requirements.lock, made by `make lock`),
+# so a fresh machine installs what CI tested. torch stays on the CUDA build that also runs on CPU.
+LOCK := requirements.lock
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+UV ?= $(firstword $(wildcard $(BIN)/uv) uv)
+LOCK_FLAGS ?=
+
+$(STAMP): pyproject.toml $(LOCK) Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned to the wheels on this machine's disk (a CUDA build that also runs on CPU)
-	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	# the project itself (no hash to check): nothing else comes in, the build uses the locked setuptools
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve pyproject.toml for Linux x86_64 CPython 3.11 (torch's nvidia-* wheels included),
+# keeping the versions already locked; `make lock LOCK_FLAGS=--upgrade` moves them all forward.
+lock:
+	printf '%s\n' $(TORCH_PINS) | $(UV) pip compile pyproject.toml --extra dev --constraint - \
+	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --custom-compile-command "make lock" --quiet $(LOCK_FLAGS) -o $(LOCK)
+
+# The locked versions against the advisory service; says plainly when it cannot be reached.
+audit-deps: install
+	$(PY) .ci/audit_deps.py $(LOCK)
 
 # Debian's chromium for the browser test of the HTML report (needs root or sudo; skipped when present)
 system-deps:

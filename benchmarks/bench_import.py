@@ -76,7 +76,10 @@ def child_import(source: str, workers: int | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         ws = Workspace(Path(tmp) / "ws")
         start, cpu = time.perf_counter(), cpu_seconds()
-        result = import_dataset(ws, "bench", source, workers=workers).to_dict()
+        # the CSV names the cached photos by absolute path, in a sibling folder
+        result = import_dataset(
+            ws, "bench", source, workers=workers, allow_roots=[datasets.CACHE]
+        ).to_dict()
         elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     return {
         "images": result["images"],

@@ -14,7 +14,13 @@ from PIL import Image
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test touches ~/.autovision or the user's settings."""
-    for var in ("AUTOVISION_WORKSPACE", "AUTOVISION_DB_URL", "AUTOVISION_BLOB_URL"):
+    for var in (
+        "AUTOVISION_WORKSPACE",
+        "AUTOVISION_DB_URL",
+        "AUTOVISION_BLOB_URL",
+        "AUTOVISION_ENCRYPTION_KEY",
+        "AUTOVISION_ENCRYPTION_KEY_FILE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 

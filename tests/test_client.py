@@ -176,7 +176,7 @@ def test_health_models_and_default_model(image_bytes) -> None:
         paths.append(request.url.path)
         if request.url.path == "/v2/health/ready":
             return httpx.Response(200)
-        if request.url.path == "/admin/models":
+        if request.url.path == "/v1/models":
             return httpx.Response(200, json={"models": [{"id": "only", "labels": ["a"]}]})
         return _ok(request)
 
@@ -276,6 +276,6 @@ def test_against_the_real_server(live_server, tmp_path: Path, image_bytes) -> No
         assert info.value.status_code == 401
     with Client(url, key, retries=0) as client:
         assert client.health() is True
-        with pytest.raises(ClientError, match="name a model"):
-            client.predict(png)  # a predict key cannot list the models
+        assert [m["id"] for m in client.models()] == ["m-client"]  # GET /v1/models
+        assert client.predict(png)[0].label == preds[0].label  # the only model
         assert client.predict(png, model="m-client")[0].label == preds[0].label

@@ -193,9 +193,9 @@ class Client:
             return False
 
     def models(self) -> list[dict[str, Any]]:
-        """The models the server serves (``GET /admin/models``, an admin key when keys are
-        on): dicts with ``id``, ``task``, ``labels``, ``inputSize``."""
-        data = self._request("GET", "/admin/models").json()
+        """The models the server serves (``GET /v1/models``, any prediction key): dicts
+        with ``id``, ``task``, ``labels``, ``inputSize``."""
+        data = self._request("GET", "/v1/models").json()
         models = data.get("models", data) if isinstance(data, dict) else data
         return [m if isinstance(m, dict) else {"id": str(m)} for m in models or []]
 

@@ -33,3 +33,7 @@ class ModelError(AutovisionError):
 
 class TrainingError(AutovisionError):
     """Training cannot start or cannot go on (too few labels, empty train split...)."""
+
+
+class EncryptionError(WorkspaceError):
+    """Encrypted data cannot be read: no key, the wrong key, or the data was changed."""

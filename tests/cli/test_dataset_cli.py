@@ -68,6 +68,52 @@ def test_import(tmp_path: Path, source: Path) -> None:
     assert json.loads(run(ws, "list", "--json").stdout)[0]["latest_version"] == 2
 
 
+def test_import_flags_allow_root_urls_max_file_mb_and_zip(tmp_path: Path, source: Path) -> None:
+    ws = tmp_path / "ws"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "d.csv").write_text(
+        f"{source / 'cat' / '0.png'},cat\n"
+        f"file://{source / 'dog' / '6.png'},dog\n"
+        "http://127.0.0.1:9/x.png,dog\n"
+    )
+    res = run(ws, "import", "x", str(data / "d.csv"), "--json")
+    assert res.exit_code == 1
+    assert [p["reason"] for p in json.loads(res.stdout)["problems"]] == [
+        "path_not_allowed",
+        "path_not_allowed",
+        "url_not_allowed",
+    ]
+    res = run(ws, "import", "x", str(data / "d.csv"), "--allow-root", str(source), "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["images"] == 2 and [p["reason"] for p in out["problems"]] == ["url_not_allowed"]
+    args = ["import", "x", str(data / "d.csv"), "--allow-root", str(source), "--allow-urls"]
+    res = run(ws, *args, "--json")
+    problem = json.loads(res.stdout)["problems"][0]
+    assert problem["reason"] == "url_not_allowed" and "loopback" in problem["message"]
+    res = run(ws, *args, "--max-file-mb", "0.0001", "--json")
+    assert res.exit_code == 1
+    assert {p["reason"] for p in json.loads(res.stdout)["problems"]} == {
+        "file_too_large",
+        "url_not_allowed",
+    }
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "pets.zip", "w") as zf:
+        for f in sorted(source.rglob("*.png")):
+            zf.write(f, f"pets/{f.relative_to(source)}")
+        zf.writestr("../evil.png", b"x")
+    res = run(ws, "import", "zipped", str(tmp_path / "pets.zip"), "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["images"] == 12 and out["labels"] == {"cat": 6, "dog": 6}
+    assert [p["reason"] for p in out["problems"]] == ["path_not_allowed"]
+    res = run(ws, "import", "--help")
+    for flag in ("--allow-root", "--allow-urls", "--max-file-mb"):
+        assert flag in res.stdout
+
+
 def test_list(ws: Path) -> None:
     rows = json.loads(run(ws, "list", "--json").stdout)
     assert [(r["dataset"], r["latest_version"], r["images"]) for r in rows] == [("pets", 1, 12)]

@@ -61,6 +61,9 @@ def bad_csv(tmp_path: Path) -> Path:
     (d / "bomb.png").write_bytes(png_bomb())
     (tmp_path / "outside.png").write_bytes(full)
     os.symlink(tmp_path / "outside.png", d / "link.png")
+    os.mkfifo(d / "fifo.png")
+    with open(d / "huge.png", "wb") as fh:  # sparse: 31 MB on paper, nothing on disk
+        fh.truncate(31_000_000)
     (d / "data.csv").write_text(
         "TRAIN,good1.png,cat\n"  # 1
         "VALIDATION,missing.png,cat\n"  # 2 missing_file
@@ -74,6 +77,9 @@ def bad_csv(tmp_path: Path) -> Path:
         "good2.jpg,   \n"  # 10 bad_label (empty)
         "good2.jpg,dog\n"  # 11
         "TEST,sub/good3.webp,dog,meta:camera=c1\n"  # 12
+        "http://127.0.0.1:9/x.png,dog\n"  # 13 url_not_allowed
+        "fifo.png,dog\n"  # 14 not_a_regular_file
+        "huge.png,dog\n"  # 15 file_too_large
     )
     return d / "data.csv"
 
@@ -96,6 +102,9 @@ def test_every_problem_reason_is_reported(workspace, bad_csv: Path) -> None:
         (8, "path_not_allowed"),
         (9, "bad_row"),
         (10, "bad_label"),
+        (13, "url_not_allowed"),
+        (14, "not_a_regular_file"),
+        (15, "file_too_large"),
     ]
     assert {p["reason"] for p in out["problems"]} == set(REASONS)
     for p in out["problems"]:
@@ -113,7 +122,7 @@ def test_every_problem_reason_is_reported(workspace, bad_csv: Path) -> None:
 def test_strict_mode_makes_no_version(workspace, bad_csv: Path) -> None:
     with pytest.raises(ImportFailed, match="strict import refused") as info:
         import_dataset(workspace, "mixed", bad_csv, strict=True)
-    assert len(info.value.problems) == 9
+    assert len(info.value.problems) == 12
     assert "mixed" not in [d["dataset"] for d in workspace.list_datasets()]
     with pytest.raises(DatasetError):
         workspace.dataset("mixed")

@@ -8,10 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from autovision.data.problems import BAD_LABEL, BAD_ROW, PATH_NOT_ALLOWED, Problem
+from autovision.data.problems import (
+    BAD_LABEL,
+    BAD_ROW,
+    PATH_NOT_ALLOWED,
+    URL_NOT_ALLOWED,
+    Problem,
+)
 from autovision.data.readers import (
     FORMATS,
     Record,
+    Scope,
     check_label,
     detect_format,
     get_reader,
@@ -19,8 +26,8 @@ from autovision.data.readers import (
 from autovision.errors import DatasetError
 
 
-def read(fmt: str, source: Path | str) -> tuple[list[Record], list[Problem]]:
-    out = list(get_reader(fmt).read(str(source)))
+def read(fmt: str, source: Path | str, **scope) -> tuple[list[Record], list[Problem]]:
+    out = list(get_reader(fmt).read(str(source), scope=Scope(**scope)))
     return [r for r in out if isinstance(r, Record)], [p for p in out if isinstance(p, Problem)]
 
 
@@ -66,7 +73,7 @@ def test_csv_layout(tmp_path: Path) -> None:
         "test,d.png,dog,cat,meta:camera=x1 ,meta:site = north\n"
         "UNASSIGNED,e.png\n"
         "f.png,bird\n"
-        "/abs/g.png,\n"
+        f"{tmp_path.resolve()}/g.png,\n"
         '"h, with comma.png",cat,,\n'
     )
     recs, problems = read("csv", tmp_path / "d.csv")
@@ -79,12 +86,12 @@ def test_csv_layout(tmp_path: Path) -> None:
         ("d.png", 5, ("cat", "dog"), "test", {"camera": "x1", "site": "north"}),
         ("e.png", 6, (), None, {}),
         ("f.png", 7, ("bird",), None, {}),
-        ("/abs/g.png", 8, (), None, {}),
+        (f"{tmp_path.resolve()}/g.png", 8, (), None, {}),
         ("h, with comma.png", 9, ("cat",), None, {}),
     ]
     assert recs[0].uri == str(tmp_path.resolve() / "a.png")
     assert recs[2].uri == str(tmp_path.resolve() / "sub" / "c.png")
-    assert recs[6].uri == "/abs/g.png"
+    assert recs[6].uri == str(tmp_path.resolve() / "g.png")
 
 
 def test_csv_header_bom_and_crlf(tmp_path: Path) -> None:
@@ -98,13 +105,23 @@ def test_csv_urls(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text(
         f"file://{tmp_path}/a.png,cat\ns3://bucket/b.jpg,dog\nhttps://example.com/c.jpg,dog\n"
     )
-    recs, problems = read("csv", tmp_path / "d.csv")
+    recs, problems = read("csv", tmp_path / "d.csv", allow_urls=True)
     assert problems == []
     assert [r.uri for r in recs] == [
-        str(tmp_path / "a.png"),
+        str(tmp_path.resolve() / "a.png"),
         "s3://bucket/b.jpg",
         "https://example.com/c.jpg",
     ]
+    recs, problems = read("csv", tmp_path / "d.csv")
+    assert [r.line for r in recs] == [1]
+    assert [(p.line, p.reason) for p in problems] == [(2, URL_NOT_ALLOWED), (3, URL_NOT_ALLOWED)]
+    assert "--allow-urls" in problems[0].message
+
+
+def test_csv_urls_with_unsupported_schemes(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("ftp://h/a.png,cat\nsftp://h/b.png,cat\n")
+    recs, problems = read("csv", tmp_path / "d.csv", allow_urls=True)
+    assert recs == [] and [p.reason for p in problems] == [URL_NOT_ALLOWED] * 2
 
 
 def test_csv_bad_rows_and_labels(tmp_path: Path) -> None:
@@ -157,14 +174,27 @@ def test_csv_paths_escaping_the_folder(tmp_path: Path) -> None:
         "imgs/../imgs/inside.png,a\n"
         "ok-link.png,a\n"
         f"{tmp_path / 'secret.png'},a\n"
+        "file://../secret.png,a\n"
+        f"file://{tmp_path / 'secret.png'},a\n"
+        "file:///etc/hostname,a\n"
+        "/etc/hostname,a\n"
+        f"file://{data / 'imgs' / 'inside.png'},a\n"
+        "file://imgs/inside.png,a\n"
+        "file://localhost/etc/hostname,a\n"
     )
     recs, problems = read("csv", data / "d.csv")
-    assert [(p.line, p.reason, p.source) for p in problems] == [
-        (1, PATH_NOT_ALLOWED, "../secret.png"),
-        (2, PATH_NOT_ALLOWED, "imgs/../../secret.png"),
-        (3, PATH_NOT_ALLOWED, "link.png"),
+    assert [(p.line, p.reason) for p in problems] == [
+        (n, PATH_NOT_ALLOWED) for n in (1, 2, 3, 6, 7, 8, 9, 10, 13)
     ]
-    assert [r.line for r in recs] == [4, 5, 6]  # inside paths and absolute paths are fine
+    assert problems[3].source == str(tmp_path / "secret.png")
+    assert "outside the folder of the file" in problems[3].message
+    assert "--allow-root" in problems[3].message
+    assert [r.line for r in recs] == [4, 5, 11, 12]
+    assert recs[2].uri == recs[3].uri == str((data / "imgs" / "inside.png").resolve())
+    # another root only when allowed: the folder above, not /etc
+    recs, problems = read("csv", data / "d.csv", roots=(str(tmp_path),))
+    assert [p.line for p in problems] == [9, 10, 13]
+    assert [r.line for r in recs] == [1, 2, 3, 4, 5, 6, 7, 8, 11, 12]
 
 
 @pytest.mark.parametrize("content", [b"", b"\n  \n", b"\x89PNG\r\n\x1a\n\x00\x00binary"])
@@ -209,7 +239,7 @@ def test_jsonl_layout(tmp_path: Path) -> None:
             {"imageGcsUri": "e.png", "dataItemResourceLabels": {ml: "validation"}},
         ],
     )
-    recs, problems = read("jsonl", src)
+    recs, problems = read("jsonl", src, allow_urls=True)
     assert problems == []
     got = [(r.source, r.line, r.labels, r.ml_use, r.metadata, r.multi_label) for r in recs]
     assert got == [
@@ -291,6 +321,8 @@ def test_folder_links_and_bad_label_folders(tmp_path: Path) -> None:
         ("escape.png", PATH_NOT_ALLOWED),
         ("linkdir", PATH_NOT_ALLOWED),
     ]
+    recs, problems = read("folder", root, roots=(str(tmp_path),))
+    assert [Path(r.source).name for r in recs] == ["a.png", "escape.png", "inside.png"]
 
 
 def test_folder_not_a_dataset(tmp_path: Path) -> None:

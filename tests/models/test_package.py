@@ -175,7 +175,7 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     def boom(*args, **kwargs):
         raise RuntimeError("export failed")
 
-    monkeypatch.setattr(package_mod, "export_onnx", boom)
+    monkeypatch.setattr(package_mod, "onnx_bytes", boom)
     with pytest.raises(RuntimeError, match="export failed"):
         _save(tmp_path, "compact_cnn", "multi-label", 32)
     assert [p.name for p in parent.iterdir()] == ["m-test"], "failed save leaves no tmp dir"

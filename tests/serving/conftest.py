@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 LABELS = ("cat", "dog", "fox")
 MODEL = "m-test"
+TEST_HOST = "testserver"  # what TestClient sends as Host
 
 
 @pytest.fixture(autouse=True)
@@ -56,14 +57,17 @@ def served_ws(workspace, serving_package: Path):
 
 @pytest.fixture
 def make_client(served_ws) -> Iterator[Callable[..., TestClient]]:
-    """``make_client(**settings)``: settings default to no key cache, for exact tests."""
+    """``make_client(**settings)``: settings default to no key cache, for exact tests, and
+    accept TestClient's ``Host: testserver``."""
     from autovision.serving.app import create_app
     from autovision.serving.settings import ServerSettings
 
     opened: list[TestClient] = []
 
     def make(**overrides) -> TestClient:
-        settings = ServerSettings(**{"key_cache_ttl_s": 0.0, **overrides})
+        settings = ServerSettings(
+            **{"key_cache_ttl_s": 0.0, "allowed_hosts": [TEST_HOST], **overrides}
+        )
         client = TestClient(create_app(served_ws, [MODEL], settings=settings))
         client.__enter__()
         opened.append(client)

@@ -154,7 +154,79 @@ def test_keys_cli(workspace):
     r = runner.invoke(app, ["create", "--role", "root", *ws_args])
     assert r.exit_code == 2
 
-    actions = [e["action"] for e in read_audit(workspace.audit_log_path)]
-    assert actions == ["keys.create", "keys.create", "keys.revoke"]
+    actions = [(e["action"], e["outcome"]) for e in read_audit(workspace.audit_log_path)]
+    ok, error = "ok", "error"
+    assert actions == [
+        ("keys.create", ok), ("keys.create", ok), ("keys.revoke", ok), ("keys.revoke", error)
+    ]  # fmt: skip
     r = runner.invoke(app, ["list", *ws_args])
     assert "revoked" in r.output
+
+
+def test_serve_help_shows_the_hardening_flags(cli):
+    r = runner.invoke(cli, ["serve", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert r.exit_code == 0
+    for flag in (
+        "--auth",
+        "--allowed-host",
+        "--allowed-origin",
+        "--admin-port",
+        "--admin-host",
+        "--insecure-no-auth",
+    ):
+        assert flag in r.output, flag
+
+
+def test_serve_auth_policy(cli, served_ws, started):
+    from autovision.security import create_key
+
+    r = _serve(cli, served_ws, "--auth", "required")
+    assert r.exit_code == 1 and "autovision keys create" in r.output
+    assert not started
+    r = _serve(cli, served_ws, "--auth", "off", "--host", "0.0.0.0")
+    assert r.exit_code == 1 and "--insecure-no-auth" in r.output
+    create_key(served_ws, "admin")
+    r = _serve(cli, served_ws, "--auth", "off", "--host", "0.0.0.0")  # keys exist, still off
+    assert r.exit_code == 1 and "--auth off" in r.output
+    r = _serve(cli, served_ws, "--auth", "off", "--host", "0.0.0.0", "--insecure-no-auth")
+    assert r.exit_code == 0, r.output
+    assert started[-1].auth == "off"
+    r = _serve(cli, served_ws, "--auth", "required")
+    assert r.exit_code == 0 and started[-1].auth == "required"
+    assert "API keys required" in r.output
+    assert _serve(cli, served_ws, "--auth", "sometimes").exit_code == 2
+
+
+def test_serve_host_and_admin_port_flags(cli, served_ws, started, monkeypatch):
+    r = _serve(
+        cli,
+        served_ws,
+        "--allowed-host",
+        "models.example",
+        "--allowed-host",
+        "gpu-box",
+        "--allowed-origin",
+        "https://console.example",
+        "--admin-port",
+        "9091",
+    )
+    assert r.exit_code == 0, r.output
+    s = started[-1]
+    assert s.allowed_hosts == ["models.example", "gpu-box"]
+    assert s.allowed_origins == ["https://console.example"]
+    assert s.admin_port == 9091 and s.admin_host is None
+    assert "admin on http://127.0.0.1:9091" in r.output
+    r = _serve(cli, served_ws, "--admin-port", "8080")
+    assert r.exit_code == 1 and "--admin-port" in r.output
+    r = _serve(cli, served_ws, "--admin-port", "9091", "--workers", "2")
+    assert r.exit_code == 1 and "--workers 1" in r.output
+    monkeypatch.setenv("AUTOVISION_SERVE_AUTH", "off")  # unset flags: the environment applies
+    monkeypatch.setenv("AUTOVISION_SERVE_ALLOWED_HOSTS", '["env.example"]')
+    assert _serve(cli, served_ws).exit_code == 0
+    assert started[-1].auth == "off" and started[-1].allowed_hosts == ["env.example"]
+
+
+def test_serve_missing_model_fails_fast(cli, served_ws, started):
+    r = _serve(cli, served_ws, "m-missing")
+    assert r.exit_code == 1 and "m-missing" in r.output
+    assert not started

@@ -22,10 +22,12 @@ def bearer(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
 
-def test_open_without_any_key(client, body):
+def test_open_without_any_key_but_admin_disabled(client, body):
     assert client.post(URL, json=body).status_code == 200
-    assert client.get("/admin/models").status_code == 200
     assert client.get("/metrics").status_code == 200
+    r = client.get("/admin/models")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "admin_disabled"
+    assert "autovision keys create --role admin" in r.json()["error"]["message"]
 
 
 def test_keys_created_while_running_take_effect(client, served_ws, body):

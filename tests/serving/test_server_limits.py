@@ -13,7 +13,7 @@ import anyio
 import pytest
 from PIL import Image
 
-from .conftest import MODEL
+from .conftest import MODEL, TEST_HOST
 
 URL = f"/v1/models/{MODEL}:predict"
 
@@ -107,7 +107,7 @@ def _raw_request(app, path: str, chunks: list[bytes], headers: list[tuple[bytes,
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"test"), *headers],
+        "headers": [(b"host", TEST_HOST.encode()), *headers],
         "client": ("127.0.0.1", 5000),
         "server": ("test", 80),
     }

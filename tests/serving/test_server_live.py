@@ -3,9 +3,7 @@ data, a streamed body over the limit, and TLS."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -116,7 +114,11 @@ def test_streamed_body_over_the_limit(served_ws):
     with running(app) as port, httpx.Client(timeout=20) as http:
         url = f"http://127.0.0.1:{port}"
         try:
-            r = http.post(f"{url}/v1/models/{MODEL}:predict", content=chunks())
+            r = http.post(
+                f"{url}/v1/models/{MODEL}:predict",
+                content=chunks(),
+                headers={"Content-Type": "application/json"},
+            )
             assert r.status_code == 413
             assert r.json()["error"]["code"] == "payload_too_large"
         except httpx.HTTPError:
@@ -124,22 +126,133 @@ def test_streamed_body_over_the_limit(served_ws):
         assert http.get(f"{url}/v2/health/ready").status_code == 200
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_admin_port(served_ws):
+    """--admin-port: /admin/* on its own port (same state), 404 on the main port."""
+    from autovision.serving.app import create_app
+    from autovision.serving.settings import ServerSettings
+
+    settings = ServerSettings(admin_port=0, key_cache_ttl_s=0)  # 0: a free port
+    app = create_app(served_ws, [MODEL], settings=settings)
+    _, admin_key = create_key(served_ws, "admin")
+    h = {"Authorization": f"Bearer {admin_key}"}
+    with running(app) as port, httpx.Client(timeout=10) as http:
+        main, admin = (
+            f"http://127.0.0.1:{port}",
+            f"http://127.0.0.1:{app.state.admin_app.state.port}",
+        )
+        assert app.state.admin_app.state.port != port
+        r = http.get(f"{main}/admin/models", headers=h)
+        assert r.status_code == 404, r.text
+        assert (
+            http.post(f"{main}/admin/keys", json={"role": "predict"}, headers=h).status_code == 404
+        )
+        r = http.get(f"{admin}/admin/models", headers=h)
+        assert r.status_code == 200 and [m["id"] for m in r.json()["models"]] == [MODEL]
+        r = http.post(f"{admin}/admin/keys", json={"role": "predict"}, headers=h)
+        assert r.status_code == 201, r.text
+        new_key = r.json()["key"]  # the shared state: the main port takes it at once
+        r = http.get(f"{main}/v1/models/{MODEL}", headers={"X-API-Key": new_key})
+        assert r.status_code == 200
+        assert http.get(f"{admin}/v2/health/ready").status_code == 404  # admin routes only
+        assert http.get(f"{admin}/admin/models").status_code == 401
+        r = http.get(f"{admin}/admin/models", headers={**h, "Host": "evil.example"})
+        assert r.status_code == 421
+        assert http.get(f"{main}/v2/health/ready").status_code == 200
+    with pytest.raises(httpx.ConnectError):  # stopped with the main server
+        httpx.get(f"{admin}/admin/models", headers=h, timeout=2)
+
+
+def _tls_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate for 127.0.0.1 it signed: (ca, cert, key) PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("autovision test CA"))
+        .issuer_name(name("autovision test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - day)
+        .not_valid_after(now + day)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - day)
+        .not_valid_after(now + day)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
 def test_tls(served_ws, tmp_path: Path):
+    """HTTPS verified against a CA made here; plain HTTP on the TLS port fails cleanly and
+    the server keeps answering HTTPS."""
+    import ssl
+
     from autovision.serving.app import create_app
     from autovision.serving.settings import ServerSettings, uvicorn_kwargs
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    ca, cert, key = _tls_files(tmp_path)
     settings = ServerSettings(ssl_certfile=str(cert), ssl_keyfile=str(key))
     kwargs = uvicorn_kwargs(settings)
     tls = {k: kwargs[k] for k in ("ssl_certfile", "ssl_keyfile")}
+    verify = ssl.create_default_context(cafile=str(ca))
     with running(create_app(served_ws, [MODEL], settings=settings), **tls) as port:
-        r = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False)
-        assert r.status_code == 200
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        url = f"https://127.0.0.1:{port}"
+        with httpx.Client(verify=verify, timeout=10) as https:
+            r = https.get(f"{url}/v2/health/ready")
+            assert r.status_code == 200 and r.json()["ready"] is True
+            assert r.http_version == "HTTP/1.1"
+        with pytest.raises(httpx.HTTPError):  # a stranger's CA is not trusted
+            httpx.get(f"{url}/healthz", verify=ssl.create_default_context(), timeout=5)
+        try:
+            plain = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        except httpx.HTTPError:
+            plain = None  # the connection is closed: the clean failure
+        assert plain is None or plain.status_code != 200
+        with httpx.Client(verify=verify, timeout=10) as https:  # still serving
+            assert https.get(f"{url}/healthz").status_code == 200

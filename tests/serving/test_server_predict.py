@@ -157,7 +157,7 @@ def test_upload_several_files_and_parameters(client, image_bytes):
 
 
 def test_upload_without_file(client):
-    r = client.post(f"/v1/models/{MODEL}:upload", data={"note": "no file"})
+    r = client.post(f"/v1/models/{MODEL}:upload", files={"note": (None, "no file")})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "no_file"
     r = client.post(f"/v1/models/{MODEL}:upload?maxPredictions=0", files={"file": b"x"})

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import LABELS, MODEL
+from .conftest import LABELS, MODEL, TEST_HOST
 
 INFER = f"/v2/models/{MODEL}/infer"
 
@@ -26,8 +26,9 @@ def test_ready_is_503_before_start_up(served_ws):
     from fastapi.testclient import TestClient
 
     from autovision.serving.app import create_app
+    from autovision.serving.settings import ServerSettings
 
-    app = create_app(served_ws, [MODEL])
+    app = create_app(served_ws, [MODEL], settings=ServerSettings(allowed_hosts=[TEST_HOST]))
     client = TestClient(app)  # not entered: the lifespan has not loaded anything
     assert client.get("/v2/health/ready").status_code == 503
     assert client.get("/v2/health/live").status_code == 200
@@ -271,3 +272,69 @@ def test_infer_bad_image_then_good(client, image_bytes):
     assert r.status_code in (400, 415)
     good = {"inputs": [_json_input(data=[base64.b64encode(image_bytes(0)).decode()])]}
     assert client.post(INFER, json=good).status_code == 200
+
+
+# ---- exact shapes, and the request id in errors (issue 11) ----
+
+
+def _pixels(shape, data, rid="req-7"):
+    doc = {"inputs": [{"name": "pixels", "shape": shape, "datatype": "UINT8", "data": data}]}
+    return {"id": rid, **doc} if rid else doc
+
+
+def test_v2_pixels_shape_overflow(client):
+    """The finding: np.prod of this shape wraps to 0 -> a 500 from reshape."""
+    r = client.post(INFER, json=_pixels([1, 4294967296, 4294967296, 3], []))
+    assert r.status_code == 400, r.text
+    err = r.json()
+    assert err["code"] == "invalid_shape" and err["error"].startswith("invalid_shape: ")
+    assert err["id"] == "req-7"
+    huge = [2**62, 2**62, 2**62, 3]
+    r = client.post(INFER, json=_pixels(huge, [0, 0, 0]))
+    assert r.status_code == 400 and r.json()["code"] == "invalid_shape"
+    r = client.post(
+        INFER,
+        json={
+            "inputs": [{"name": "image", "shape": [2**64], "datatype": "BYTES", "data": ["AAAA"]}]
+        },
+    )
+    assert r.status_code == 400 and "id" not in r.json()
+
+
+def test_v2_pixels_shape_overflow_binary(client):
+    header = json.dumps(
+        {
+            "id": "b-1",
+            "inputs": [
+                {
+                    "name": "pixels",
+                    "datatype": "UINT8",
+                    "shape": [1, 2**32, 2**32, 3],
+                    "parameters": {"binary_data_size": 0},
+                }
+            ],
+        }
+    )
+    r = client.post(
+        INFER,
+        content=header.encode(),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert r.status_code == 400 and r.json()["code"] == "invalid_shape"
+    assert r.json()["id"] == "b-1"
+
+
+def test_v2_errors_echo_the_request_id(client):
+    r = client.post(INFER, json=_pixels([1, 2, 2], [0] * 4))
+    assert r.status_code == 400 and r.json()["id"] == "req-7"
+    r = client.post(INFER, json={"id": "bad-1", "inputs": []})  # fails validation
+    assert r.status_code == 400 and r.json()["id"] == "bad-1"
+    bad = base64.b64encode(b"\x89PNG\r\n\x1a\nnope").decode()
+    doc = {
+        "id": "img-1",
+        "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [bad]}],
+    }
+    r = client.post(INFER, json=doc)
+    assert r.status_code == 415 and r.json()["id"] == "img-1"
+    r = client.post(INFER, json=_pixels([1, 1, 1, 3], [1, 2, 3], rid=None))
+    assert r.status_code == 200 and "id" not in r.json()

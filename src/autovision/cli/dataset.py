@@ -150,7 +150,9 @@ def render_report(report: dict[str, Any], out: Console = console, limit: int = 5
 @handle_errors
 def import_cmd(
     name: Annotated[str, typer.Argument(help="Dataset name (a new version if it exists).")],
-    source: Annotated[str, typer.Argument(help="Folder, CSV or JSONL file; a path or URL.")],
+    source: Annotated[
+        str, typer.Argument(help="Folder, CSV or JSONL file (a path or URL), or a zip/tar.")
+    ],
     fmt: Annotated[
         SourceFormat | None,
         typer.Option("--format", help="Source format (detected when not given)."),
@@ -170,10 +172,31 @@ def import_cmd(
     strict: Annotated[
         bool, typer.Option("--strict", help="Any problem: no new version, exit 1.")
     ] = False,
+    allow_root: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-root",
+            metavar="DIR",
+            help="A folder rows may name besides the CSV/JSONL file's own (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    allow_urls: Annotated[
+        bool,
+        typer.Option(
+            "--allow-urls",
+            help="Read http(s) and object-store URLs named in rows (never private addresses).",
+        ),
+    ] = False,
+    max_file_mb: Annotated[
+        float, typer.Option("--max-file-mb", help="Largest image file read, in MB.")
+    ] = 30.0,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Import images from a folder per label, a CSV or a JSONL file."""
+    """Import images from a folder per label, a CSV or a JSONL file, or a .zip/.tar(.gz) of
+    one. Rows may only name files inside the file's folder (or an --allow-root); remote URLs
+    need --allow-urls; only regular files up to --max-file-mb are read."""
     from autovision.data.importer import ImportFailed, import_dataset
 
     ws = open_workspace(workspace)
@@ -183,6 +206,9 @@ def import_cmd(
         split=split,
         seed=seed,
         strict=strict,
+        allow_roots=allow_root or [],
+        allow_urls=allow_urls,
+        max_file_mb=max_file_mb,
     )
     try:
         if json_out:

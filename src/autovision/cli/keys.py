@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from enum import StrEnum
 from typing import Annotated
 
@@ -29,13 +28,9 @@ class Role(StrEnum):
 
 
 def _audit(ws, action: str, **details) -> None:
-    from autovision.security.audit import AuditLog
+    from autovision.security.audit import audit_event
 
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        user = None
-    AuditLog(ws.audit_log_path).write("admin", action=action, client="cli", user=user, **details)
+    audit_event(ws, action, event="admin", **details)
 
 
 @app.command("create")
@@ -92,7 +87,11 @@ def revoke(
     from autovision.security.keys import revoke as revoke_key
 
     ws = open_workspace(workspace)
-    revoke_key(ws, key_id)
+    try:
+        revoke_key(ws, key_id)
+    except Exception as exc:
+        _audit(ws, "keys.revoke", outcome="error", target=key_id, error=str(exc))
+        raise
     _audit(ws, "keys.revoke", target=key_id)
     if json_:
         print_json({"id": key_id, "revoked": True})

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -24,6 +27,8 @@ _GROUPS = [
     ("autovision.cli.export", "register", None),
     ("autovision.cli.serve", "register", None),
     ("autovision.cli.keys", "app", "keys"),
+    ("autovision.cli.encryption", "app", "encryption"),
+    ("autovision.cli.audit", "app", "audit"),
 ]
 
 
@@ -43,8 +48,29 @@ def _assemble() -> None:
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="File holding the encryption-at-rest key (as AUTOVISION_ENCRYPTION_KEY_FILE).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Self-hosted AutoML for image classification."""
+    if key_file is not None:
+        from autovision.cli._common import fail
+        from autovision.errors import EncryptionError
+        from autovision.security import crypto
+
+        # through the environment, so worker processes and the server see the same key
+        os.environ.pop(crypto.ENV_KEY, None)
+        os.environ[crypto.ENV_KEY_FILE] = str(key_file.expanduser().resolve())
+        try:
+            crypto.configured_key()
+        except EncryptionError as exc:
+            fail(str(exc))
 
 
 _assemble()

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from autovision.cli._common import WorkspaceOpt, console, fail, handle_errors, open_workspace
+
+
+class AuthPolicy(StrEnum):
+    """`--auth`: the API key policy (see ServerSettings.auth)."""
+
+    required = "required"
+    auto = "auto"
+    off = "off"
+
+
+def _given(**options: object) -> dict[str, object]:
+    """The options set on the command line (unset ones leave ``AUTOVISION_SERVE_*``)."""
+    return {k: v for k, v in options.items() if v not in (None, [])}
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +51,43 @@ def serve(
             help="Allow a non-loopback address without any API key (anyone can call it).",
         ),
     ] = False,
+    auth: Annotated[
+        AuthPolicy | None,
+        typer.Option(
+            help="API keys: 'required' on every prediction and admin route; 'auto' (the "
+            "default) once any key exists; 'off' for prediction routes (admin routes always "
+            "need a key).",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            metavar="NAME",
+            help="A Host name clients use besides the bound address (repeatable; '*': any).",
+            show_default=False,
+        ),
+    ] = None,
+    allowed_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-origin",
+            metavar="ORIGIN",
+            help="A web origin (https://console.example:443) allowed to POST/DELETE here "
+            "(repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    admin_port: Annotated[
+        int | None,
+        typer.Option(help="Serve /admin/* on this port only (not on --port).", show_default=False),
+    ] = None,
+    admin_host: Annotated[
+        str | None,
+        typer.Option(help="Address of the admin port (default: --host).", show_default=False),
+    ] = None,
     max_batch_size: Annotated[int, typer.Option(min=1, help="Images per ORT call.")] = 32,
     max_batch_wait_ms: Annotated[
         float, typer.Option(min=0, help="Longest wait to fill a batch.")
@@ -71,14 +122,29 @@ def serve(
         insecure_no_auth=insecure_no_auth,
         max_batch_size=max_batch_size,
         max_batch_wait_ms=max_batch_wait_ms,
-        **({"inference_workers": inference_workers} if inference_workers else {}),
+        **_given(
+            inference_workers=inference_workers,
+            auth=auth.value if auth else None,
+            allowed_hosts=allowed_host,
+            allowed_origins=allowed_origin,
+            admin_port=admin_port,
+            admin_host=admin_host,
+        ),
     )
-    auth = has_keys(ws)
-    check_startup(settings, auth_enabled=auth)
+    keys_exist = has_keys(ws)
+    check_startup(settings, auth_enabled=keys_exist)
     scheme = "https" if ssl_certfile else "http"
+    if settings.auth == "off":
+        policy = "API keys off for predictions"
+    elif keys_exist or settings.auth == "required":
+        policy = "API keys required"
+    else:
+        policy = "API keys not required: none exists; admin routes disabled until one does"
+    admin = ""
+    if settings.admin_port is not None:
+        admin = f"; admin on {scheme}://{settings.admin_host or host}:{settings.admin_port}"
     console.print(
-        f"serving {', '.join(ids) or 'every model'} on {scheme}://{host}:{port} "
-        f"(API keys {'required' if auth else 'not required: none exists'})",
+        f"serving {', '.join(ids) or 'every model'} on {scheme}://{host}:{port} ({policy}{admin})",
         highlight=False,
     )
     run(settings, ws)

@@ -18,6 +18,7 @@ from autovision.data.dataset import SPLITS, DatasetVersion, Item
 from autovision.data.quality import FLAGS
 from autovision.data.readers import check_label
 from autovision.errors import DatasetError
+from autovision.security.audit import audited
 
 GROUP_ISSUES = ("exact_duplicates", "near_duplicates", "conflicting_labels", "split_leakage")
 ISSUES = (*GROUP_ISSUES, "quality", *FLAGS)
@@ -110,6 +111,7 @@ def _merge(groups: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
     return [list(m.values()) for m in merged]
 
 
+@audited("dataset.exclude", args=("ref", "issues"), result=lambda v: {"version": v.ref})
 def exclude(
     ws: Any,
     ref: str,
@@ -144,6 +146,7 @@ def exclude(
     return _new_version(ws, ds, keep, note, excluded=sorted(drop))
 
 
+@audited("dataset.relabel", args=("ref", "csv_path"), result=lambda v: {"version": v.ref})
 def relabel(ws: Any, ref: str, csv_path: str | os.PathLike[str]) -> DatasetVersion:
     """A new version with labels from ``id,label[,label...]`` rows (no label: unlabeled)."""
     ds = ws.dataset(ref)

@@ -21,6 +21,7 @@ from typing import Any
 
 from autovision.data.dataset import DatasetVersion, Item
 from autovision.errors import DatasetError
+from autovision.security.audit import audited
 
 EXPORT_FORMATS = ("csv", "jsonl", "folder")
 _EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "GIF": "gif", "TIFF": "tiff"}
@@ -52,6 +53,11 @@ def _write_images(ws: Any, ds: DatasetVersion, folder: Path) -> Iterator[tuple[I
         yield item, name
 
 
+@audited(
+    "dataset.export",
+    args=("ref", "out", "format"),
+    result=lambda r: {"images": r["images"], "path": r["path"]},
+)
 def export_dataset(
     ws: Any, ref: str, out: str | os.PathLike[str], format: str = "csv"
 ) -> dict[str, Any]:

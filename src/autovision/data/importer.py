@@ -13,26 +13,29 @@ import hashlib
 import multiprocessing as mp
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from autovision.data import duplicates, quality
+from autovision.data import archive, duplicates, quality
 from autovision.data import problems as P
 from autovision.data.dataset import SPLITS, DatasetVersion, Item
 from autovision.data.decode import DEFAULT_MAX_PIXELS, decode_image
+from autovision.data.fetch import DEFAULT_MAX_FILE_MB, DEFAULT_TIMEOUT_S, ReadRefused, read_uri
 from autovision.data.problems import Problem
-from autovision.data.readers import detect_format, get_reader
-from autovision.data.readers._base import Record, local_path
+from autovision.data.readers import Scope, detect_format, get_reader
+from autovision.data.readers._base import Record, is_url
 from autovision.data.split import SplitEntry, assign_splits, parse_fractions
 from autovision.errors import DatasetError, ImageDecodeError
+from autovision.security.audit import audited
 
 ProgressFn = Callable[[int, int], None]
 
 # JPEGs decode at the smallest 1/2^k scale that keeps both sides at least this size. Smaller
 # drafts are faster but move perceptual hashes of resized copies by several bits.
 DRAFT_SIZE = (256, 256)
-MAX_FILE_BYTES = 256 * 1024 * 1024
 SERIAL_BELOW = 64  # fewer files than this are processed in-process (no pool start-up)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -90,41 +93,24 @@ def check_name(name: str) -> str:
 
 _STORE: Any = None
 _MAX_PIXELS = DEFAULT_MAX_PIXELS
+_MAX_BYTES = int(DEFAULT_MAX_FILE_MB * 1e6)
+_TIMEOUT = DEFAULT_TIMEOUT_S
 
 
-def _init_worker(blob_url: str, max_pixels: int) -> None:
-    global _STORE, _MAX_PIXELS
+def _init_worker(blob_url: str, max_pixels: int, max_bytes: int, timeout: float) -> None:
+    global _STORE, _MAX_PIXELS, _MAX_BYTES, _TIMEOUT
     from autovision.workspace.blobs import BlobStore
 
     _STORE = BlobStore(blob_url)
-    _MAX_PIXELS = max_pixels
-
-
-def _read_bytes(uri: str) -> bytes:
-    lp = local_path(uri)
-    if lp is not None:
-        size = os.stat(lp).st_size
-        if size > MAX_FILE_BYTES:
-            raise ImageDecodeError(
-                P.TOO_MANY_PIXELS, f"file of {size} bytes is over the limit of {MAX_FILE_BYTES}"
-            )
-        with open(lp, "rb") as fh:
-            return fh.read()
-    import fsspec
-
-    with fsspec.open(uri, "rb") as fh:
-        data = fh.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise ImageDecodeError(P.TOO_MANY_PIXELS, f"file is over the limit of {MAX_FILE_BYTES}")
-    return data
+    _MAX_PIXELS, _MAX_BYTES, _TIMEOUT = max_pixels, max_bytes, timeout
 
 
 def _process(task: tuple[int, str]) -> tuple[int, dict[str, Any] | None, tuple[str, str] | None]:
     """Read, hash, decode, analyse and store one file; never raises."""
     index, uri = task
     try:
-        data = _read_bytes(uri)
-    except ImageDecodeError as exc:
+        data = read_uri(uri, _MAX_BYTES, _TIMEOUT)
+    except ReadRefused as exc:
         return index, None, (exc.reason, exc.message)
     except FileNotFoundError:
         return index, None, (P.MISSING_FILE, "no such file")
@@ -160,24 +146,28 @@ def _process(task: tuple[int, str]) -> tuple[int, dict[str, Any] | None, tuple[s
 def _run(
     tasks: list[tuple[int, str]],
     *,
-    blob_url: str,
-    max_pixels: int,
     workers: int,
+    init: tuple[str, int, int, float],
 ) -> Iterable[tuple[int, dict[str, Any] | None, tuple[str, str] | None]]:
     if workers <= 1 or len(tasks) < SERIAL_BELOW:
-        _init_worker(blob_url, max_pixels)
+        _init_worker(*init)
         yield from map(_process, tasks)
         return
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
     chunk = max(1, min(32, len(tasks) // (workers * 8)))
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(blob_url, max_pixels)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=init) as pool:
         yield from pool.imap(_process, tasks, chunksize=chunk)
 
 
 # ---- parent side -------------------------------------------------------------------------
 
 
+@audited(
+    "dataset.import",
+    args=("name", "source", "format", "strict"),
+    result=lambda r: {"version": r.version.ref, "images": len(r.version.items)},
+)
 def import_dataset(
     ws: Any,
     name: str,
@@ -191,21 +181,86 @@ def import_dataset(
     progress: ProgressFn | None = None,
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    allow_roots: Sequence[str | os.PathLike[str]] = (),
+    allow_urls: bool = False,
+    max_file_mb: float = DEFAULT_MAX_FILE_MB,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    archive_limits: archive.ArchiveLimits | None = None,
 ) -> ImportResult:
-    """Import ``source`` (folder, CSV or JSONL; local or URL) as a new version of ``name``.
+    """Import ``source`` (folder, CSV, JSONL, or a zip/tar of those; local or URL) as a new
+    version of ``name``.
 
-    Bad inputs become problem entries; with ``strict`` any problem raises
-    :class:`ImportFailed` and makes no version, as does a source with no good image.
+    Rows may name local files inside the file's folder or ``allow_roots`` only, remote URLs
+    only with ``allow_urls`` (never private addresses); only regular files of at most
+    ``max_file_mb`` are read. Bad inputs become problem entries; with ``strict`` any problem
+    raises :class:`ImportFailed` and makes no version, as does a source with no good image.
     """
     check_name(name)
     source = os.fspath(source)
     fractions = parse_fractions(split)
+    if max_file_mb <= 0:
+        raise DatasetError(f"the file size limit must be positive, got {max_file_mb} MB")
+    roots = tuple(os.fspath(r) for r in allow_roots)
+    for root in roots:
+        if not os.path.isdir(os.path.expanduser(root)):
+            raise DatasetError(f"--allow-root {root}: not a folder")
+    scope = Scope(roots=roots, allow_urls=allow_urls)
+    opts = dict(
+        format=format,
+        multi_label=multi_label,
+        fractions=fractions,
+        seed=seed,
+        strict=strict,
+        progress=progress,
+        workers=workers,
+        init=(ws.blobs.url, max_pixels, int(max_file_mb * 1e6), timeout),
+    )
+    if not (archive.is_archive(source) and not is_url(source)):
+        return _import(ws, name, source, scope=scope, **opts)
+    tmp_parent = os.path.join(ws.root, "tmp")
+    os.makedirs(tmp_parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="import-", dir=tmp_parent)
+    try:
+        found = archive.extract_archive(source, tmp, archive_limits)
+        target = archive.import_target(Path(tmp))
+        inner = Scope(roots=(tmp, *roots), allow_urls=allow_urls)
+        return _import(
+            ws, name, str(target), scope=inner, shown=source, unpacked=tmp, found=found, **opts
+        )
+    except ImportFailed:
+        raise
+    except DatasetError as exc:
+        raise DatasetError(_inside(str(exc), tmp, source)) from None
+    finally:
+        archive.remove(Path(tmp))
+
+
+def _import(
+    ws: Any,
+    name: str,
+    source: str,
+    *,
+    format: str | None,
+    multi_label: bool | None,
+    fractions: tuple[float, float, float],
+    seed: int,
+    strict: bool,
+    progress: ProgressFn | None,
+    workers: int | None,
+    init: tuple[str, int, int, float],
+    scope: Scope,
+    shown: str | None = None,
+    unpacked: str | None = None,
+    found: Sequence[Problem] = (),
+) -> ImportResult:
+    """The import of a folder/CSV/JSONL ``source``; ``shown`` names it in reports when it was
+    ``unpacked`` from an archive (whose refused entries are ``found``)."""
     fmt = format or detect_format(source)
     reader = get_reader(fmt)
 
     records: list[Record] = []
-    problems: list[Problem] = []
-    for entry in reader.read(source):
+    problems: list[Problem] = list(found)
+    for entry in reader.read(source, scope=scope):
         if isinstance(entry, Problem):
             problems.append(entry)
         elif multi_label is False and len(entry.labels) > 1:
@@ -227,7 +282,7 @@ def import_dataset(
     infos: list[dict[str, Any] | None] = [None] * total
     tasks = [(i, r.uri) for i, r in enumerate(records)]
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
-    results = _run(tasks, blob_url=ws.blobs.url, max_pixels=max_pixels, workers=n_workers)
+    results = _run(tasks, workers=n_workers, init=init)
     for done, (index, info, problem) in enumerate(results, start=1):
         if problem is not None:
             rec = records[index]
@@ -239,6 +294,17 @@ def import_dataset(
             progress(done, total)
 
     good = [(rec, info) for rec, info in zip(records, infos, strict=True) if info is not None]
+    if unpacked is not None:
+        source = shown or source
+        good = [(replace(rec, source=_inside(rec.source, unpacked, source)), i) for rec, i in good]
+        problems = [
+            replace(
+                p,
+                source=_inside(p.source, unpacked, source),
+                message=_inside(p.message, unpacked, source),
+            )
+            for p in problems
+        ]
     problems.sort(key=lambda p: (p.line is None, p.line or 0, p.source))
     if strict and problems:
         raise _failed(source, problems, strict=True)
@@ -291,6 +357,14 @@ def import_dataset(
         problems=problem_dicts,
     )
     return ImportResult(version=version, problems=problem_dicts, split_conflicts=conflicts)
+
+
+def _inside(text: str, unpacked: str, archive_name: str) -> str:
+    """Paths in the extraction folder as ``ARCHIVE:path/inside`` (the folder is removed)."""
+    real = os.path.realpath(unpacked)
+    for prefix in {real, unpacked}:
+        text = text.replace(prefix + os.sep, f"{archive_name}:").replace(prefix, archive_name)
+    return text
 
 
 def _where(rec: Record) -> str:

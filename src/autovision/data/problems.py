@@ -9,7 +9,10 @@ EMPTY_FILE = "empty_file"
 UNREADABLE = "unreadable"
 UNSUPPORTED_FORMAT = "unsupported_format"
 TOO_MANY_PIXELS = "too_many_pixels"
-PATH_NOT_ALLOWED = "path_not_allowed"
+PATH_NOT_ALLOWED = "path_not_allowed"  # outside the file's folder and every --allow-root
+URL_NOT_ALLOWED = "url_not_allowed"  # a remote URL without --allow-urls, or a private address
+NOT_A_REGULAR_FILE = "not_a_regular_file"  # a device, FIFO or socket (or such archive entry)
+FILE_TOO_LARGE = "file_too_large"  # over --max-file-mb, or an archive entry over its ratio
 BAD_ROW = "bad_row"
 BAD_LABEL = "bad_label"
 
@@ -20,6 +23,9 @@ REASONS = (
     UNSUPPORTED_FORMAT,
     TOO_MANY_PIXELS,
     PATH_NOT_ALLOWED,
+    URL_NOT_ALLOWED,
+    NOT_A_REGULAR_FILE,
+    FILE_TOO_LARGE,
     BAD_ROW,
     BAD_LABEL,
 )

@@ -28,6 +28,7 @@ import numpy as np
 from autovision.errors import ModelError
 from autovision.models.package import ONNX_INPUT, ONNX_OUTPUT, ModelPackage
 from autovision.models.preprocess import RESIZE_HOW, Preprocessing, preprocess
+from autovision.security.audit import audited
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
 QUANTIZATIONS = ("static", "dynamic")
@@ -128,7 +129,7 @@ def export_package(
 
     if format == "onnx":
         say(f"copying {pkg.onnx_path.name}")
-        _atomic_copy(pkg.onnx_path, model_file)
+        _write_bytes(model_file, pkg.onnx_bytes())  # plaintext: export is for the edge device
     elif format == "torchscript":
         say("tracing the PyTorch model to TorchScript")
         export_torchscript(pkg, model_file)
@@ -167,7 +168,7 @@ def export_package(
     result.files = [model_file.name, LABELS_FILE, PREPROCESSING_FILE]
 
     if evaluation is not None:
-        models = {"fp32": pkg.onnx_path}
+        models: dict[str, Path | bytes] = {"fp32": pkg.onnx_bytes()}
         if format == "onnx-int8":
             models["int8"] = model_file
         say(f"measuring accuracy ({', '.join(models)}) on the test images")
@@ -181,6 +182,11 @@ def export_package(
     return result
 
 
+@audited(
+    "model.export",
+    args=("model_id", "output", "format", "quantization"),
+    result=lambda r: {"files": r.files},
+)
 def export_model(
     ws: Any,
     model_id: str,
@@ -322,7 +328,7 @@ def quantize_package(
 
             quantize_dynamic(str(pre), str(best), weight_type=QuantType.QInt8)
         proto = onnx.load(str(best))
-        src_meta = {p.key: p.value for p in onnx.load(str(pkg.onnx_path)).metadata_props}
+        src_meta = {p.key: p.value for p in onnx.load_from_string(pkg.onnx_bytes()).metadata_props}
         have = {p.key for p in proto.metadata_props}
         extra = {"autovision.quantization": f"int8-{method}"}
         if report.float_nodes:
@@ -367,13 +373,15 @@ def _quantize_static(
     )
 
 
-def _cpu_session(path: Path) -> Any:
-    """A quiet ONNX Runtime CPU session (exported files are judged on the CPU)."""
+def _cpu_session(path: Path | bytes) -> Any:
+    """A quiet ONNX Runtime CPU session of a file or model bytes (exported files are judged on
+    the CPU)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 def _top1(path: Path, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -523,7 +531,7 @@ def preprocessing_spec(pkg: ModelPackage) -> dict[str, Any]:
 
 
 def evaluate_onnx(
-    models: dict[str, Path],
+    models: dict[str, Path | bytes],
     samples: Iterable[Sample],
     pkg: ModelPackage,
     *,
@@ -609,6 +617,15 @@ def _atomic_copy(src: Path, dst: Path) -> None:
     try:
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -6,6 +6,10 @@
 - ``weights.safetensors``: the PyTorch state dict (logits model, no activation).
 - ``model.json``: labels, task, thresholds, architecture, preprocessing, hyperparameters,
   dataset lineage, metrics, timings, seed, stop reason, library versions.
+
+With an encryption key configured (:mod:`autovision.security.crypto`) ``model.onnx`` and
+``weights.safetensors`` are written encrypted and decrypted in memory on load; ``model.json``
+(labels, metrics, lineage) stays plaintext so packages can be listed without the key.
 """
 
 from __future__ import annotations
@@ -70,26 +74,51 @@ class _WithActivation:
         return Wrapped().eval()
 
 
-def export_onnx(model: Any, task: str, spec: Preprocessing, path: Path, meta: dict) -> None:
-    """Export logits model + activation to ONNX (legacy exporter: fast, exact)."""
+def read_model_file(path: str | os.PathLike[str]) -> bytes:
+    """Plaintext bytes of a package or checkpoint file (``model.onnx``, ``*.safetensors``),
+    decrypted with the configured key when it is encrypted."""
+    from autovision.security import crypto
+
+    path = Path(path)
+    return crypto.read_file(path, _aad(path.name), crypto.configured_key())
+
+
+def write_model_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a package or checkpoint file atomically, encrypted when a key is configured."""
+    from autovision.security import crypto
+
+    path = Path(path)
+    crypto.write_file(path, data, _aad(path.name), crypto.configured_key())
+
+
+def _aad(name: str) -> bytes:
+    return b"autovision-model-file\0" + name.encode()
+
+
+def onnx_bytes(model: Any, task: str, spec: Preprocessing, meta: dict) -> bytes:
+    """Logits model + activation as ONNX bytes (legacy exporter: fast, exact), with labels,
+    task and preprocessing in its metadata."""
+    import io
+
     import onnx
     import torch
 
     wrapped = _WithActivation.build(model, task)
     x = torch.zeros(1, 3, spec.input_size, spec.input_size)
+    buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapped,
             (x,),
-            str(path),
+            buf,
             input_names=[ONNX_INPUT],
             output_names=[ONNX_OUTPUT],
             dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(buf.getvalue())
     for key, value in {
         "autovision.labels": json.dumps(meta["labels"]),
         "autovision.task": task,
@@ -98,7 +127,12 @@ def export_onnx(model: Any, task: str, spec: Preprocessing, path: Path, meta: di
     }.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, str(path))
+    return proto.SerializeToString()
+
+
+def export_onnx(model: Any, task: str, spec: Preprocessing, path: Path, meta: dict) -> None:
+    """:func:`onnx_bytes` written to ``path`` (plaintext)."""
+    Path(path).write_bytes(onnx_bytes(model, task, spec, meta))
 
 
 def save_package(
@@ -118,7 +152,7 @@ def save_package(
     with ``num_classes=len(labels)``; ``meta`` adds keys to ``model.json`` (hyperparameters,
     dataset, validation, training_seconds, seed, stop_reason...).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     if task not in TASKS:
         raise ModelError(f"unknown task {task!r}; expected one of {TASKS}")
@@ -142,8 +176,8 @@ def save_package(
         }
         info.update(meta or {})
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "weights.safetensors"))
-        export_onnx(model, task, preprocessing, tmp / "model.onnx", info)
+        write_model_file(tmp / "weights.safetensors", save(state))
+        write_model_file(tmp / "model.onnx", onnx_bytes(model, task, preprocessing, info))
         (tmp / "model.json").write_text(json.dumps(info, indent=2, default=str))
         if directory.exists():
             shutil.rmtree(directory)
@@ -185,6 +219,10 @@ class ModelPackage:
     def onnx_path(self) -> Path:
         return self.path / "model.onnx"
 
+    def onnx_bytes(self) -> bytes:
+        """The ONNX model, decrypted when the package is encrypted."""
+        return read_model_file(self.onnx_path)
+
     @property
     def session(self) -> Any:
         if self._session is None:
@@ -202,7 +240,7 @@ class ModelPackage:
         opts.log_severity_level = 3
         if not spinning:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(str(self.onnx_path), opts, providers=_providers(ort))
+        return ort.InferenceSession(self.onnx_bytes(), opts, providers=_providers(ort))
 
     @property
     def on_gpu(self) -> bool:
@@ -233,13 +271,13 @@ class ModelPackage:
 
     def torch_model(self) -> Any:
         """Rebuild the PyTorch logits model from ``weights.safetensors``."""
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
         from autovision.models.registry import create_model
 
         arch = self.meta["architecture"]
         model = create_model(arch["backbone"], num_classes=arch["num_classes"], pretrained=False)
-        model.load_state_dict(load_file(str(self.path / "weights.safetensors")))
+        model.load_state_dict(load(read_model_file(self.path / "weights.safetensors")))
         return model.eval()
 
 

@@ -5,6 +5,9 @@ Both are plain ``.npy`` arrays under ``ws.cache_dir`` (no pickle; read back with
 (ids + sha256), the size, the resize rule and the interpolation; embeddings additionally by
 the backbone (and base model). An embedding array is filled incrementally in item order, so a
 search that first embeds a subsample of the training images extends the same file later.
+
+They are derived data kept in plaintext (memory-mapped arrays): with encryption at rest on,
+:func:`clear_if_encrypted` removes them when a training run finishes.
 """
 
 from __future__ import annotations
@@ -45,6 +48,20 @@ def _atomic_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)
+
+
+def clear_if_encrypted(ws: Any) -> bool:
+    """Remove the decoded-image and embedding caches when an encryption key is configured, so
+    no plaintext copy of the images outlives the run that needed it; whether it did."""
+    import shutil
+
+    from autovision.security.crypto import configured_key
+
+    if configured_key() is None:
+        return False
+    for sub in ("images", "embeddings"):
+        shutil.rmtree(Path(ws.cache_dir) / sub, ignore_errors=True)
+    return True
 
 
 # ---- decoded images -----------------------------------------------------------------------

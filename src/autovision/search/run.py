@@ -12,7 +12,7 @@ import numpy as np
 
 from autovision.data.dataset import parse_ref
 from autovision.errors import TrainingError
-from autovision.search import metrics
+from autovision.search import cache, metrics
 from autovision.search.budget import Budget
 from autovision.search.prepare import TrainData, prepare_data
 from autovision.search.search import Progress, Search
@@ -25,6 +25,7 @@ from autovision.search.trainer import (
     preprocessing_for,
     score_probs,
 )
+from autovision.security.audit import audited
 
 
 @dataclass
@@ -57,6 +58,12 @@ class TrainResult:
         }
 
 
+@audited(
+    "train",
+    start=True,
+    args=("dataset_ref", "budget", "node_hours", "trials", "task", "base_model", "resume"),
+    result=lambda r: {"model": r.model, "trials_run": r.trials, "stop_reason": r.stop_reason},
+)
 def train(
     ws: Any,
     dataset_ref: str,
@@ -265,6 +272,7 @@ def _export(
     state.spent_s = seconds
     state.save(ws)
     shutil.rmtree(result.folder.parent, ignore_errors=True)  # the package holds the weights
+    cache.clear_if_encrypted(ws)
     return TrainResult(
         model=model_id,
         dataset=data.dataset.name,

@@ -200,27 +200,32 @@ def effective_batch_size(batch_size: int, n_train: int) -> int:
 def save_checkpoint(
     folder: Path, state: dict[str, torch.Tensor], probs: np.ndarray, idx: np.ndarray
 ) -> None:
-    """Best weights and their validation probabilities, each written then renamed."""
+    """Best weights and their validation probabilities, each written then renamed (the weights
+    encrypted when a key is configured, as in a model package)."""
     from safetensors.torch import save
+
+    from autovision.models.package import write_model_file
 
     folder.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     for name, write in (
         ("val_probs.npy", lambda fh: np.save(fh, probs.astype(np.float32), allow_pickle=False)),
         ("val_index.npy", lambda fh: np.save(fh, idx.astype(np.int64), allow_pickle=False)),
-        ("best.safetensors", lambda fh: fh.write(save(state))),
     ):
         tmp = folder / f".{name}.{tag}.tmp"
         with open(tmp, "wb") as fh:
             write(fh)
         os.replace(tmp, folder / name)
+    write_model_file(folder / "best.safetensors", save(state))
 
 
 def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
-    from safetensors.torch import load_file
+    from safetensors.torch import load
+
+    from autovision.models.package import read_model_file
 
     return (
-        load_file(str(folder / "best.safetensors")),
+        load(read_model_file(folder / "best.safetensors")),
         np.load(folder / "val_probs.npy", allow_pickle=False),
         np.load(folder / "val_index.npy", allow_pickle=False),
     )

@@ -1,9 +1,10 @@
 """JSON error bodies ``{"error": {"code", "message"}}`` and the exception handlers.
 
 Under ``/v2`` the KServe protocol's own form is used, ``{"error": "CODE: message",
-"code": CODE}``: tritonclient reads ``error`` as a string (and fails on an object).
+"code": CODE}``: tritonclient reads ``error`` as a string (and fails on an object); an
+inference request's ``id`` (kept in ``scope["state"]["infer_id"]``) is echoed as ``"id"``.
 Messages are written for the caller: never a path, a stack trace or an exception repr.
-Refused requests (401, 403, 413, 429, 503) are written to the audit log here, in the
+Refused requests (401, 403, 413, 421, 429, 503) are written to the audit log here, in the
 one place every error response goes through.
 """
 
@@ -23,7 +24,7 @@ from autovision.errors import ImageDecodeError
 
 log = logging.getLogger("autovision.serving")
 
-AUDITED = frozenset({401, 403, 413, 429, 503})
+AUDITED = frozenset({401, 403, 413, 421, 429, 503})
 _DECODE_STATUS = {P.UNSUPPORTED_FORMAT: 415, P.DECODE_BUDGET_EXCEEDED: 413}
 _HTTP_CODES = {
     400: "bad_request",
@@ -31,6 +32,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    421: "host_not_allowed",
 }
 
 
@@ -60,9 +62,14 @@ def decode_error(exc: ImageDecodeError, index: int | None = None) -> ApiError:
     return ApiError(_DECODE_STATUS.get(exc.reason, 400), exc.reason, where + exc.message)
 
 
-def error_body(code: str, message: str, path: str = "") -> dict[str, Any]:
+def error_body(
+    code: str, message: str, path: str = "", infer_id: str | None = None
+) -> dict[str, Any]:
     if path == "/v2" or path.startswith("/v2/"):
-        return {"error": f"{code}: {message}", "code": code}
+        body: dict[str, Any] = {"error": f"{code}: {message}", "code": code}
+        if infer_id is not None:
+            body["id"] = infer_id
+        return body
     return {"error": {"code": code, "message": message}}
 
 
@@ -81,8 +88,8 @@ def record_error(
     if status in AUDITED:
         client = scope.get("client")
         try:
-            server.audit.write(
-                "refused",
+            server.refusals.refused(
+                client[0] if client else None,
                 status=status,
                 code=code,
                 reason=message,
@@ -100,7 +107,8 @@ def error_response(
     request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     record_error(request, status, code, message)
-    body = error_body(code, message, request.scope.get("path", ""))
+    infer_id = request.scope.get("state", {}).get("infer_id")
+    body = error_body(code, message, request.scope.get("path", ""), infer_id)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -1,6 +1,8 @@
 """One pure-ASGI middleware for what every request needs: a request id (response header
-and log lines), the body size limit (from ``Content-Length`` and while streaming, before
-the body is read whole), metrics, an access log line, and the catch-all 500.
+and log lines), the ``Host`` check (DNS rebinding) and the ``Origin`` check of
+state-changing requests (cross-site requests from a browser), the body size limit (from
+``Content-Length`` and while streaming, before the body is read whole), metrics, an access
+log line, and the catch-all 500.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autovision.serving.errors import BodyTooLarge, error_body, record_error
+from autovision.serving.hosts import HostPolicy, split_host
 
 log = logging.getLogger("autovision.serving")
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class RequestIdFilter(logging.Filter):
@@ -52,9 +56,34 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, hosts: HostPolicy) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.hosts = hosts
+
+    def refusal(self, scope: Scope) -> tuple[int, str, str] | None:
+        """``(status, code, message)`` when the Host or Origin header is not accepted."""
+        raw = _header(scope, b"host")
+        host = split_host(raw) if raw is not None else None
+        if host is None or not self.hosts.host_allowed(host[0]):
+            return (
+                421,
+                "host_not_allowed",
+                "this server does not answer to this Host header; add the name with --allowed-host",
+            )
+        origin = _header(scope, b"origin")
+        if (
+            origin is not None
+            and scope.get("method") in STATE_CHANGING
+            and not self.hosts.origin_allowed(origin, scope.get("scheme", "http"), host)
+        ):
+            return (
+                403,
+                "origin_not_allowed",
+                "cross-origin requests that change state are refused; add the origin with "
+                "--allowed-origin",
+            )
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,6 +119,10 @@ class RequestContextMiddleware:
             return message
 
         try:
+            refused = self.refusal(scope)
+            if refused is not None:
+                await self._error(scope, send_wrapper, *refused)
+                return
             length = _header(scope, b"content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
                 bad = not length.isdigit()

@@ -127,3 +127,46 @@ class KeyInfo(BaseModel):
     role: str
     created_at: str
     revoked: bool
+
+
+# ---- OpenAPI request bodies of routes that read their body themselves -----------------
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """``$ref: #/$defs/X`` replaced by X, so the schema stands alone inside an operation."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def request_body(model: type[BaseModel], *extra_media: str) -> dict[str, Any]:
+    """``openapi_extra`` describing the JSON body a route parses itself (after auth), so the
+    schema (and a fuzzer reading it) knows the body; ``extra_media`` adds binary forms."""
+    schema = model.model_json_schema()
+    content: dict[str, Any] = {
+        "application/json": {"schema": _inline(schema, schema.get("$defs", {}))}
+    }
+    for media in extra_media:
+        content[media] = {"schema": {"type": "string", "format": "binary"}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,7 +61,25 @@ class ServerSettings(BaseSettings):
     )
 
     key_cache_ttl_s: float = Field(2.0, ge=0)
+    auth: Literal["required", "auto", "off"] = Field(
+        "auto",
+        description="required: every prediction and admin route needs a key; auto: keys are "
+        "needed once one exists; off: prediction routes are open (admin routes never are)",
+    )
     insecure_no_auth: bool = False
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header names accepted besides the bound address ('*': any)",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) allowed to send POST/PUT/PATCH/DELETE "
+        "besides the server's own",
+    )
+    admin_port: int | None = Field(
+        None, ge=0, le=65535, description="serve /admin/* on this port only"
+    )
+    admin_host: str | None = Field(None, description="address of the admin port (default: host)")
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
 
@@ -88,12 +106,25 @@ def is_loopback(host: str) -> bool:
 
 def check_startup(settings: ServerSettings, *, auth_enabled: bool) -> None:
     """Refuse unsafe or impossible configurations before binding a socket."""
-    if not is_loopback(settings.host) and not auth_enabled and not settings.insecure_no_auth:
+    if settings.auth == "required" and not auth_enabled:
         raise ServingConfigError(
-            f"refusing to serve on {settings.host} without API keys: create one with "
+            "--auth required but no API key exists: create one with "
+            "`autovision keys create --role admin` (or --role predict)"
+        )
+    open_to_all = settings.auth == "off" or not auth_enabled
+    if not is_loopback(settings.host) and open_to_all and not settings.insecure_no_auth:
+        why = "with --auth off" if settings.auth == "off" else "without API keys"
+        raise ServingConfigError(
+            f"refusing to serve on {settings.host} {why}: create a key with "
             "`autovision keys create --role predict`, bind to 127.0.0.1, or pass "
             "--insecure-no-auth"
         )
+    if settings.admin_port is not None:
+        admin_host = settings.admin_host or settings.host
+        if settings.admin_port == settings.port and admin_host == settings.host:
+            raise ServingConfigError("--admin-port must differ from --port")
+        if settings.workers > 1:
+            raise ServingConfigError("--admin-port needs --workers 1")
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise ServingConfigError("TLS needs both --ssl-certfile and --ssl-keyfile")
     for f in (settings.ssl_certfile, settings.ssl_keyfile):
@@ -102,6 +133,7 @@ def check_startup(settings: ServerSettings, *, auth_enabled: bool) -> None:
 
 
 def uvicorn_kwargs(settings: ServerSettings) -> dict[str, Any]:
+    """uvicorn's arguments for the main port."""
     kwargs: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -112,4 +144,13 @@ def uvicorn_kwargs(settings: ServerSettings) -> dict[str, Any]:
     if settings.ssl_certfile:
         kwargs["ssl_certfile"] = settings.ssl_certfile
         kwargs["ssl_keyfile"] = settings.ssl_keyfile
+    return kwargs
+
+
+def admin_uvicorn_kwargs(settings: ServerSettings) -> dict[str, Any]:
+    """uvicorn's arguments for the admin port: its own address, the same TLS files."""
+    kwargs = uvicorn_kwargs(settings)
+    kwargs.pop("workers")
+    kwargs["host"] = settings.admin_host or settings.host
+    kwargs["port"] = settings.admin_port
     return kwargs

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from autovision.errors import AutovisionError, ModelError
+from autovision.errors import AutovisionError
 from autovision.models.package import ModelPackage
-from autovision.security.audit import AuditLog
+from autovision.security.audit import AuditLog, RefusalAggregator, audit_event, audited, check_tail
 from autovision.security.keys import KeyStore
 from autovision.serving.batching import DynamicBatcher
 from autovision.serving.errors import ApiError
@@ -49,8 +49,11 @@ class ServerState:
         self.settings = settings
         self.keys = KeyStore(ws, ttl=settings.key_cache_ttl_s)
         self.audit = AuditLog(ws.audit_log_path)
+        self.refusals = RefusalAggregator(self.audit)  # refused requests, bounded per client
         self.metrics = Metrics()
         self.models: dict[str, ServedModel] = {}
+        self.failed: dict[str, str] = {}  # asked for, not loaded: id -> why (for the log)
+        self.explicit = bool(settings.model_ids)
         self.pool: ThreadPoolExecutor | None = None
         self.ready = False
         self.metrics.add_gauge(
@@ -71,22 +74,24 @@ class ServerState:
             return list(self.settings.model_ids)
         return [m["model"] for m in self.ws.list_models() if m.get("status", "ready") == "ready"]
 
+    @audited("server.start", ws="self", after=lambda a: _audit_details(a["self"]))
     def load(self) -> None:
-        """Load every package once (one ORT session each) and start its batcher."""
+        """Load every package once (one ORT session each) and start its batcher. A model
+        that cannot be loaded is remembered in :attr:`failed` (its ready route says so) and
+        the server stays up, unready when :meth:`is_ready` says."""
+        log_audit_check(self.ws.audit_log_path)
         s = self.settings
-        explicit = bool(s.model_ids)
         for model_id in self.model_ids():
             try:
                 path = self.ws.model(model_id)["path"]
                 package = ModelPackage.load(path, threads=s.ort_threads, spinning=s.ort_spinning)
-            except AutovisionError:
-                if explicit:
-                    raise
-                log.warning("skipping model %s: its package cannot be loaded", model_id)
+            except AutovisionError as exc:
+                self.failed[model_id] = str(exc)
+                log.error("model %s cannot be loaded: %s", model_id, exc)
                 continue
             self.models[model_id] = self._serve(model_id, package)
-        if explicit and not self.models:
-            raise ModelError("no model to serve")
+        if not self.models:
+            log.error("no model loaded: the server answers not ready")
         self.pool = ThreadPoolExecutor(
             max_workers=s.preprocess_threads or os.cpu_count() or 2,
             thread_name_prefix="preprocess",
@@ -128,7 +133,13 @@ class ServerState:
         served = ServedModel(model_id, package, batcher)
         return served
 
+    def is_ready(self) -> bool:
+        """Loaded, with at least one model, and every model asked for by id loaded."""
+        return self.ready and bool(self.models) and not (self.explicit and self.failed)
+
     def close(self) -> None:
+        self.refusals.close()
+        audit_event(self, "server.stop", **_audit_details(self))
         self.ready = False
         for m in self.models.values():
             m.batcher.stop()
@@ -139,6 +150,27 @@ class ServerState:
     def model(self, name: str) -> ServedModel:
         served = self.models.get(name)
         if served is None:
+            if name in self.failed:
+                raise ApiError(
+                    503, "model_not_loaded", f"model {name!r} could not be loaded at start-up"
+                )
             shown = name if len(name) <= 80 else name[:80] + "..."
             raise ApiError(404, "model_not_found", f"no model {shown!r} is served here")
         return served
+
+
+def log_audit_check(path: Any) -> None:
+    """Check the audit chain's tail at start-up and say so in the server's log."""
+    ok, message = check_tail(path)
+    (log.info if ok else log.warning)("%s", message)
+
+
+def _audit_details(state: ServerState) -> dict[str, Any]:
+    s = state.settings
+    return {
+        "pid": os.getpid(),
+        "host": s.host,
+        "port": s.port,
+        "models": list(state.models),
+        "failed": sorted(state.failed),
+    }

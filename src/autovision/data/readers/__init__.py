@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autovision.data.readers._base import Reader, Record, check_label, local_path
+from autovision.data.readers._base import Reader, Record, Scope, check_label, local_path
 from autovision.data.readers.csv import CsvReader
 from autovision.data.readers.folder import FolderReader
 from autovision.data.readers.jsonl import JsonlReader
@@ -23,6 +23,7 @@ __all__ = [
     "READERS",
     "Reader",
     "Record",
+    "Scope",
     "check_label",
     "detect_format",
     "get_reader",
@@ -55,6 +56,8 @@ def detect_format(source: str) -> str:
         return "folder"
     if not path.exists():
         raise DatasetError(f"{source}: no such file or folder")
+    if not path.is_file():
+        raise DatasetError(f"{source}: not a regular file (a device, FIFO or socket)")
     suffix = path.suffix.lower()
     if suffix in _SUFFIXES:
         return _SUFFIXES[suffix]

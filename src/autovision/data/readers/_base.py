@@ -9,9 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autovision.data.problems import PATH_NOT_ALLOWED, Problem
+from autovision.data.fetch import ReadRefused, read_local
+from autovision.data.problems import PATH_NOT_ALLOWED, URL_NOT_ALLOWED, Problem
 
 MAX_LABEL_LENGTH = 128
+MAX_INDEX_BYTES = 1 << 30  # a CSV/JSONL file itself
+# Schemes a row may name with --allow-urls: http(s) by our own fetcher, object stores by fsspec.
+URL_SCHEMES = ("http", "https", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory")
 
 # ML_USE values of the CSV (any case) and of the JSONL ``ml_use`` resource label.
 ML_USE = {
@@ -42,6 +46,15 @@ class Record:
     multi_label: bool = False
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What rows may name beyond the folder of their file: more local ``roots`` (resolved
+    real paths) and, with ``allow_urls``, remote URLs."""
+
+    roots: tuple[str, ...] = ()
+    allow_urls: bool = False
+
+
 class Reader(abc.ABC):
     """Reads one kind of source. Yields a record per image and a problem per bad input;
     raises :class:`~autovision.errors.DatasetError` only when the source is no dataset."""
@@ -49,8 +62,8 @@ class Reader(abc.ABC):
     name: str = ""
 
     @abc.abstractmethod
-    def read(self, source: str) -> Iterator[Record | Problem]:
-        """Stream the records (and problems) of ``source``."""
+    def read(self, source: str, *, scope: Scope | None = None) -> Iterator[Record | Problem]:
+        """Stream the records (and problems) of ``source``; rows stay inside ``scope``."""
 
 
 def check_label(text: str) -> tuple[str | None, str]:
@@ -87,37 +100,65 @@ def local_path(url_or_path: str) -> str | None:
     return None if is_url(url_or_path) else url_or_path
 
 
-def resolve_entry(path: str, base: str, *, source: str, line: int | None) -> str | Problem:
-    """Where to read ``path`` named in a file whose folder is ``base``.
+def resolve_entry(
+    path: str, base: str, *, source: str, line: int | None, scope: Scope | None = None
+) -> str | Problem:
+    """Where to read ``path`` named in a file whose folder is ``base``, or why not.
 
-    Absolute paths and URLs are taken as written; a relative path must stay inside
-    ``base`` once resolved (``..`` and links included), or it is ``path_not_allowed``.
+    Every local path and ``file://`` URL (relative, absolute, ``..``, links) goes through one
+    check on its resolved real path: inside ``base`` or one of ``scope.roots``, else
+    ``path_not_allowed``. Relative rows of a file on object storage stay inside its prefix.
+    Other URLs need ``scope.allow_urls``, else ``url_not_allowed``.
     """
+    scope = scope or Scope()
     where = f"line {line}: " if line is not None else ""
-    if is_url(path):
-        lp = local_path(path)
-        return str(Path(lp).expanduser()) if lp is not None else path
-    if Path(path).is_absolute():
+    if is_url(path) and not path.startswith("file://"):
+        scheme = path.split("://", 1)[0].lower()
+        if not scope.allow_urls:
+            why = f"{where}{path!r}: remote URLs in rows are not read without --allow-urls"
+            return Problem(source, URL_NOT_ALLOWED, why, line)
+        if scheme not in URL_SCHEMES:
+            why = f"{where}{path!r}: {scheme}:// is not read (one of {', '.join(URL_SCHEMES)})"
+            return Problem(source, URL_NOT_ALLOWED, why, line)
         return path
+    is_file_url = path.startswith("file://")
+    lp = path[len("file://") :] if is_file_url else path
+    if is_file_url and lp.startswith("localhost/"):
+        lp = lp[len("localhost") :]
+    roots = [Path(r).expanduser().resolve() for r in scope.roots]
     if is_url(base):
-        joined = posixpath.normpath(posixpath.join(base.split("://", 1)[1], path))
-        root = posixpath.normpath(base.split("://", 1)[1])
-        if joined != root and not joined.startswith(root.rstrip("/") + "/"):
-            return Problem(
-                source, PATH_NOT_ALLOWED, f"{where}{path!r} escapes the folder of the file", line
-            )
-        return f"{base.split('://', 1)[0]}://{joined}"
-    root = Path(base).resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root):
+        if not is_file_url and not posixpath.isabs(lp):
+            return _inside_prefix(lp, base, source=source, line=line)
+        candidate = Path(lp)
+    else:
+        roots.insert(0, Path(base).resolve())
+        candidate = Path(base) / lp
+    if not candidate.is_absolute():
+        why = f"{where}{path!r} is relative to no local folder"
+        return Problem(source, PATH_NOT_ALLOWED, why, line)
+    target = candidate.resolve()
+    if not any(target.is_relative_to(root) for root in roots):
+        inside = f"the folder of the file {str(roots[0])!r}" if roots else "no allowed folder"
         return Problem(
             source,
             PATH_NOT_ALLOWED,
-            f"{where}{path!r} resolves to {str(target)!r}, outside the folder of the file "
-            f"{str(root)!r}",
+            f"{where}{path!r} resolves to {str(target)!r}, outside {inside} "
+            "(--allow-root DIR allows another folder)",
             line,
         )
     return str(target)
+
+
+def _inside_prefix(path: str, base: str, *, source: str, line: int | None) -> str | Problem:
+    scheme, _, rest = base.partition("://")
+    joined = posixpath.normpath(posixpath.join(rest, path))
+    root = posixpath.normpath(rest)
+    if joined != root and not joined.startswith(root.rstrip("/") + "/"):
+        where = f"line {line}: " if line is not None else ""
+        return Problem(
+            source, PATH_NOT_ALLOWED, f"{where}{path!r} escapes the folder of the file", line
+        )
+    return f"{scheme}://{joined}"
 
 
 def source_folder(source: str) -> str:
@@ -141,12 +182,16 @@ def read_text(source: str, *, kind: str) -> str:
             path = Path(lp).expanduser()
             if path.is_dir():
                 raise DatasetError(f"{source}: is a folder, not a {kind} file")
-            data = path.read_bytes()
+            data = read_local(str(path), MAX_INDEX_BYTES, nofollow=False)
         else:
             import fsspec
 
             with fsspec.open(source, "rb") as fh:
-                data = fh.read()
+                data = fh.read(MAX_INDEX_BYTES + 1)
+            if len(data) > MAX_INDEX_BYTES:
+                raise DatasetError(f"{source}: over {MAX_INDEX_BYTES} bytes, not read")
+    except ReadRefused as exc:
+        raise DatasetError(f"{source}: {exc.message}") from None
     except FileNotFoundError:
         raise DatasetError(f"{source}: no such file or folder") from None
     except OSError as exc:

@@ -18,6 +18,7 @@ from autovision.data.readers._base import (
     ML_USE,
     Reader,
     Record,
+    Scope,
     bad_text,
     check_label,
     read_text,
@@ -34,7 +35,7 @@ META_PREFIX = "meta:"
 class CsvReader(Reader):
     name = "csv"
 
-    def read(self, source: str) -> Iterator[Record | Problem]:
+    def read(self, source: str, *, scope: Scope | None = None) -> Iterator[Record | Problem]:
         text = read_text(source, kind="CSV")
         base = source_folder(source)
         rows = 0
@@ -49,12 +50,14 @@ class CsvReader(Reader):
                 continue
             if rows == 1 and cells and cells[0].strip().lower() in HEADER_CELLS:
                 continue
-            yield parse_row(cells, source=source, base=base, line=line)
+            yield parse_row(cells, source=source, base=base, line=line, scope=scope)
         if rows == 0:
             raise DatasetError(f"{source}: the CSV file has no rows")
 
 
-def parse_row(cells: list[str], *, source: str, base: str, line: int) -> Record | Problem:
+def parse_row(
+    cells: list[str], *, source: str, base: str, line: int, scope: Scope | None = None
+) -> Record | Problem:
     """One CSV row to a record, or the problem that stops it."""
     if any(bad_text(c) for c in cells):
         return Problem(source, BAD_ROW, f"line {line}: not valid UTF-8 text", line)
@@ -82,7 +85,7 @@ def parse_row(cells: list[str], *, source: str, base: str, line: int) -> Record 
             return Problem(path, BAD_LABEL, f"line {line}: {why}", line)
         if label not in labels:
             labels.append(label)
-    uri = resolve_entry(path, base, source=path, line=line)
+    uri = resolve_entry(path, base, source=path, line=line, scope=scope)
     if isinstance(uri, Problem):
         return uri
     return Record(

@@ -8,18 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from autovision.data.problems import BAD_LABEL, PATH_NOT_ALLOWED, Problem
-from autovision.data.readers._base import Reader, Record, check_label
+from autovision.data.readers._base import Reader, Record, Scope, check_label
 from autovision.errors import DatasetError
 
 
 class FolderReader(Reader):
     name = "folder"
 
-    def read(self, source: str) -> Iterator[Record | Problem]:
+    def read(self, source: str, *, scope: Scope | None = None) -> Iterator[Record | Problem]:
         root = Path(source).expanduser()
         if not root.is_dir():
             raise DatasetError(f"{source}: not a folder")
         real_root = root.resolve()
+        roots = [real_root, *(Path(r).expanduser().resolve() for r in (scope or Scope()).roots)]
         found = False
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -45,11 +46,12 @@ class FolderReader(Reader):
                 found = True
                 path = here / name
                 target = path.resolve()
-                if path.is_symlink() and not target.is_relative_to(real_root):
+                if not any(target.is_relative_to(r) for r in roots):
                     yield Problem(
                         str(path),
                         PATH_NOT_ALLOWED,
-                        f"link to {str(target)!r}, outside the source folder",
+                        f"link to {str(target)!r}, outside the source folder "
+                        "(--allow-root DIR allows another folder)",
                     )
                     continue
                 yield Record(source=str(path), uri=str(target), labels=(label,) if label else ())

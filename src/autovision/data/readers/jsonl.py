@@ -20,6 +20,7 @@ from autovision.data.readers._base import (
     ML_USE,
     Reader,
     Record,
+    Scope,
     bad_text,
     check_label,
     read_text,
@@ -35,7 +36,7 @@ ML_USE_KEY = "aiplatform.googleapis.com/ml_use"
 class JsonlReader(Reader):
     name = "jsonl"
 
-    def read(self, source: str) -> Iterator[Record | Problem]:
+    def read(self, source: str, *, scope: Scope | None = None) -> Iterator[Record | Problem]:
         text = read_text(source, kind="JSONL")
         base = source_folder(source)
         rows = 0
@@ -43,12 +44,14 @@ class JsonlReader(Reader):
             if not raw.strip():
                 continue
             rows += 1
-            yield parse_line(raw, source=source, base=base, line=line)
+            yield parse_line(raw, source=source, base=base, line=line, scope=scope)
         if rows == 0:
             raise DatasetError(f"{source}: the JSONL file has no lines")
 
 
-def parse_line(raw: str, *, source: str, base: str, line: int) -> Record | Problem:
+def parse_line(
+    raw: str, *, source: str, base: str, line: int, scope: Scope | None = None
+) -> Record | Problem:
     """One JSONL line to a record, or the problem that stops it."""
 
     def bad(message: str, reason: str = BAD_ROW, where: str = source) -> Problem:
@@ -108,7 +111,7 @@ def parse_line(raw: str, *, source: str, base: str, line: int) -> Record | Probl
             return bad(f"metadata {key!r} is not a string or number")
         metadata[str(key)] = "" if value is None else str(value)
 
-    uri = resolve_entry(path, base, source=path, line=line)
+    uri = resolve_entry(path, base, source=path, line=line, scope=scope)
     if isinstance(uri, Problem):
         return uri
     return Record(

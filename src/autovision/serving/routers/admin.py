@@ -1,16 +1,24 @@
-"""Admin routes (admin role): served models, API keys. Every call is audited."""
+"""Admin routes (admin role): served models, API keys. Every call is audited. They are
+disabled while no key exists (the first admin key comes from the CLI), and are served on
+their own port instead of the main one with ``--admin-port``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from autovision.security import keys as K
-from autovision.serving.deps import AdminAuth, CreateKeyBody, Principal, StateDep
+from autovision.serving.deps import (
+    AdminAuth,
+    CreateKeyBody,
+    Principal,
+    StateDep,
+    no_body_or_json,
+)
 from autovision.serving.errors import ApiError
-from autovision.serving.schemas import CreatedKey, KeyInfo
+from autovision.serving.schemas import CreatedKey, CreateKeyRequest, KeyInfo, request_body
 from autovision.serving.state import ServerState
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -43,7 +51,12 @@ async def list_keys(who: AdminAuth, state: StateDep, request: Request) -> Any:
     return await to_thread.run_sync(K.list_keys, state.ws)
 
 
-@router.post("/keys", response_model=CreatedKey, status_code=201)
+@router.post(
+    "/keys",
+    response_model=CreatedKey,
+    status_code=201,
+    openapi_extra=request_body(CreateKeyRequest),
+)
 async def create_key(who: AdminAuth, body: CreateKeyBody, state: StateDep, request: Request) -> Any:
     key_id, key = await to_thread.run_sync(K.create_key, state.ws, body.role)
     state.keys.clear()
@@ -63,7 +76,9 @@ async def revoke_key(who: AdminAuth, state: StateDep, request: Request, key_id: 
 
 
 @router.post("/keys/reload")
-async def reload_keys(who: AdminAuth, state: StateDep, request: Request) -> Any:
+async def reload_keys(
+    who: AdminAuth, _: Annotated[None, Depends(no_body_or_json)], state: StateDep, request: Request
+) -> Any:
     """Forget cached key checks now (they expire by themselves within the TTL)."""
     state.keys.clear()
     _audit(state, request, who, "keys.reload")

@@ -20,6 +20,8 @@ async def live() -> Any:
 
 @router.get("/v2/health/ready")
 async def ready(state: StateDep) -> Any:
-    """200 once every model is loaded, 503 before that and while shutting down."""
-    ok = state.ready
-    return JSONResponse({"ready": ok, "models": len(state.models)}, status_code=200 if ok else 503)
+    """200 once loaded with at least one model and every model asked for by id; 503
+    before that, while shutting down, with nothing to serve, or when one failed to load."""
+    ok = state.is_ready()
+    body = {"ready": ok, "models": len(state.models), "failed": len(state.failed)}
+    return JSONResponse(body, status_code=200 if ok else 503)

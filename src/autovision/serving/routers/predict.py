@@ -16,7 +16,7 @@ from autovision.serving.deps import (
     predict_auth,
 )
 from autovision.serving.inference import b64decode, prepare_encoded, vertex_predict
-from autovision.serving.schemas import ModelStatus, PredictRequest, PredictResponse
+from autovision.serving.schemas import ModelStatus, PredictRequest, PredictResponse, request_body
 from autovision.serving.state import ServedModel, ServerState
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(predict_auth)])
@@ -46,6 +46,7 @@ async def _predict(state: ServerState, served: ServedModel, body: PredictRequest
     "/v1/models/{model:model_id}:predict",
     response_model=PredictResponse,
     response_model_exclude_none=True,
+    openapi_extra=request_body(PredictRequest),
 )
 async def predict(served: ModelDep, body: PredictBody, state: StateDep) -> Any:
     return await _predict(state, served, body)
@@ -55,12 +56,20 @@ async def predict(served: ModelDep, body: PredictBody, state: StateDep) -> Any:
     "/v1/projects/{project}/locations/{location}/endpoints/{endpoint:model_id}:predict",
     response_model=PredictResponse,
     response_model_exclude_none=True,
+    openapi_extra=request_body(PredictRequest),
 )
 async def predict_endpoint(
     project: str, location: str, served: EndpointModelDep, body: PredictBody, state: StateDep
 ) -> Any:
     """The Vertex AI endpoint path; ``endpoint`` is the model id."""
     return await _predict(state, served, body)
+
+
+@router.get("/v1/models")
+async def list_models(state: StateDep) -> Any:
+    """The served models, for any prediction caller (``/admin/models`` needs an admin key
+    and is off until one exists): what a client needs to pick one."""
+    return {"models": [m.info() for m in state.models.values()]}
 
 
 @router.get("/v1/models/{model:model_id}", response_model=ModelStatus)

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import UploadFile
 
-from autovision.serving.deps import ModelDep, StateDep, predict_auth
+from autovision.serving.deps import ModelDep, StateDep, predict_auth, require_media
 from autovision.serving.errors import ApiError
 from autovision.serving.inference import prepare_encoded, vertex_predict
-from autovision.serving.schemas import PredictResponse
+from autovision.serving.schemas import UPLOAD_BODY, PredictResponse
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(predict_auth)])
 
@@ -22,6 +22,7 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(predict_auth)])
     "/v1/models/{model:model_id}:upload",
     response_model=PredictResponse,
     response_model_exclude_none=True,
+    openapi_extra=UPLOAD_BODY,
 )
 async def upload(
     request: Request,
@@ -30,6 +31,7 @@ async def upload(
     confidenceThreshold: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,  # noqa: N803
     maxPredictions: Annotated[int, Query(ge=1)] = 10,  # noqa: N803
 ) -> Any:
+    require_media(request, "multipart/form-data")
     limit = state.settings.max_instances
     async with request.form(max_files=limit, max_fields=limit) as form:
         files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]

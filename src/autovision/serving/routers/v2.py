@@ -5,11 +5,15 @@ raw bytes in the binary extension) or ``pixels`` UINT8 [N, H, W, 3]. Outputs:
 ``probabilities`` FP32 [N, labels] and ``label`` BYTES [N] (the most likely label).
 An output is sent as binary data when its ``binary_data`` parameter says so, else when the
 request's ``binary_data_output`` does (tritonclient asks for binary by default).
+Infer bodies are ``application/json``, or ``application/octet-stream`` with the binary
+extension's ``Inference-Header-Content-Length``; no Content-Type is accepted too, as
+tritonclient sends none (a browser's cross-site POST is refused by the Origin check).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -19,10 +23,16 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 import autovision
-from autovision.serving.deps import ModelDep, StateDep, predict_auth
+from autovision.serving.deps import ModelDep, StateDep, predict_auth, require_media
 from autovision.serving.errors import ApiError, validation_message
 from autovision.serving.inference import b64decode, classify, prepare_encoded, prepare_pixels
-from autovision.serving.schemas import InferInput, InferRequest, ModelMetadata, ServerMetadata
+from autovision.serving.schemas import (
+    InferInput,
+    InferRequest,
+    ModelMetadata,
+    ServerMetadata,
+    request_body,
+)
 from autovision.serving.state import ServedModel
 
 router = APIRouter(tags=["v2"], dependencies=[Depends(predict_auth)])
@@ -83,10 +93,20 @@ def _bad(message: str, code: str = "invalid_request") -> ApiError:
     return ApiError(400, code, message)
 
 
-def _count(shape: list[int], name: str) -> int:
+def _count(shape: list[int], name: str, limit: int) -> int:
+    """Elements in ``shape``, exactly (Python integers: ``np.prod`` wraps around past
+    2**63); more than ``limit`` (the body size limit: every element takes a byte at least)
+    is refused before anything is allocated."""
     if any(d < 0 for d in shape):
         raise _bad(f"input {name!r}: negative dimension in shape {shape}")
-    return int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
+    if count > limit:
+        raise _bad(
+            f"input {name!r}: shape {shape} has {count} elements, more than a request of at "
+            f"most {limit} bytes can carry",
+            "invalid_shape",
+        )
+    return count
 
 
 def split_bytes_elements(buf: bytes, name: str) -> list[bytes]:
@@ -117,13 +137,13 @@ def _flatten(data: Any) -> list[Any]:
     return out
 
 
-def _image_payloads(inp: InferInput, raw: bytes | None) -> tuple[int, list[Any]]:
+def _image_payloads(inp: InferInput, raw: bytes | None, limit: int) -> tuple[int, list[Any]]:
     """``(n, elements)``: raw bytes (binary extension) or base64 strings (JSON)."""
     if inp.datatype != "BYTES":
         raise _bad(f"input 'image' must be BYTES, not {inp.datatype}", "invalid_datatype")
     if len(inp.shape) not in (1, 2) or (len(inp.shape) == 2 and inp.shape[1] != 1):
         raise _bad(f"input 'image' must have shape [N] or [N, 1], not {inp.shape}")
-    n = _count(inp.shape, "image")
+    n = _count(inp.shape, "image", limit)
     if raw is not None:
         elements: list[Any] = split_bytes_elements(raw, "image")
     else:
@@ -135,13 +155,13 @@ def _image_payloads(inp: InferInput, raw: bytes | None) -> tuple[int, list[Any]]
     return n, elements
 
 
-def _pixels(inp: InferInput, raw: bytes | None) -> np.ndarray:
+def _pixels(inp: InferInput, raw: bytes | None, limit: int) -> np.ndarray:
     if inp.datatype != "UINT8":
         raise _bad(f"input 'pixels' must be UINT8, not {inp.datatype}", "invalid_datatype")
     shape = inp.shape
     if len(shape) != 4 or shape[3] != 3 or min(shape) <= 0:
         raise _bad(f"input 'pixels' must have shape [N, H, W, 3], not {shape}")
-    count = _count(shape, "pixels")
+    count = _count(shape, "pixels", limit)
     if raw is not None:
         if len(raw) != count:
             raise _bad(f"input 'pixels': shape {shape} needs {count} bytes, got {len(raw)}")
@@ -183,6 +203,17 @@ def _parse(raw: bytes, header_length: str | None) -> tuple[InferRequest, list[by
     return req, chunks
 
 
+def _request_id(raw: bytes, header_length: str | None) -> str | None:
+    """The request's ``id`` from a body that failed validation, to echo in the error."""
+    if header_length is not None and header_length.isdigit():
+        raw = raw[: int(header_length)]
+    try:
+        found = json.loads(raw).get("id")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return found if isinstance(found, str) and len(found) <= 256 else None
+
+
 def _requested_outputs(req: InferRequest) -> list[tuple[str, bool]]:
     default_binary = bool(req.parameters.get("binary_data_output", False))
     if req.outputs is None:
@@ -200,13 +231,25 @@ def _requested_outputs(req: InferRequest) -> list[tuple[str, bool]]:
 # ---- infer ----------------------------------------------------------------------------
 
 
-@router.post("/v2/models/{model:model_id}/infer")
-@router.post("/v2/models/{model:model_id}/versions/{version}/infer")
+INFER_BODY = request_body(InferRequest, "application/octet-stream")
+
+
+@router.post("/v2/models/{model:model_id}/infer", openapi_extra=INFER_BODY)
+@router.post("/v2/models/{model:model_id}/versions/{version}/infer", openapi_extra=INFER_BODY)
 async def infer(
     request: Request, served: ModelDep, state: StateDep, version: str | None = None
 ) -> Response:
     _check_version(version)
-    req, chunks = _parse(await request.body(), request.headers.get(HEADER_LENGTH))
+    header_length = request.headers.get(HEADER_LENGTH)
+    binary_types = ("application/octet-stream",) if header_length is not None else ()
+    require_media(request, "application/json", *binary_types, missing_ok=True)
+    raw_body = await request.body()
+    try:
+        req, chunks = _parse(raw_body, header_length)
+    except ApiError:
+        request.state.infer_id = _request_id(raw_body, header_length)
+        raise
+    request.state.infer_id = req.id  # echoed by the error handler from here on
     outputs = _requested_outputs(req)
     if len(req.inputs) != 1 or req.inputs[0].name not in ("image", "pixels"):
         names = [i.name for i in req.inputs]
@@ -214,8 +257,9 @@ async def infer(
     inp, raw = req.inputs[0], chunks[0]
     spec = served.package.preprocessing
     max_pixels = state.settings.max_pixels
+    limit = state.settings.max_body_bytes
     if inp.name == "image":
-        n, elements = _image_payloads(inp, raw)
+        n, elements = _image_payloads(inp, raw, limit)
 
         def prepare() -> np.ndarray:
             payloads = [
@@ -223,7 +267,7 @@ async def infer(
             ]
             return prepare_encoded(payloads, spec, max_pixels)
     else:
-        pixels = _pixels(inp, raw)
+        pixels = _pixels(inp, raw, limit)
         n = len(pixels)
 
         def prepare() -> np.ndarray:
