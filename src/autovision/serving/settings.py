@@ -34,6 +34,12 @@ class ServerSettings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     max_instances: int = Field(64, ge=1, description="images in one request")
+    max_decoded_bytes_per_image: int = Field(
+        120_000_000, ge=1, description="pixels x channels x bytes per sample (40 MP RGB)"
+    )
+    max_decoded_bytes_per_request: int = Field(
+        400_000_000, ge=1, description="the sum over a request's images, checked before any"
+    )
 
     max_batch_size: int = Field(32, ge=1)
     max_batch_wait_ms: float = Field(5.0, ge=0)
