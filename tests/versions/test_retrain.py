@@ -244,3 +244,14 @@ def test_end_to_end_retrain_promotes_the_better_version(workspace, image_bytes, 
         assert f"{r.candidate['metric']:.4f}" in event.reason
         assert f"{r.incumbent['metric']:.4f}" in event.reason
         assert event.details["candidate"]["metric"] == r.candidate["metric"]
+
+
+def test_a_test_split_holding_the_incumbents_training_images_is_noted(gated) -> None:
+    ws = gated.ws
+    moved = [
+        replace(it, split="test") if it.split == "train" else it for it in ws.dataset("pets").items
+    ]
+    ws.create_version("pets", moved, multi_label=False)
+    result = retrain(ws, "pets")
+    assert result.dataset == "pets@2"
+    assert any("16 test images of pets@2 were training" in n for n in result.notes)
