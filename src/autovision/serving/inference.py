@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,7 @@ async def classify(
     state: ServerState, served: ServedModel, n: int, prepare: Callable[[], np.ndarray]
 ) -> np.ndarray:
     """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool."""
+    began = time.perf_counter()
     settings = state.settings
     retry = {"Retry-After": str(settings.retry_after_s)}
     if n == 0:
@@ -93,7 +95,9 @@ async def classify(
             x = await asyncio.get_running_loop().run_in_executor(state.pool, prepare)
             future = served.batcher.submit(x)
             submitted = True
-            return await asyncio.wrap_future(future)
+            probs = await asyncio.wrap_future(future)
+            state.usage.observe(served.id, n, time.perf_counter() - began)
+            return probs
     except TimeoutError:
         if future is not None:
             future.cancel()
