@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from autovision.cli._common import (
@@ -55,20 +56,28 @@ def _bytes(n: int | None) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f}{unit[0]}"
         size /= 1024
     return f"{n} B"  # pragma: no cover
 
 
+def _table(title: str, folded: tuple[str, ...], columns: tuple[str, ...]) -> Table:
+    """Columns in ``folded`` wrap (names, ids); the figures stay on one line."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in columns:
+        if col in folded:
+            table.add_column(col, overflow="fold", ratio=1)
+        else:
+            table.add_column(col, no_wrap=True, justify="left")
+    return table
+
+
 def _train_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="training runs")
-    cols = ("ended", "dataset", "model", "wall s", "CPU s", "node-h", "peak mem", "GPU s")
-    for col in (*cols, "trials", "stop"):
-        table.add_column(col, overflow="fold")
+    cols = ("ended", "model", "wall s", "CPU s", "node-h", "peak", "GPU s", "trials")
+    table = _table("training runs", ("model",), (*cols, "stop"))
     for r in rows:
         table.add_row(
-            r["ended_at"][:19].replace("T", " "),
-            str(r["dataset"]),
+            f"{r['ended_at'][5:16].replace('T', ' ')}\n{r['dataset']}",
             str(r["ref"] or "-"),
             _num(r["wall_s"]),
             _num(r["cpu_s"]),
@@ -82,9 +91,8 @@ def _train_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _serve_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="served models")
-    for col in ("model", "windows", "requests", "predictions", "CPU s/1000", "p50 ms", "p99 ms"):
-        table.add_column(col, overflow="fold")
+    cols = ("model", "windows", "requests", "images", "CPU s/1000", "p50 ms", "p99 ms")
+    table = _table("served models", ("model",), cols)
     for r in rows:
         table.add_row(
             str(r["ref"]),
@@ -99,9 +107,7 @@ def _serve_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _storage_table(st: dict[str, Any]) -> Table:
-    table = Table(title="storage")
-    for col in ("what", "name", "files", "bytes"):
-        table.add_column(col, overflow="fold")
+    table = _table("storage", ("name",), ("what", "name", "files", "bytes"))
     for d in st["datasets"]:
         table.add_row("dataset", d["dataset"], str(d["blobs"]), _bytes(d["bytes"]))
     for m in st["models"]:
