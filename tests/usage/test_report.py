@@ -36,6 +36,7 @@ def test_storage_bytes_equal_the_sizes_on_disk(workspace, image_folder, serving_
     assert ds["bytes"] == sum(p.stat().st_size for p in on_disk) == st["blobs_bytes"]
     assert ds["missing_blobs"] == 0
     (m,) = st["models"]
+    assert m["ref"] == "pets@1"  # the named model version, not only the id
     assert m["bytes"] == _files_bytes(serving_package) > 0
     assert m["files"] == len([p for p in serving_package.rglob("*") if p.is_file()])
     assert st["prediction_logs"]["bytes"] == 0 and st["prediction_logs"]["note"]
@@ -82,6 +83,27 @@ def test_usage_json_shape_and_tables(workspace) -> None:
     assert text.exit_code == 0, text.output
     for word in ("training runs", "served models", "storage", "TRIALS_DONE", "m-1"):
         assert word in text.stdout
+
+
+def test_report_names_served_and_trained_models_by_version(workspace, serving_package) -> None:
+    from autovision.usage.report import usage_report
+
+    for model_id in ("m-1", "m-2"):
+        workspace.register_model(
+            model_id, dataset="pets", dataset_version=1, task="single-label", path=serving_package
+        )
+    with TrainRecorder(workspace, "pets@1") as rec:
+        rec.note(model="m-2")
+    serve = ServeRecorder(workspace)
+    serve.observe("m-2", 1, 0.01)
+    serve.observe("m-unknown", 1, 0.01)
+    serve.close()
+    report = usage_report(workspace)
+    assert [t["ref"] for t in report.train] == ["pets@2"]
+    assert {s["model"]: s["ref"] for s in report.serve} == {
+        "m-2": "pets@2",
+        "m-unknown": "m-unknown",
+    }
 
 
 def test_since_filters_and_bad_since_is_one_line(workspace) -> None:

@@ -66,11 +66,9 @@ def parse_since(text: str) -> float:
 
 
 def model_refs(ws: Any) -> dict[str, str]:
-    """Model id -> ``NAME@VERSION`` where named model versions exist (else the id stays)."""
-    try:
-        from autovision.versions.store import list_versions
-    except ImportError:
-        return {}
+    """Model id -> ``NAME@VERSION`` (its named model version); ids without one stay ids."""
+    from autovision.versions.store import list_versions
+
     return {v.id: v.ref for v in list_versions(ws)}
 
 
@@ -169,7 +167,7 @@ def storage(ws: Any, refs: dict[str, str] | None = None) -> dict[str, Any]:
         }
         for name, shas in sorted(blobs.items())
     ]
-    refs = refs if refs is not None else {}
+    refs = refs if refs is not None else model_refs(ws)
     models = []
     for m in ws.list_models():
         n_files, n_bytes = _dir_size(Path(m["path"]))
