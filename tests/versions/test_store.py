@@ -196,3 +196,13 @@ def test_concurrent_numbering_two_sessions(workspace, tmp_path) -> None:
     versions = [v.version for v in store.list_versions(workspace, "pets")]
     assert versions == list(range(1, 13))
     assert store.aliases(workspace, "pets") == {"default": 1}
+
+
+def test_promote_is_a_move_rollback_undoes(workspace, add_model) -> None:
+    add_model(), add_model()
+    store.set_alias(workspace, "pets", 1, "production")
+    ev = store.set_alias(workspace, "pets", 2, "production", kind="promote", details={"gain": 0.1})
+    assert (ev.kind, ev.details) == ("promote", {"gain": 0.1})
+    assert store.rollback(workspace, "pets", "production").to_version == 1
+    with pytest.raises(ModelError, match="'set' or 'promote'"):
+        store.set_alias(workspace, "pets", 2, "production", kind="rollback")
