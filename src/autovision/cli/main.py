@@ -30,6 +30,7 @@ _GROUPS = [
     ("autovision.cli.keys", "app", "keys"),
     ("autovision.cli.encryption", "app", "encryption"),
     ("autovision.cli.audit", "app", "audit"),
+    ("autovision.cli.usage", "register", None),
 ]
 
 

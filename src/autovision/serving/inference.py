@@ -183,6 +183,7 @@ async def classify(
 ) -> np.ndarray:
     """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool with
     the request's :class:`Job` in its context (budgets, deadline, stop flag)."""
+    began = time.perf_counter()
     settings = state.settings
     retry = {"Retry-After": str(settings.retry_after_s)}
     if n == 0:
@@ -227,6 +228,7 @@ async def classify(
             admission.submitted = True
             probs = await asyncio.wrap_future(future)
             answered = True
+            state.usage.observe(served.id, n, time.perf_counter() - began)
             return probs
     except TimeoutError:
         raise ApiError(

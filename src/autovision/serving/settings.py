@@ -60,6 +60,9 @@ class ServerSettings(BaseSettings):
         "on CPU, 1 on GPU)",
     )
 
+    usage_flush_s: float = Field(
+        60.0, gt=0, description="seconds between usage records of the served models"
+    )
     key_cache_ttl_s: float = Field(2.0, ge=0)
     auth: Literal["required", "auto", "off"] = Field(
         "auto",

@@ -17,6 +17,7 @@ from autovision.serving.batching import DynamicBatcher
 from autovision.serving.errors import ApiError
 from autovision.serving.metrics import Metrics
 from autovision.serving.settings import ServerSettings
+from autovision.usage.records import ServeRecorder
 
 log = logging.getLogger("autovision.serving")
 
@@ -51,6 +52,7 @@ class ServerState:
         self.audit = AuditLog(ws.audit_log_path)
         self.refusals = RefusalAggregator(self.audit)  # refused requests, bounded per client
         self.metrics = Metrics()
+        self.usage = ServeRecorder(ws, flush_s=settings.usage_flush_s)  # usage records
         self.models: dict[str, ServedModel] = {}
         self.failed: dict[str, str] = {}  # asked for, not loaded: id -> why (for the log)
         self.explicit = bool(settings.model_ids)
@@ -99,6 +101,7 @@ class ServerState:
         for m in self.models.values():
             m.batcher.start()
         self.ready = True
+        self.usage.start()
         log.info("serving %d model(s): %s", len(self.models), ", ".join(self.models) or "none")
 
     def _serve(self, model_id: str, package: ModelPackage) -> ServedModel:
@@ -143,6 +146,7 @@ class ServerState:
         self.ready = False
         for m in self.models.values():
             m.batcher.stop()
+        self.usage.close()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
