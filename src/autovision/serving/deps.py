@@ -4,6 +4,7 @@ after authentication and only with a ``Content-Type`` the route accepts."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -120,12 +121,22 @@ PredictAuth = Annotated[Principal, Depends(predict_auth)]
 AdminAuth = Annotated[Principal, Depends(admin_auth)]
 
 
-async def get_model(model: str, state: StateDep) -> ServedModel:
-    return state.model(model)
+async def get_model(model: str, state: StateDep, request: Request) -> AsyncIterator[ServedModel]:
+    """The addressed model (at the path's ``{version}`` when it has one), held for the
+    request: a hot switch retires the old version only once its requests are done."""
+    served = state.acquire(model, request.path_params.get("version"))
+    try:
+        yield served
+    finally:
+        state.release(served)
 
 
-async def get_endpoint_model(endpoint: str, state: StateDep) -> ServedModel:
-    return state.model(endpoint)
+async def get_endpoint_model(endpoint: str, state: StateDep) -> AsyncIterator[ServedModel]:
+    served = state.acquire(endpoint)
+    try:
+        yield served
+    finally:
+        state.release(served)
 
 
 ModelDep = Annotated[ServedModel, Depends(get_model)]

@@ -57,6 +57,7 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
     deployedModelId: str
     model: str
+    modelVersionId: str | None = None
 
 
 class ModelStatus(BaseModel):

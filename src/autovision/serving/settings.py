@@ -54,6 +54,10 @@ class ServerSettings(BaseSettings):
         "on CPU, 1 on GPU)",
     )
 
+    alias_poll_s: float = Field(
+        2.0, gt=0, description="how often a served alias is checked for a move (seconds)"
+    )
+
     key_cache_ttl_s: float = Field(2.0, ge=0)
     auth: Literal["required", "auto", "off"] = Field(
         "auto",
