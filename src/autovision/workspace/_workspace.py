@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -13,6 +13,9 @@ from autovision.data.dataset import DatasetVersion, Item, content_hash, parse_re
 from autovision.errors import DatasetError, ModelError
 from autovision.workspace import settings
 from autovision.workspace.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from autovision.versions.store import ModelVersion
 from autovision.workspace.db import (
     DatasetRow,
     ItemRow,
@@ -233,7 +236,14 @@ class Workspace:
         path: Path,
         score: float | None = None,
         info: dict[str, Any] | None = None,
-    ) -> None:
+        name: str | None = None,
+    ) -> ModelVersion:
+        """Record a model package and make it the next version of ``name`` (default: the
+        dataset's name; see :mod:`autovision.versions`)."""
+        from autovision.versions.refs import check_model_name
+        from autovision.versions.store import add_version
+
+        check_model_name(name or dataset)
         with self.Session.begin() as s:
             s.merge(
                 ModelRow(
@@ -246,6 +256,7 @@ class Workspace:
                     info=info or {},
                 )
             )
+        return add_version(self, model_id, name or dataset)
 
     def update_model_info(self, model_id: str, **info: Any) -> None:
         """Merge keys into a model's ``info`` (e.g. ``test_metrics`` after evaluation)."""
@@ -256,20 +267,23 @@ class Workspace:
             row.info = {**(row.info or {}), **info}
 
     def list_models(self) -> list[dict[str, Any]]:
+        """Every model, oldest first, each with its ``name``, ``version`` and ``aliases``."""
+        from autovision.versions.store import list_versions
+
+        numbered = {mv.id: mv.info for mv in list_versions(self)}
         with self.Session() as s:
             rows = s.scalars(select(ModelRow).order_by(ModelRow.created_at))
-            return [_model_dict(r) for r in rows]
+            return [numbered.get(r.id) or _model_dict(r) for r in rows]
 
-    def model(self, model_id: str) -> dict[str, Any]:
-        with self.Session() as s:
-            row = s.get(ModelRow, model_id)
-            if row is None:
-                known = ", ".join(r["model"] for r in self.list_models()) or "none"
-                raise ModelError(f"no model {model_id!r} (models: {known})")
-            return _model_dict(row)
+    def model(self, ref: str) -> dict[str, Any]:
+        """A model by id, ``NAME@N``, ``NAME@ALIAS`` or ``NAME`` (its ``default`` alias);
+        the dict holds ``model`` (the id), ``name``, ``version`` and ``aliases``."""
+        from autovision.versions.store import resolve
 
-    def model_path(self, model_id: str) -> Path:
-        return Path(self.model(model_id)["path"])
+        return resolve(self, ref).info
+
+    def model_path(self, ref: str) -> Path:
+        return Path(self.model(ref)["path"])
 
 
 def _model_dict(r: ModelRow) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -83,6 +84,45 @@ class ModelRow(Base):
     status: Mapped[str] = mapped_column(String(32), default="ready")
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ModelVersionRow(Base):
+    """A named model's version: ``NAME@VERSION`` is model ``model_id`` (see ``versions/``)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AliasRow(Base):
+    """Where an alias of a named model points now (``default`` always exists)."""
+
+    __tablename__ = "model_aliases"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AliasEventRow(Base):
+    """One alias move or decision, append-only: the history and what rollback replays."""
+
+    __tablename__ = "model_alias_events"
+    __table_args__ = (Index("ix_model_alias_events_name_alias", "name", "alias"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    name: Mapped[str] = mapped_column(String(200))
+    alias: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class ApiKeyRow(Base):
