@@ -15,7 +15,12 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from autovision.security.keys import role_allows
 from autovision.serving.errors import ApiError, validation_message
-from autovision.serving.schemas import CreateKeyRequest, PredictRequest
+from autovision.serving.schemas import (
+    CreateKeyRequest,
+    PredictRequest,
+    RollbackRequest,
+    SetAliasRequest,
+)
 from autovision.serving.state import ServedModel, ServerState
 
 B = TypeVar("B", bound=BaseModel)
@@ -186,8 +191,22 @@ def json_body(model: type[B]):
     return dependency
 
 
+def optional_json_body(model: type[B]):
+    """Like :func:`json_body`, but no body at all gives ``model()`` (its defaults)."""
+    parse = json_body(model)
+
+    async def dependency(request: Request) -> B:
+        if not has_body(request):
+            return model()
+        return await parse(request)
+
+    return dependency
+
+
 PredictBody = Annotated[PredictRequest, Depends(json_body(PredictRequest))]
 CreateKeyBody = Annotated[CreateKeyRequest, Depends(json_body(CreateKeyRequest))]
+SetAliasBody = Annotated[SetAliasRequest, Depends(json_body(SetAliasRequest))]
+RollbackBody = Annotated[RollbackRequest, Depends(optional_json_body(RollbackRequest))]
 
 
 async def no_body_or_json(request: Request) -> None:

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -104,6 +104,18 @@ def resolve_target(ws: Any, ref: str) -> Target:
     parsed = parse_ref(ref)
     follows = (parsed.name, parsed.alias) if parsed.alias is not None else None
     return Target(parsed.name, ref, model_id, name or parsed.name, version, follows)
+
+
+def keyed(targets: list[Target]) -> list[Target]:
+    """Each target under its key; a second entry of one NAME is served as its ref instead
+    (``NAME@staging`` beside ``NAME``), as :meth:`ServerState.load` does."""
+    seen: set[str] = set()
+    out = []
+    for t in targets:
+        key = t.key if t.key not in seen else t.ref
+        seen.add(key)
+        out.append(replace(t, key=key))
+    return out
 
 
 class ServerState:
