@@ -6,7 +6,6 @@ routes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,14 +13,16 @@ from fastapi.testclient import TestClient
 from autovision.security import create_key, read_audit
 from autovision.versions import store
 
+from . import versioned
 from .conftest import TEST_HOST
-from .versioned import NAME, build_package, corrupt, model_id, register_versions
+from .versioned import (
+    NAME,
+    corrupt,
+    model_id,
+    register_versions,
+)
 
-
-@pytest.fixture(scope="session")
-def version_packages(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("versions")
-    return [build_package(root / f"seed{seed}", seed) for seed in (11, 12, 13)]
+version_packages = versioned.version_packages  # the session fixture
 
 
 @pytest.fixture

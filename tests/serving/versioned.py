@@ -7,9 +7,19 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from .conftest import LABELS
 
 NAME = "pets"
+SEEDS = (11, 12, 13)
+
+
+@pytest.fixture(scope="session")
+def version_packages(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three packages with different weights (import it into a test module to use it)."""
+    root = tmp_path_factory.mktemp("versions")
+    return [build_package(root / f"seed{seed}", seed) for seed in SEEDS]
 
 
 def build_package(path: Path, seed: int) -> Path:
