@@ -279,15 +279,23 @@ class ServerState:
         and retire the old one (stopped once no request holds it). Raises on a failed load
         or warm-up; the old one keeps serving then."""
         old = self.models[key]
+        began = time.monotonic()
         package = self.load_package(model_id)
         new = self._serve(model_id, package, name=old.name, version=version, key=key)
         new.warmup()
         new.batcher.start()
+        seconds = time.monotonic() - began
         with self._lock:
             self.models[key] = new
             self._retiring.add(old)
         self.switches.inc(model=key)
-        log.info("%s: switched from %s to %s", key, old.version_label, new.version_label)
+        log.info(
+            "%s: switched from %s to %s (loaded and warmed in %.2f s)",
+            key,
+            old.version_label,
+            new.version_label,
+            seconds,
+        )
         threading.Thread(
             target=self._retire, args=(old,), name=f"retire-{old.id}", daemon=True
         ).start()
