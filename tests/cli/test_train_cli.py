@@ -47,6 +47,8 @@ def test_train_json_then_models(tiny_ws) -> None:
     out = json.loads(res.stdout)
     assert set(out) == {
         "model",
+        "name",
+        "version",
         "dataset",
         "dataset_version",
         "task",
@@ -57,6 +59,7 @@ def test_train_json_then_models(tiny_ws) -> None:
         "seconds",
     }
     assert out["stop_reason"] == "TRIALS_DONE" and out["trials"] == 1
+    assert (out["name"], out["version"]) == ("tiny", 1)  # the dataset's name by default
 
     listed = json.loads(run(tiny_ws, "models", "list", "--json").stdout)
     assert [m["model"] for m in listed] == [out["model"]]

@@ -17,6 +17,8 @@ from autovision.search.modes import BaseModel, build_model
 
 KEYS = {
     "model",
+    "name",
+    "version",
     "dataset",
     "dataset_version",
     "task",
@@ -36,6 +38,7 @@ def test_trials_end_to_end(workspace, make_dataset, tiny_space, assert_no_pickle
     assert set(d) == KEYS
     assert d["stop_reason"] == "TRIALS_DONE" and d["trials"] == 2
     assert d["dataset"] == "tiny" and d["dataset_version"] == 1 and d["task"] == "single-label"
+    assert (d["name"], d["version"]) == ("tiny", 1)  # named after the dataset by default
     assert d["best"]["backbone"] == "compact_cnn" and d["best"]["mode"] == "scratch"
     assert 0.0 <= d["validation"]["accuracy"] <= 1.0 and d["validation"]["images"] == 12
     assert {e["event"] for e in events} >= {

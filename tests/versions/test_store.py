@@ -196,3 +196,42 @@ def test_concurrent_numbering_two_sessions(workspace, tmp_path) -> None:
     versions = [v.version for v in store.list_versions(workspace, "pets")]
     assert versions == list(range(1, 13))
     assert store.aliases(workspace, "pets") == {"default": 1}
+
+
+def test_promote_is_a_move_rollback_undoes(workspace, add_model) -> None:
+    add_model(), add_model()
+    store.set_alias(workspace, "pets", 1, "production")
+    ev = store.set_alias(workspace, "pets", 2, "production", kind="promote", details={"gain": 0.1})
+    assert (ev.kind, ev.details) == ("promote", {"gain": 0.1})
+    assert store.rollback(workspace, "pets", "production").to_version == 1
+    with pytest.raises(ModelError, match="'set' or 'promote'"):
+        store.set_alias(workspace, "pets", 2, "production", kind="rollback")
+
+
+def test_concurrent_moves_keep_one_consistent_history(workspace, add_model) -> None:
+    """Two sessions moving one alias at once: every history line starts where the last ended."""
+    for _ in range(3):
+        add_model()
+    wss = [Workspace(workspace.root), Workspace(workspace.root)]
+    errors: list[BaseException] = []
+
+    def move(k: int) -> None:
+        for i in range(8):
+            try:
+                store.set_alias(wss[k], "pets", 1 + (i + k) % 3, "production")
+            except ModelError as exc:  # the other session got there first with the same version
+                if "already names" not in str(exc):
+                    errors.append(exc)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=move, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    events = store.history(workspace, "pets", "production")
+    for prev, ev in zip(events, events[1:], strict=False):
+        assert ev.from_version == prev.to_version
+    assert store.aliases(workspace, "pets")["production"] == events[-1].to_version

@@ -26,7 +26,9 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def evaluate(
-    model: Annotated[str, typer.Argument(help="Model id (as `autovision train` printed).")],
+    model: Annotated[
+        str, typer.Argument(help="Model: NAME, NAME@VERSION, NAME@ALIAS or a model id.")
+    ],
     dataset: Annotated[
         str | None,
         typer.Option(

@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def export(
     model: Annotated[
-        str, typer.Argument(help="Model id (as `autovision train` printed) or package directory.")
+        str,
+        typer.Argument(help="Model: NAME, NAME@VERSION, NAME@ALIAS, a model id or a package dir."),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Directory for the exported files.")
@@ -94,6 +95,8 @@ def export(
     if json_output:
         print_json(result.to_dict())
         return
+    if not (Path(model) / "model.json").is_file() and (mid := ws.model(model)["model"]) != model:
+        model = f"{model} ({mid})"  # a version reference: say which model it named
     console.print(
         f"Exported [bold]{model}[/] as {result.format} to {result.output} "
         f"in {result.seconds:.1f}s:",

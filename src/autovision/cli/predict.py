@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def predict(
     model: Annotated[
-        str, typer.Argument(help="Model id (as `autovision train` printed) or a package folder.")
+        str,
+        typer.Argument(help="Model: NAME, NAME@VERSION, NAME@ALIAS, a model id or a package dir."),
     ],
     inputs: Annotated[
         list[str] | None,
@@ -79,12 +80,13 @@ def predict(
     if split is not None:
         if inputs:
             fail("give either INPUT... or --split, not both")
-        _split_predictions(ws, model, output, split, dataset, json_output)
+        _split_predictions(ws, _model_id(ws, model), output, split, dataset, json_output)
         return
     if dataset is not None:
         fail("--dataset goes with --split")
     if not inputs:
         fail("nothing to predict: give INPUT... (folders, globs, CSV/JSONL, files) or --split")
+    model = _model_id(ws, model)
 
     from autovision.predict import predict_batch
 
@@ -118,6 +120,14 @@ def predict(
     console.print(f"Output: {result.output}", highlight=False, soft_wrap=True)
     if result.failed:
         console.print(f"Errors: {result.errors}", highlight=False, soft_wrap=True)
+
+
+def _model_id(ws: Any, model: str) -> str:
+    """The concrete id behind ``NAME``/``NAME@N``/``NAME@ALIAS`` (resolved once, so an alias
+    moving meanwhile cannot mix versions); a package folder stays as given."""
+    if (Path(model) / "model.json").is_file():
+        return model
+    return ws.model(model)["model"]
 
 
 def _split_predictions(

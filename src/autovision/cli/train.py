@@ -134,7 +134,7 @@ def _print_result(r: dict[str, Any]) -> None:
     from autovision.search.budget import format_seconds
 
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_row("model", f"[bold]{r['model']}[/]")
+    table.add_row("model", f"[bold]{r['name']}@{r['version']}[/] ({r['model']})")
     table.add_row("dataset", f"{r['dataset']}@{r['dataset_version']} ({r['task']})")
     for k, v in r["validation"].items():
         table.add_row(f"validation {k}", f"{v:.4f}" if isinstance(v, float) else str(v))
@@ -184,7 +184,18 @@ def train(
     ] = Task.auto,
     base_model: Annotated[
         str | None,
-        typer.Option("--base-model", help="Start from this earlier model.", show_default=False),
+        typer.Option(
+            "--base-model",
+            help="Start from this earlier model (an id, NAME, NAME@N or NAME@ALIAS).",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Model name: the result becomes its next version (default: the dataset's name).",
+            show_default=False,
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[
@@ -205,6 +216,7 @@ def train(
         base_model=base_model,
         seed=seed,
         resume=resume,
+        name=name,
     )
     if resume and (budget or budget_node_hours or trials):
         err_console.print("note: --resume keeps the run's original budget", highlight=False)

@@ -24,14 +24,17 @@ def evaluate(
     slice_by: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``model_id`` on ``split`` of its own dataset version (or ``dataset``).
+    """Evaluate ``model_id`` (an id, ``NAME``, ``NAME@N`` or ``NAME@ALIAS``) on ``split`` of
+    its own dataset version (or ``dataset``).
 
     Writes ``metrics.json`` in the model directory, stores a summary as the model's
     ``test_metrics``, optionally writes an HTML report, and returns the full metrics.
     """
+    info = ws.model(model_id)  # resolve a version reference once: an alias may move meanwhile
+    model_id = info["model"]
     preds = predict_split(ws, model_id, split=split, dataset=dataset, progress=progress)
     result = evaluate_predictions(preds, slice_by=slice_by)
-    model_dir = Path(ws.model(model_id)["path"])
+    model_dir = Path(info["path"])
     metrics_path = model_dir / METRICS_FILE
     if report is not None:
         from autovision.evaluation.report import write_report

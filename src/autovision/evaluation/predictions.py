@@ -138,6 +138,7 @@ def predict_split(
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     info = ws.model(model_id)
+    model_id = info["model"]  # the concrete id behind a version reference
     package = load_package(info["path"])
     ds = resolve_dataset(ws, info, dataset)
     notes = check_compatible(ds, package, model_id)

@@ -200,14 +200,16 @@ def export_model(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> ExportResult:
-    """Export a workspace model (an id, or a package directory), calibrating and evaluating on
+    """Export a workspace model (an id, ``NAME@VERSION``/``NAME@ALIAS``, or a package
+    directory), calibrating and evaluating on
     the dataset version it was trained on (``model.json`` ``dataset``, else the registry row).
 
     ``evaluate`` defaults to on for ``onnx-int8`` only; ``eval_limit`` caps the test images.
     """
     path = Path(model_id)
     if not (path / "model.json").is_file():
-        path = ws.model_path(model_id)
+        row = ws.model(model_id)  # an id or a version reference (NAME@production)
+        model_id, path = row["model"], Path(row["path"])
     pkg = ModelPackage(path)
     notes: list[str] = []
     dataset = _model_dataset(ws, model_id, pkg, notes)

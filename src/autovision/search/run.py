@@ -43,10 +43,19 @@ class TrainResult:
     seconds: float
     path: Path | None = None
     run_id: str = ""
+    name: str = ""
+    version: int = 0
+
+    @property
+    def ref(self) -> str:
+        """``NAME@VERSION``: the named model version this run registered."""
+        return f"{self.name}@{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "name": self.name,
+            "version": self.version,
             "dataset": self.dataset,
             "dataset_version": self.dataset_version,
             "task": self.task,
@@ -61,8 +70,13 @@ class TrainResult:
 @audited(
     "train",
     start=True,
-    args=("dataset_ref", "budget", "node_hours", "trials", "task", "base_model", "resume"),
-    result=lambda r: {"model": r.model, "trials_run": r.trials, "stop_reason": r.stop_reason},
+    args=("dataset_ref", "name", "budget", "node_hours", "trials", "task", "base_model", "resume"),
+    result=lambda r: {
+        "model": r.model,
+        "version": r.ref,
+        "trials_run": r.trials,
+        "stop_reason": r.stop_reason,
+    },
 )
 def train(
     ws: Any,
@@ -77,6 +91,7 @@ def train(
     resume: bool = False,
     progress: Progress | None = None,
     space: SearchSpace | None = None,
+    name: str | None = None,
 ) -> TrainResult:
     """Search for the best model of ``dataset_ref`` (``NAME`` or ``NAME@N``) within the budget,
     write its package into ``ws.models_dir`` and register it.
@@ -86,10 +101,16 @@ def train(
     unfinished run of the dataset with its original settings. ``progress`` receives one dict
     per event (``search_start``, ``trial_start``, ``epoch``, ``trial_end``, ``refit_skipped``,
     ``export``, ``done``). ``space`` restricts the search space (default:
-    ``AUTOVISION_SEARCH_SPACE`` or the whole registry).
+    ``AUTOVISION_SEARCH_SPACE`` or the whole registry). ``name``: the named model the result
+    becomes the next version of (default: the dataset's name; see :mod:`autovision.versions`).
+    ``base_model`` may be a model id or a version reference (``NAME@production``).
     """
     import torch
 
+    from autovision.versions.refs import check_model_name
+
+    if name is not None:
+        check_model_name(name)
     _import_libraries()
     started = time.monotonic()  # the budget counts from here, after the start-up imports
     if resume:
@@ -100,12 +121,15 @@ def train(
         plan_budget = Budget.from_dict(state.budget)
         space = SearchSpace.from_dict(state.space)
         task, seed, base_model = state.task, state.seed, state.base_model
+        name = name or state.name
     else:
         dv = ws.dataset(dataset_ref)
         plan_budget = Budget.from_args(budget, node_hours, trials)
         space = space or SearchSpace.from_env()
         state = None
     data = prepare_data(dv, task=task, seed=seed)
+    if base_model:  # a version reference: record the concrete model id it names now
+        base_model = ws.model(base_model)["model"]
     base = _load_base(ws, base_model, data) if base_model else None
     if state is None:
         state = RunState(
@@ -116,6 +140,7 @@ def train(
             seed=seed,
             budget=plan_budget.to_dict(),
             base_model=base_model,
+            name=name,
             space=space.to_dict(),
         )
     state.save(ws)
@@ -250,7 +275,7 @@ def _export(
     )
     seconds = search.spent()
     score = validation.get(metrics.PRIMARY[data.task])
-    ws.register_model(
+    version = ws.register_model(
         model_id,
         dataset=data.dataset.name,
         dataset_version=data.dataset.version,
@@ -266,6 +291,7 @@ def _export(
             "run_id": state.run_id,
             "base_model": base_model,
         },
+        name=state.name,
     )
     state.status = "finished"
     state.model = model_id
@@ -285,4 +311,6 @@ def _export(
         seconds=seconds,
         path=path,
         run_id=state.run_id,
+        name=version.name,
+        version=version.version,
     )

@@ -39,6 +39,7 @@ class RunState:
     seed: int
     budget: dict[str, Any]
     base_model: str | None = None
+    name: str | None = None  # the named model the result becomes a version of
     space: dict[str, Any] = field(default_factory=dict)
     status: str = "running"  # running | finished
     spent_s: float = 0.0

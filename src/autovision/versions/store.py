@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from autovision.errors import ModelError
@@ -182,21 +183,16 @@ def add_version(ws: Any, model_id: str, name: str) -> ModelVersion:
     check_model_name(name)
     _backfill(ws, exclude=model_id)  # older models first, so numbers follow creation order
     who = actor_name()
-    created: list[int] = []
 
     def run() -> None:
-        created.clear()
         with ws.Session.begin() as s:
             if s.get(ModelRow, model_id) is None:
                 raise ModelError(f"no model {model_id!r} to add as a version of {name!r}")
             if s.get(ModelVersionRow, model_id) is None:
-                created.append(_insert_version(s, model_id, name, who=who, reason="first version"))
+                _insert_version(s, model_id, name, who=who, reason="first version")
 
     _retrying(run)
-    mv = _by_id(ws, model_id)
-    if created:
-        audit_event(ws, "model.version", model=model_id, name=mv.name, version=mv.version)
-    return mv
+    return _by_id(ws, model_id)  # audited by its caller (``train`` records NAME@VERSION)
 
 
 # ---- reading ------------------------------------------------------------------------------
@@ -374,12 +370,17 @@ def _metrics_of(ws: Any, name: str) -> dict[int, dict[str, Any] | None]:
     return {mv.version: mv.test_metrics for mv in _query(ws, ModelVersionRow.name == name)}
 
 
+class _Moved(Exception):
+    """The alias moved between reading and writing it: read it again."""
+
+
 def _write(
     ws: Any,
     name: str,
     alias: str,
     kind: str,
     *,
+    before: int | None,
     to_version: int | None,
     reason: str | None,
     actor: str | None,
@@ -387,41 +388,51 @@ def _write(
     move: bool = True,
 ) -> AliasEvent:
     """Move (or delete, or only record) ``name@alias`` and append its history line, in one
-    transaction."""
+    transaction; a move applies only if the alias still names ``before`` (else ``_Moved``)."""
     who = actor or actor_name()
-    with ws.Session.begin() as s:
-        current = s.get(AliasRow, (name, alias))
-        before = current.version if current is not None else None
-        if move and to_version is not None:
-            target = s.scalar(
-                select(ModelVersionRow).where(
-                    ModelVersionRow.name == name, ModelVersionRow.version == to_version
+    try:
+        with ws.Session.begin() as s:
+            if not move:
+                current = s.get(AliasRow, (name, alias))
+                before = current.version if current is not None else None
+            elif to_version is not None:
+                target = s.scalar(
+                    select(ModelVersionRow.model_id).where(
+                        ModelVersionRow.name == name, ModelVersionRow.version == to_version
+                    )
                 )
+                if target is None:
+                    raise ModelError(f"model {name!r} has no version {to_version}")
+                if before is None:
+                    s.add(AliasRow(name=name, alias=alias, model_id=target, version=to_version))
+                    s.flush()
+                elif not _changed(
+                    s,
+                    update(AliasRow).values(
+                        model_id=target, version=to_version, updated_at=utcnow()
+                    ),
+                    name,
+                    alias,
+                    before,
+                ):
+                    raise _Moved
+            elif before is None or not _changed(s, delete(AliasRow), name, alias, before):
+                raise _Moved
+            row = AliasEventRow(
+                name=name,
+                alias=alias,
+                kind=kind,
+                from_version=before,
+                to_version=to_version,
+                actor=who,
+                reason=reason,
+                details=dict(details or {}),
             )
-            if target is None:
-                raise ModelError(f"model {name!r} has no version {to_version}")
-            if current is None:
-                s.add(
-                    AliasRow(name=name, alias=alias, model_id=target.model_id, version=to_version)
-                )
-            else:
-                current.model_id, current.version = target.model_id, to_version
-                current.updated_at = utcnow()
-        elif move and current is not None:
-            s.delete(current)
-        row = AliasEventRow(
-            name=name,
-            alias=alias,
-            kind=kind,
-            from_version=before,
-            to_version=to_version,
-            actor=who,
-            reason=reason,
-            details=dict(details or {}),
-        )
-        s.add(row)
-        s.flush()
-        s.refresh(row)
+            s.add(row)
+            s.flush()
+            s.refresh(row)
+    except IntegrityError:  # another process created the alias first
+        raise _Moved from None
     event = _event(row, _metrics_of(ws, name))
     audit_event(
         ws,
@@ -434,6 +445,46 @@ def _write(
         by=who,
     )
     return event
+
+
+def _changed(s: Any, stmt: Any, name: str, alias: str, before: int) -> bool:
+    """Compare-and-set: apply ``stmt`` only to the alias row still at ``before``."""
+    where = (AliasRow.name == name, AliasRow.alias == alias, AliasRow.version == before)
+    return s.execute(stmt.where(*where)).rowcount == 1
+
+
+def _move(
+    ws: Any,
+    name: str,
+    alias: str,
+    kind: str,
+    plan: Callable[[int | None], int | None],
+    *,
+    reason: str | None,
+    actor: str | None,
+    details: dict[str, Any] | None = None,
+) -> AliasEvent:
+    """Read where the alias is, let ``plan(before)`` choose (or refuse) the move, write it;
+    again when another process moved the alias in between."""
+    for _ in range(_RETRIES):
+        now = alias_target(ws, name, alias)
+        before = None if now is None else now[1]
+        to_version = plan(before)
+        try:
+            return _write(
+                ws,
+                name,
+                alias,
+                kind,
+                before=before,
+                to_version=to_version,
+                reason=reason,
+                actor=actor,
+                details=details,
+            )
+        except _Moved:
+            time.sleep(random.uniform(0.005, 0.05))
+    raise ModelError(f"{name}@{alias} kept moving while being changed: try again")
 
 
 def set_alias(
@@ -456,12 +507,13 @@ def set_alias(
     if version not in versions:
         known = ", ".join(map(str, versions))
         raise ModelError(f"model {name!r} has no version {version} (versions: {known})")
-    now = alias_target(ws, name, alias)
-    if now is not None and now[1] == version:
-        raise ModelError(f"{name}@{alias} already names version {version}")
-    return _write(
-        ws, name, alias, kind, to_version=version, reason=reason, actor=actor, details=details
-    )
+
+    def plan(before: int | None) -> int:
+        if before == version:
+            raise ModelError(f"{name}@{alias} already names version {version}")
+        return version
+
+    return _move(ws, name, alias, kind, plan, reason=reason, actor=actor, details=details)
 
 
 def delete_alias(
@@ -475,12 +527,13 @@ def delete_alias(
             f"the {DEFAULT_ALIAS!r} alias of {name!r} cannot be deleted, only moved "
             f"(`autovision models alias set {name}@VERSION {DEFAULT_ALIAS}`)"
         )
-    if alias_target(ws, name, alias) is None:
-        known = ", ".join(aliases(ws, name))
-        raise ModelError(f"model {name!r} has no alias {alias!r} (aliases: {known})")
-    return _write(
-        ws, name, alias, "delete", to_version=None, reason=reason, actor=actor, details={}
-    )
+
+    def plan(before: int | None) -> None:
+        if before is None:
+            known = ", ".join(aliases(ws, name))
+            raise ModelError(f"model {name!r} has no alias {alias!r} (aliases: {known})")
+
+    return _move(ws, name, alias, "delete", plan, reason=reason, actor=actor)
 
 
 def _rollback_stack(ws: Any, name: str, alias: str) -> list[int]:
@@ -507,15 +560,17 @@ def rollback(
     _backfill(ws)
     _need_name(ws, name)
     check_alias(alias)
-    stack = _rollback_stack(ws, name, alias)
-    if not stack:
-        raise ModelError(
-            f"nothing to roll back: {name}@{alias} named no other version before "
-            f"(see `autovision models history {name} {alias}`)"
-        )
-    return _write(
-        ws, name, alias, "rollback", to_version=stack[-1], reason=reason, actor=actor, details={}
-    )
+
+    def plan(before: int | None) -> int:
+        stack = _rollback_stack(ws, name, alias)
+        if not stack:
+            raise ModelError(
+                f"nothing to roll back: {name}@{alias} named no other version before "
+                f"(see `autovision models history {name} {alias}`)"
+            )
+        return stack[-1]
+
+    return _move(ws, name, alias, "rollback", plan, reason=reason, actor=actor)
 
 
 def record_decision(
@@ -538,6 +593,7 @@ def record_decision(
         name,
         alias,
         kind,
+        before=None,
         to_version=version,
         reason=reason,
         actor=actor,
