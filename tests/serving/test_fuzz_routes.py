@@ -60,6 +60,8 @@ def test_schema_describes_every_body(app):
         ("/v2/models/{model}/infer", "post"),
         ("/v2/models/{model}/versions/{version}/infer", "post"),
         ("/admin/keys", "post"),
+        ("/admin/models/{name}/aliases/{alias}", "put"),
+        ("/admin/models/{name}/aliases/{alias}:rollback", "post"),
     ]:
         assert "requestBody" in paths[path][method], path
     session = F.asgi_session(app)

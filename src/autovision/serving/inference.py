@@ -271,7 +271,8 @@ async def vertex_predict(
     threshold: float,
     max_predictions: int,
 ) -> dict[str, Any]:
-    """The Vertex AI response for ``n`` images; a non-None ``keys[i]`` is echoed as ``key``."""
+    """The Vertex AI response for ``n`` images; a non-None ``keys[i]`` is echoed as ``key``;
+    ``modelVersionId`` says which version answered (absent for a model id alone)."""
     probs = await classify(state, served, n, prepare)
     predictions = []
     for key, row in zip(keys, probs, strict=True):
@@ -279,4 +280,11 @@ async def vertex_predict(
         if key is not None:
             p["key"] = key
         predictions.append(p)
-    return {"predictions": predictions, "deployedModelId": served.id, "model": served.id}
+    out: dict[str, Any] = {
+        "predictions": predictions,
+        "deployedModelId": served.id,
+        "model": served.id,
+    }
+    if served.version is not None:
+        out["modelVersionId"] = str(served.version)
+    return out

@@ -184,6 +184,11 @@ class Metrics:
             self.images,
         ]
 
+    def add_counter(self, name: str, help_text: str, label_names: Sequence[str]) -> Counter:
+        counter = Counter(name, help_text, label_names)
+        self._metrics.append(counter)
+        return counter
+
     def add_gauge(
         self,
         name: str,

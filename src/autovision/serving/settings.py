@@ -63,6 +63,10 @@ class ServerSettings(BaseSettings):
     usage_flush_s: float = Field(
         60.0, gt=0, description="seconds between usage records of the served models"
     )
+    alias_poll_s: float = Field(
+        2.0, gt=0, description="how often a served alias is checked for a move (seconds)"
+    )
+
     key_cache_ttl_s: float = Field(2.0, ge=0)
     auth: Literal["required", "auto", "off"] = Field(
         "auto",
