@@ -115,7 +115,8 @@ def serve_step(ws: Workspace, model_id: str, image: Path, console: Console) -> d
         "instances": [{"content": base64.b64encode(image.read_bytes()).decode()}],
         "parameters": {"maxPredictions": 3},
     }
-    with TestClient(create_app(ws, [model_id])) as client:
+    # the in-process client calls as a local one would: Host 127.0.0.1, which the server allows
+    with TestClient(create_app(ws, [model_id]), base_url="http://127.0.0.1") as client:
         response = client.post(f"/v1/models/{model_id}:predict", json=body)
     response.raise_for_status()
     answer = response.json()

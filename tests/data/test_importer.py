@@ -284,3 +284,75 @@ def test_process_pool_path(workspace, tmp_path: Path, monkeypatch, bad_csv: Path
     serial = import_dataset(workspace, "serial", bad_csv, workers=1).to_dict()
     for key in ("images", "labels", "splits", "problems"):
         assert pooled[key] == serial[key]
+
+
+def _by_sha(ds) -> dict[str, object]:
+    return {it.sha256: it for it in ds.items}
+
+
+def test_a_grown_dataset_keeps_ids_and_splits_of_old_images(workspace, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for i in range(40):
+        save(src / ("a" if i % 2 else "b") / f"{i}.png", i)
+    one = import_dataset(workspace, "grow", src).version
+    (src / "b" / "0.png").unlink()  # an image the new source no longer has
+    for i in range(40, 100):
+        save(src / ("a" if i % 2 else "b") / f"{i}.png", i)
+    result = import_dataset(workspace, "grow", src, seed=3)
+    two = result.version
+    old, new = _by_sha(one), _by_sha(two)
+    kept = [sha for sha in old if sha in new]
+    assert len(kept) == 39
+    for sha in kept:
+        assert (new[sha].id, new[sha].split) == (old[sha].id, old[sha].split)
+    fresh = [it for sha, it in new.items() if sha not in old]
+    assert len(fresh) == 60 and min(it.id for it in fresh) > max(it.id for it in one.items)
+    assert Counter(it.split for it in fresh) == Counter(train=48, validation=6, test=6)
+    assert two.parent_version == 1 and "39 images kept their split of @1" in two.note
+    assert result.to_dict()["previous"] == {
+        "version": 1,
+        "kept_splits": 39,
+        "reassigned_by_ml_use": 0,
+    }
+
+
+def test_near_duplicates_of_old_images_join_their_split(workspace, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for i in range(30):
+        save(src / "a" / f"{i}.png", i, size=64)
+    one = import_dataset(workspace, "near", src).version
+    for it in one.items:
+        if it.split != "train":
+            Image.open(it.source).save(src / "a" / f"copy-{it.id}.jpg", quality=90)
+    two = import_dataset(workspace, "near", src).version
+    by_source = {Path(it.source).name: it for it in two.items}
+    copies = [it for it in one.items if it.split != "train"]
+    assert copies
+    for it in copies:
+        assert by_source[f"copy-{it.id}.jpg"].split == it.split
+
+
+def test_ml_use_of_a_row_still_moves_an_old_image(workspace, tmp_path: Path) -> None:
+    d = tmp_path / "src"
+    for i in range(20):
+        save(d / f"{i}.png", i)
+    (d / "d.csv").write_text("".join(f"{i}.png,cat\n" for i in range(20)))
+    one = import_dataset(workspace, "mu", d / "d.csv").version
+    moved, same = [it.source for it in one.items if it.split == "train"][:2]
+    ml_use = {moved: "TEST,", same: "TRAIN,"}
+    rows = [f"{ml_use.get(f'{i}.png', '')}{i}.png,cat\n" for i in range(20)]
+    (d / "d.csv").write_text("".join(rows))
+    result = import_dataset(workspace, "mu", d / "d.csv")
+    splits = {it.source: it.split for it in result.version.items}
+    assert (splits[moved], splits[same]) == ("test", "train")
+    assert result.to_dict()["previous"]["reassigned_by_ml_use"] == 1
+
+
+def test_keep_splits_off_splits_afresh(workspace, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for i in range(10):
+        save(src / "a" / f"{i}.png", i)
+    one = import_dataset(workspace, "off", src).version
+    result = import_dataset(workspace, "off", src, keep_splits=False)
+    assert "previous" not in result.to_dict()
+    assert not {it.id for it in one.items} & {it.id for it in result.version.items}

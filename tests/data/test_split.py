@@ -163,3 +163,51 @@ def test_bad_input() -> None:
         assign_splits([SplitEntry(1), SplitEntry(1)])
     with pytest.raises(DatasetError, match="unknown split"):
         assign_splits([SplitEntry(1, fixed="holdout")])
+
+
+def test_previous_splits_are_kept_and_new_items_stratified() -> None:
+    old = [SplitEntry(i, ("a" if i % 2 else "b",), previous="test") for i in range(40)]
+    new = entries({"a": 50, "b": 50}, start=100)
+    res = assign_splits(old + new)
+    assert all(res.splits[i] == "test" for i in range(40))
+    for counts in per_label(new, res.splits).values():
+        assert counts == Counter(train=40, validation=5, test=5)
+    assert res.reassigned == [] and res.conflicts == []
+
+
+def test_new_duplicates_of_an_old_item_take_its_split() -> None:
+    es = [SplitEntry(0, ("a",), previous="validation"), SplitEntry(1, ("a",))]
+    es.append(SplitEntry(2, ("b",)))
+    es += entries({"a": 30}, start=3)
+    res = assign_splits(es, groups=[[0, 1, 2]])
+    assert [res.splits[i] for i in (0, 1, 2)] == ["validation"] * 3
+    assert res.conflicts == []
+
+
+def test_old_items_in_different_splits_keep_them_and_are_noted() -> None:
+    es = [
+        SplitEntry(0, ("a",), previous="train"),
+        SplitEntry(1, ("a",), previous="test"),
+        SplitEntry(2, ("a",), previous="test"),
+        SplitEntry(3, ("a",)),
+    ]
+    res = assign_splits(es, groups=[[0, 1, 2, 3]])
+    assert [res.splits[i] for i in range(4)] == ["train", "test", "test", "test"]
+    assert "previous version" in res.conflicts[0]["message"]
+
+
+def test_ml_use_wins_over_the_previous_split_and_is_counted() -> None:
+    es = [
+        SplitEntry(0, ("a",), fixed="test", previous="train"),
+        SplitEntry(1, ("a",), fixed="train", previous="train"),
+        SplitEntry(2, ("a",), previous="validation"),
+        SplitEntry(3, ("a",)),
+    ]
+    res = assign_splits(es, groups=[[2, 3]])
+    assert [res.splits[i] for i in range(4)] == ["test", "train", "validation", "validation"]
+    assert res.reassigned == [0]
+
+
+def test_unknown_previous_split() -> None:
+    with pytest.raises(DatasetError, match="previous split"):
+        assign_splits([SplitEntry(0, ("a",), previous="holdout")])

@@ -88,3 +88,19 @@ def test_suggestions_cover_modes_and_stay_valid() -> None:
         assert cfg.image_size in space.sizes_for(cfg.backbone)
         assert cfg.label_smoothing == 0.0 and cfg.mix in ("none", "mixup", "cutmix")
     assert seen == set(MODES)
+
+
+@pytest.mark.parametrize("modes", [("linear",), ("finetune_full",), ("finetune_top", "linear")])
+def test_base_model_first_trials_stay_inside_the_modes_of_the_space(modes) -> None:
+    """With a base model and a restricted space, every enqueued first trial can be replayed
+    (a ``finetune_top`` first trial outside the space failed the whole search)."""
+    space = SearchSpace(modes=modes)
+    base = dict(base_backbone="efficientnet_lite0", base_size=32)
+    cfgs = default_configs(space, PHOTOS, multi_label=False, gpu=False, **base)
+    assert cfgs and {c.mode for c in cfgs} <= {*modes, "finetune_full"}
+    study = optuna.create_study(direction="maximize")
+    for cfg in cfgs:
+        study.enqueue_trial(params_for(cfg, base_model=True, imbalanced=False, multi_label=False))
+    for cfg in cfgs:
+        got = suggest(study.ask(), space, PHOTOS, multi_label=False, gpu=False, **base)
+        assert got == cfg

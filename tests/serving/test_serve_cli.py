@@ -230,3 +230,24 @@ def test_serve_missing_model_fails_fast(cli, served_ws, started):
     r = _serve(cli, served_ws, "m-missing")
     assert r.exit_code == 1 and "m-missing" in r.output
     assert not started
+
+
+def test_serve_a_ref_says_what_it_follows(cli, served_ws, started):
+    """A named model (registered under its dataset's name, toy) is served under its name."""
+    r = _serve(cli, served_ws, "toy", "--alias-poll-s", "0.5")
+    assert r.exit_code == 0, r.output
+    assert started[-1].model_ids == ["toy"] and started[-1].alias_poll_s == 0.5
+    out = " ".join(r.output.split())  # the console wraps long lines
+    assert f"/v1/models/toy:predict -> toy@1 ({MODEL})" in out
+    assert "following toy@default (checked every 0.5 s)" in out
+    r = _serve(cli, served_ws, "toy@1")
+    assert r.exit_code == 0, r.output
+    assert "following" not in r.output
+
+
+def test_serve_an_unknown_ref_fails_before_binding(cli, served_ws, started):
+    started.clear()
+    for ref in ("toy@production", "nope", "toy@9"):
+        r = _serve(cli, served_ws, ref)
+        assert r.exit_code != 0 and "no " in r.output.lower(), r.output
+    assert started == []

@@ -67,6 +67,14 @@ def render_import(result: dict[str, Any], out: Console = console, limit: int = 2
         + ", ".join(f"{s} {splits.get(s, 0)}" for s in SPLIT_NAMES),
         highlight=False,
     )
+    prev = result.get("previous")
+    if prev:
+        moved = prev["reassigned_by_ml_use"]
+        out.print(
+            f"{prev['kept_splits']} images already in @{prev['version']} kept their split"
+            + (f"; {moved} moved by the file's ML_USE" if moved else ""),
+            highlight=False,
+        )
     if result["problems"]:
         out.print(_problems_table(result["problems"], limit))
 

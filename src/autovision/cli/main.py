@@ -21,6 +21,7 @@ app = typer.Typer(
 _GROUPS = [
     ("autovision.cli.dataset", "app", "dataset"),
     ("autovision.cli.train", "register", None),
+    ("autovision.cli.retrain", "register", None),
     ("autovision.cli.models", "app", "models"),
     ("autovision.cli.evaluate", "register", None),
     ("autovision.cli.predict", "register", None),
@@ -29,6 +30,7 @@ _GROUPS = [
     ("autovision.cli.keys", "app", "keys"),
     ("autovision.cli.encryption", "app", "encryption"),
     ("autovision.cli.audit", "app", "audit"),
+    ("autovision.cli.usage", "register", None),
 ]
 
 

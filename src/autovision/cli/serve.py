@@ -23,6 +23,16 @@ def _given(**options: object) -> dict[str, object]:
     return {k: v for k, v in options.items() if v not in (None, [])}
 
 
+def _describe(target, poll_s: float) -> str:
+    """One line per served entry: its URL name, what it serves now, what it follows."""
+    now = target.model_id if target.version is None else f"{target.name}@{target.version}"
+    line = f"/v1/models/{target.key}:predict -> {now} ({target.model_id})"
+    if target.follows is not None:
+        name, alias = target.follows
+        line += f", following {name}@{alias} (checked every {poll_s:g} s)"
+    return line
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve", no_args_is_help=False)(serve)
 
@@ -32,7 +42,10 @@ def serve(
     models: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Model ids to serve (default: every model in the workspace).", show_default=False
+            help="Models to serve: NAME@production, NAME (its default alias), NAME@3 or a model "
+            "id (default: every model in the workspace). An alias is followed: when it "
+            "moves, the server switches to the new version without a restart.",
+            show_default=False,
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind; loopback by default.")] = "127.0.0.1",
@@ -111,17 +124,25 @@ def serve(
         float | None,
         typer.Option(min=0.0, max=1.0, help="Share of requests sent to --shadow (default 1)."),
     ] = None,
+    alias_poll_s: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="How often a served alias is checked for a move, in seconds [default: 2].",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Serve models over REST (Vertex AI / TF Serving and KServe v2 protocols)."""
     from autovision.security.keys import has_keys
     from autovision.serving.app import serve as run
     from autovision.serving.settings import ServerSettings, check_startup
+    from autovision.serving.state import keyed, resolve_target
 
     ws = open_workspace(workspace)
     ids = list(models or [])
-    for model_id in ids:
-        ws.model(model_id)  # a clear error for an unknown id, before binding
+    targets = keyed([resolve_target(ws, ref) for ref in ids])  # a clear error before binding
     if shadow is not None:
         ws.model(shadow)  # the same for the challenger
     if not ids and not ws.list_models():
@@ -146,6 +167,7 @@ def serve(
             admin_host=admin_host,
             shadow=shadow,
             shadow_rate=shadow_rate,
+            alias_poll_s=alias_poll_s,
         ),
     )
     keys_exist = has_keys(ws)
@@ -164,4 +186,6 @@ def serve(
         f"serving {', '.join(ids) or 'every model'} on {scheme}://{host}:{port} ({policy}{admin})",
         highlight=False,
     )
+    for t in targets:
+        console.print(f"  {_describe(t, settings.alias_poll_s)}", highlight=False)
     run(settings, ws)

@@ -55,12 +55,17 @@ class ImportResult:
     version: DatasetVersion
     problems: list[dict[str, Any]] = field(default_factory=list)
     split_conflicts: list[dict[str, Any]] = field(default_factory=list)
+    previous_version: int | None = None
+    kept_splits: int = 0
+    reassigned: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """The import JSON: dataset, version, images, labels, splits, problems."""
+        """The import JSON: dataset, version, images, labels, splits, problems; and for a new
+        version of an existing dataset ``previous``: its version, how many images kept their
+        split, how many ML_USE moved."""
         ds = self.version
         counts = ds.split_counts()
-        return {
+        out = {
             "dataset": ds.name,
             "version": ds.version,
             "images": len(ds.items),
@@ -68,6 +73,13 @@ class ImportResult:
             "splits": {s: counts.get(s, 0) for s in SPLITS},
             "problems": [_problem_json(p) for p in self.problems],
         }
+        if self.previous_version is not None:
+            out["previous"] = {
+                "version": self.previous_version,
+                "kept_splits": self.kept_splits,
+                "reassigned_by_ml_use": self.reassigned,
+            }
+        return out
 
 
 def _problem_json(p: dict[str, Any]) -> dict[str, Any]:
@@ -186,6 +198,7 @@ def import_dataset(
     max_file_mb: float = DEFAULT_MAX_FILE_MB,
     timeout: float = DEFAULT_TIMEOUT_S,
     archive_limits: archive.ArchiveLimits | None = None,
+    keep_splits: bool = True,
 ) -> ImportResult:
     """Import ``source`` (folder, CSV, JSONL, or a zip/tar of those; local or URL) as a new
     version of ``name``.
@@ -194,6 +207,8 @@ def import_dataset(
     only with ``allow_urls`` (never private addresses); only regular files of at most
     ``max_file_mb`` are read. Bad inputs become problem entries; with ``strict`` any problem
     raises :class:`ImportFailed` and makes no version, as does a source with no good image.
+    A new version of an existing dataset keeps, with ``keep_splits``, the id and split of
+    every image whose content was in the latest version (ML_USE of its row still wins).
     """
     check_name(name)
     source = os.fspath(source)
@@ -211,6 +226,7 @@ def import_dataset(
         fractions=fractions,
         seed=seed,
         strict=strict,
+        keep_splits=keep_splits,
         progress=progress,
         workers=workers,
         init=(ws.blobs.url, max_pixels, int(max_file_mb * 1e6), timeout),
@@ -245,6 +261,7 @@ def _import(
     fractions: tuple[float, float, float],
     seed: int,
     strict: bool,
+    keep_splits: bool,
     progress: ProgressFn | None,
     workers: int | None,
     init: tuple[str, int, int, float],
@@ -313,10 +330,13 @@ def _import(
 
     if multi_label is None:
         multi_label = any(len(r.labels) > 1 or r.multi_label for r, _ in good)
-    first_id = ws.reserve_item_ids(name, len(good))
+    previous = _latest(ws, name) if keep_splits else None
+    matched = _match_previous(previous, good)
+    first_id = ws.reserve_item_ids(name, len(good) - len(matched))
+    fresh = iter(range(first_id, first_id + len(good) - len(matched)))
     items = [
         Item(
-            id=first_id + k,
+            id=matched[k].id if k in matched else next(fresh),
             sha256=info["sha256"],
             source=rec.source,
             labels=rec.labels,
@@ -330,14 +350,21 @@ def _import(
         )
         for k, (rec, info) in enumerate(good)
     ]
-    fixed = [rec.ml_use for rec, _ in good]
+    # Old items the source no longer holds still pin their duplicates to their split.
+    kept_ids = {it.id for it in matched.values()}
+    gone = [it for it in previous.items if it.id not in kept_ids] if previous else []
+    entries = [
+        SplitEntry(it.id, it.labels, rec.ml_use, _split_of(matched.get(k)))
+        for k, (it, (rec, _)) in enumerate(zip(items, good, strict=True))
+    ] + [SplitEntry(it.id, it.labels, None, _split_of(it)) for it in gone]
     result = assign_splits(
-        [SplitEntry(it.id, it.labels, f) for it, f in zip(items, fixed, strict=True)],
+        entries,
         fractions=fractions,
         seed=seed,
-        groups=duplicates.duplicate_groups(items),
+        groups=duplicates.duplicate_groups([*items, *gone]),
     )
     items = [replace(it, split=result.splits[it.id]) for it in items]
+    kept = sum(1 for it in matched.values() if it.id not in result.reassigned)
     problem_dicts = [_problem_json(p.to_dict()) for p in problems]
     conflicts = [{"ids": c["ids"], "message": c["message"]} for c in result.conflicts]
     version = ws.create_version(
@@ -346,17 +373,69 @@ def _import(
         multi_label=bool(multi_label),
         source=source,
         note=f"imported {len(items)} images from {source} ({fmt})"
-        + (f"; {len(conflicts)} duplicate groups with conflicting ML_USE" if conflicts else ""),
+        + (
+            f"; {kept} images kept their split of @{previous.version}"
+            + (f", {len(result.reassigned)} moved by ML_USE" if result.reassigned else "")
+            if previous
+            else ""
+        )
+        + (f"; {len(conflicts)} duplicate groups with conflicting splits" if conflicts else ""),
+        parent_version=previous.version if previous else None,
         params={
             "format": fmt,
             "split": list(fractions),
             "seed": seed,
             "strict": strict,
             "split_conflicts": conflicts,
+            "splits_from": previous.version if previous else None,
+            "splits_kept": kept,
+            "splits_reassigned": result.reassigned,
         },
         problems=problem_dicts,
     )
-    return ImportResult(version=version, problems=problem_dicts, split_conflicts=conflicts)
+    return ImportResult(
+        version=version,
+        problems=problem_dicts,
+        split_conflicts=conflicts,
+        previous_version=previous.version if previous else None,
+        kept_splits=kept,
+        reassigned=len(result.reassigned),
+    )
+
+
+def _latest(ws: Any, name: str) -> DatasetVersion | None:
+    """The newest version of ``name``, or ``None`` for a new dataset."""
+    if name not in ws.dataset_names() or not ws.versions(name):
+        return None
+    return ws.dataset(name)
+
+
+def _split_of(item: Item | None) -> str | None:
+    return item.split if item is not None and item.split in SPLITS else None
+
+
+def _match_previous(
+    previous: DatasetVersion | None, good: Sequence[tuple[Record, dict[str, Any]]]
+) -> dict[int, Item]:
+    """Row index -> the previous version's item with the same content (sha256), each old item
+    taken once: the same source first, then in order. Matched rows keep that item's id."""
+    if previous is None:
+        return {}
+    by_sha: dict[str, list[Item]] = {}
+    for it in previous.items:
+        by_sha.setdefault(it.sha256, []).append(it)
+    out: dict[int, Item] = {}
+    taken: set[int] = set()
+    for same_source in (True, False):
+        for k, (rec, info) in enumerate(good):
+            if k in out:
+                continue
+            for it in by_sha.get(info["sha256"], ()):
+                if it.id not in taken and (not same_source or it.source == rec.source):
+                    out[k] = it
+                    taken.add(it.id)
+                    break
+    return out
 
 
 def _inside(text: str, unpacked: str, archive_name: str) -> str:

@@ -29,6 +29,9 @@ REASONS = (
     BAD_ROW,
     BAD_LABEL,
 )
+# Only with a decoded-bytes budget tighter than the default, which the pixel limit keeps
+# every allowed image under: the server's, not an import's (so not among REASONS).
+DECODE_BUDGET_EXCEEDED = "decode_budget_exceeded"
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,15 @@ Rules, in order:
 1. A split fixed by the source (ML_USE) wins. A duplicate group with a fixed member takes
    that split for its free members; when fixed members disagree they keep their own splits,
    the free members go to the most common of them, and the conflict is noted.
-2. Everything else (UNASSIGNED, unmarked) is split by the fractions with iterative
+2. An image whose content was in the previous version of the dataset keeps its ``previous``
+   split (test splits stay comparable as a dataset grows), unless its own row fixes one
+   (that entry is counted in ``reassigned``). A duplicate group with no fixed member but an
+   old one goes to the old member's split (the most common, when old members differ).
+3. Everything else (UNASSIGNED, unmarked) is split by the fractions with iterative
    stratification (Sechidis et al., 2011), which is ordinary stratification for single-label
    data and balances every label of multi-label data. A duplicate group is one unit and goes
    to one split. Unlabeled images form their own stratum (they get a split, no training).
-3. A label with at least 3 images split by the rule gets at least one of them in train
+4. A label with at least 3 images split by the rule gets at least one of them in train
    (when the train fraction is not zero), so that every such label can be learned.
 
 Ties are broken with a ``numpy`` generator seeded by ``seed``: same input, same splits.
@@ -33,19 +37,23 @@ _UNLABELED = "\x00unlabeled"
 
 @dataclass(frozen=True)
 class SplitEntry:
-    """An image to split: its id, labels and the split its source fixed (or ``None``)."""
+    """An image to split: its id, labels, the split its source fixed (or ``None``) and the
+    split its content had in the previous version (or ``None`` for a new image)."""
 
     id: int
     labels: tuple[str, ...] = ()
     fixed: str | None = None
+    previous: str | None = None
 
 
 @dataclass
 class SplitResult:
-    """The split of every id, and the groups whose fixed splits disagree."""
+    """The split of every id, the groups whose fixed splits disagree, and the old images
+    (ids) that ML_USE moved away from their previous split."""
 
     splits: dict[int, str]
     conflicts: list[dict[str, object]] = field(default_factory=list)
+    reassigned: list[int] = field(default_factory=list)
 
 
 def parse_fractions(spec: str | Sequence[float]) -> tuple[float, float, float]:
@@ -99,36 +107,49 @@ def assign_splits(
     if len(by_id) != len(entries):
         raise DatasetError("assign_splits: duplicate ids")
     for e in entries:
-        if e.fixed is not None and e.fixed not in SPLITS:
-            raise DatasetError(f"item {e.id}: unknown split {e.fixed!r}")
+        for kind, value in (("split", e.fixed), ("previous split", e.previous)):
+            if value is not None and value not in SPLITS:
+                raise DatasetError(f"item {e.id}: unknown {kind} {value!r}")
 
     result = SplitResult(splits={})
+    result.reassigned = sorted(
+        e.id for e in entries if e.fixed is not None and e.previous not in (None, e.fixed)
+    )
     free_units: list[list[int]] = []
     for unit in _components(by_id, groups):
-        fixed = [by_id[i].fixed for i in unit if by_id[i].fixed is not None]
-        if not fixed:
+        pinned = {i: by_id[i].fixed or by_id[i].previous for i in unit}
+        pinned = {i: s for i, s in pinned.items() if s is not None}
+        if not pinned:
             free_units.append(unit)
             continue
-        counts = Counter(fixed)
+        fixed = [by_id[i].fixed for i in unit if by_id[i].fixed is not None]
+        counts = Counter(fixed or pinned.values())
         top = max(SPLITS, key=lambda s: (counts.get(s, 0), -SPLITS.index(s)))
-        if len(counts) > 1:
-            result.conflicts.append(
-                {
-                    "ids": unit,
-                    "splits": {i: by_id[i].fixed for i in unit if by_id[i].fixed},
-                    "message": f"duplicate group {unit} has members fixed to different splits "
-                    f"({', '.join(sorted(counts))}); the file's ML_USE wins, free members "
-                    f"go to {top}",
-                }
-            )
+        if len(set(pinned.values())) > 1:
+            result.conflicts.append(_conflict(unit, pinned, top, old=len(fixed) < len(pinned)))
         for i in unit:
-            result.splits[i] = by_id[i].fixed or top
+            result.splits[i] = pinned.get(i, top)
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(free_units)) if free_units else []
     units = [free_units[k] for k in order]
     result.splits.update(_iterative_stratification(units, by_id, fracs, rng))
     return result
+
+
+def _conflict(unit: list[int], pinned: dict[int, str], top: str, *, old: bool) -> dict[str, object]:
+    names = ", ".join(sorted(set(pinned.values())))
+    if old:
+        message = (
+            f"duplicate group {unit} has members in different splits ({names}) through ML_USE "
+            f"or the previous version; they keep them, free members go to {top}"
+        )
+    else:
+        message = (
+            f"duplicate group {unit} has members fixed to different splits ({names}); "
+            f"the file's ML_USE wins, free members go to {top}"
+        )
+    return {"ids": unit, "splits": pinned, "message": message}
 
 
 def _iterative_stratification(

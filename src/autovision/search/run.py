@@ -26,6 +26,7 @@ from autovision.search.trainer import (
     score_probs,
 )
 from autovision.security.audit import audited
+from autovision.usage.records import current_train, recorded_train
 
 
 @dataclass
@@ -78,6 +79,7 @@ class TrainResult:
         "stop_reason": r.stop_reason,
     },
 )
+@recorded_train  # one usage record per run, also when it fails
 def train(
     ws: Any,
     dataset_ref: str,
@@ -148,6 +150,8 @@ def train(
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
         rt = Runtime.create(ws, data, deterministic=deterministic, base=base)
+        if (rec := current_train()) is not None:
+            rec.note(device=str(rt.device), gpus=1 if rt.gpu else 0)
         search = Search(rt, state, space, plan_budget, progress=progress, started=started)
         result = search.run()
         if progress:

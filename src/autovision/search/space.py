@@ -294,9 +294,13 @@ def default_configs(
     if base_backbone is not None:
         size = base_size or get_backbone_cfg(base_backbone).input_size
         resize = base_resize or "squash"
-        out.append(image_cfg(base_backbone, "finetune_top", size, resize=resize))
+        # only modes the space allows (``suggest`` draws ``base_mode`` from them)
+        if "finetune_top" in space.modes:
+            out.append(image_cfg(base_backbone, "finetune_top", size, resize=resize))
         if "linear" in space.modes:
             out.append(linear_cfg(base_backbone, size, resize))
+        if not out:
+            out.append(image_cfg(base_backbone, "finetune_full", size, resize=resize))
         return out
 
     small_first = profile.small or profile.grayscale

@@ -4,6 +4,7 @@ after authentication and only with a ``Content-Type`` the route accepts."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -14,7 +15,12 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from autovision.security.keys import role_allows
 from autovision.serving.errors import ApiError, validation_message
-from autovision.serving.schemas import CreateKeyRequest, PredictRequest
+from autovision.serving.schemas import (
+    CreateKeyRequest,
+    PredictRequest,
+    RollbackRequest,
+    SetAliasRequest,
+)
 from autovision.serving.state import ServedModel, ServerState
 
 B = TypeVar("B", bound=BaseModel)
@@ -120,12 +126,22 @@ PredictAuth = Annotated[Principal, Depends(predict_auth)]
 AdminAuth = Annotated[Principal, Depends(admin_auth)]
 
 
-async def get_model(model: str, state: StateDep) -> ServedModel:
-    return state.model(model)
+async def get_model(model: str, state: StateDep, request: Request) -> AsyncIterator[ServedModel]:
+    """The addressed model (at the path's ``{version}`` when it has one), held for the
+    request: a hot switch retires the old version only once its requests are done."""
+    served = state.acquire(model, request.path_params.get("version"))
+    try:
+        yield served
+    finally:
+        state.release(served)
 
 
-async def get_endpoint_model(endpoint: str, state: StateDep) -> ServedModel:
-    return state.model(endpoint)
+async def get_endpoint_model(endpoint: str, state: StateDep) -> AsyncIterator[ServedModel]:
+    served = state.acquire(endpoint)
+    try:
+        yield served
+    finally:
+        state.release(served)
 
 
 ModelDep = Annotated[ServedModel, Depends(get_model)]
@@ -175,8 +191,22 @@ def json_body(model: type[B]):
     return dependency
 
 
+def optional_json_body(model: type[B]):
+    """Like :func:`json_body`, but no body at all gives ``model()`` (its defaults)."""
+    parse = json_body(model)
+
+    async def dependency(request: Request) -> B:
+        if not has_body(request):
+            return model()
+        return await parse(request)
+
+    return dependency
+
+
 PredictBody = Annotated[PredictRequest, Depends(json_body(PredictRequest))]
 CreateKeyBody = Annotated[CreateKeyRequest, Depends(json_body(CreateKeyRequest))]
+SetAliasBody = Annotated[SetAliasRequest, Depends(json_body(SetAliasRequest))]
+RollbackBody = Annotated[RollbackRequest, Depends(optional_json_body(RollbackRequest))]
 
 
 async def no_body_or_json(request: Request) -> None:

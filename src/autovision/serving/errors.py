@@ -25,7 +25,7 @@ from autovision.errors import ImageDecodeError
 log = logging.getLogger("autovision.serving")
 
 AUDITED = frozenset({401, 403, 413, 421, 429, 503})
-_DECODE_STATUS = {P.UNSUPPORTED_FORMAT: 415}
+_DECODE_STATUS = {P.UNSUPPORTED_FORMAT: 415, P.DECODE_BUDGET_EXCEEDED: 413}
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",

@@ -1,21 +1,37 @@
 """The request path shared by every predict route: admit, preprocess in the thread pool,
-batch, await with the request timeout; and the Vertex-style prediction format."""
+batch, await with the request timeout; and the Vertex-style prediction format.
+
+Decoding is bounded twice: every image's decoded bytes, and their sum over the request, are
+checked from the headers before any image is decoded. A request past its deadline stops its
+preprocessing at the next image boundary (each image's cost being bounded, that is enough),
+and its images stay admitted until its preprocessing thread has actually finished.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import contextvars
+import math
+import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from autovision.data.decode import decode_image
+from autovision.data.decode import (
+    DEFAULT_MAX_DECODED_BYTES,
+    decode_opened,
+    inspect_image,
+    release_memory,
+)
 from autovision.errors import ImageDecodeError
 from autovision.models.preprocess import Preprocessing, normalize, resize_image
-from autovision.serving.batching import BatcherStopped, QueueFull
+from autovision.serving.batching import BatcherStopped, DynamicBatcher, QueueFull
 from autovision.serving.errors import ApiError, decode_error
 from autovision.serving.middleware import request_id_var
 
@@ -37,20 +53,95 @@ def b64decode(value: str | bytes, index: int | None = None) -> bytes:
         raise ApiError(400, "invalid_base64", where + "image content is not valid base64") from None
 
 
-def decode_to_pixels(payloads: Sequence[bytes], spec: Preprocessing, max_pixels: int) -> np.ndarray:
-    """Encoded images -> uint8 [N, S, S, 3] resized like training, safely decoded."""
-    out = []
+# JPEGs decode at a reduced DCT scale no smaller than this many times the input size.
+DRAFT_FACTOR = 2
+# Hand freed memory back to the OS after a request whose images decoded to this much.
+TRIM_AFTER_BYTES = 32 * 1024 * 1024
+
+
+class RequestAbandoned(Exception):
+    """The request timed out or its caller left: its preprocessing stops here."""
+
+
+@dataclass
+class Job:
+    """One request's preprocessing: its decode budgets, its deadline and its stop flag,
+    checked by the preprocessing thread between images and before each resize. Stopping
+    there is enough: the budget bounds what any one image's decode can cost."""
+
+    max_image_bytes: int = DEFAULT_MAX_DECODED_BYTES
+    max_request_bytes: int = DEFAULT_MAX_DECODED_BYTES
+    deadline: float = math.inf
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def abandon(self) -> None:
+        self._stop.set()
+
+    @property
+    def abandoned(self) -> bool:
+        return self._stop.is_set() or time.monotonic() > self.deadline
+
+    def check(self) -> None:
+        if self.abandoned:
+            raise RequestAbandoned()
+
+
+_JOB: contextvars.ContextVar[Job | None] = contextvars.ContextVar("autovision_job", default=None)
+
+
+def current_job() -> Job:
+    """The job of the request whose ``prepare()`` runs in this context (set by
+    :func:`classify`, so every route's ``prepare`` gets it without passing it along)."""
+    return _JOB.get() or Job()
+
+
+def decode_to_pixels(
+    payloads: Sequence[bytes], spec: Preprocessing, max_pixels: int, job: Job | None = None
+) -> np.ndarray:
+    """Encoded images -> uint8 [N, S, S, 3] resized like training, safely decoded: every
+    header is checked against the budgets before the first image is decoded."""
+    job = job or current_job()
+    draft = (DRAFT_FACTOR * spec.input_size,) * 2
+    opened = []
+    total = 0
     for i, data in enumerate(payloads):
         try:
-            img = decode_image(data, max_pixels=max_pixels).image
+            o = inspect_image(
+                data, max_pixels=max_pixels, max_decoded_bytes=job.max_image_bytes, draft=draft
+            )
         except ImageDecodeError as exc:
             raise decode_error(exc, i) from None
-        out.append(resize_image(img, spec))
+        total += o.decoded_bytes
+        if total > job.max_request_bytes:
+            raise ApiError(
+                413,
+                "decode_budget_exceeded",
+                f"instance {i}: the first {i + 1} images decode to {total} bytes, over the "
+                f"limit of {job.max_request_bytes} bytes per request",
+            )
+        opened.append(o)
+    out = []
+    try:
+        for i in range(len(opened)):
+            job.check()
+            try:
+                img = decode_opened(opened[i]).image
+            except ImageDecodeError as exc:
+                raise decode_error(exc, i) from None
+            opened[i] = None  # type: ignore[call-overload]
+            job.check()
+            out.append(resize_image(img, spec))
+            del img
+    finally:
+        if total >= TRIM_AFTER_BYTES:
+            release_memory()
     return np.stack(out)
 
 
 def prepare_encoded(payloads: Sequence[bytes], spec: Preprocessing, max_pixels: int) -> np.ndarray:
-    return normalize(decode_to_pixels(payloads, spec, max_pixels), spec)
+    x = decode_to_pixels(payloads, spec, max_pixels)
+    current_job().check()
+    return normalize(x, spec)
 
 
 def prepare_pixels(pixels: np.ndarray, spec: Preprocessing, max_pixels: int) -> np.ndarray:
@@ -61,15 +152,40 @@ def prepare_pixels(pixels: np.ndarray, spec: Preprocessing, max_pixels: int) -> 
     s = spec.input_size
     if (h, w) == (s, s):
         return normalize(pixels, spec)
-    resized = [resize_image(Image.fromarray(np.ascontiguousarray(p), "RGB"), spec) for p in pixels]
+    job = current_job()
+    resized = []
+    for p in pixels:
+        job.check()
+        resized.append(resize_image(Image.fromarray(np.ascontiguousarray(p), "RGB"), spec))
     return normalize(np.stack(resized), spec)
+
+
+class _Admission:
+    """Keeps a request's images admitted until both its preprocessing thread has finished
+    and the request is done with the batcher (answered, or its queued batch cancelled)."""
+
+    def __init__(self, batcher: DynamicBatcher, ticket: int) -> None:
+        self._batcher = batcher
+        self._ticket = ticket
+        self._holds = 2  # the preprocessing thread, the request
+        self._lock = threading.Lock()
+        self.submitted = False
+
+    def drop(self, *_: object) -> None:
+        with self._lock:
+            self._holds -= 1
+            last = self._holds == 0
+        if last:
+            self._batcher.release(self._ticket, submitted=self.submitted)
 
 
 async def classify(
     state: ServerState, served: ServedModel, n: int, prepare: Callable[[], np.ndarray]
 ) -> np.ndarray:
-    """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool
-    (``prepare(spec)``: the same images for another preprocessing, e.g. a shadow's)."""
+    """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool with
+    the request's :class:`Job` in its context (budgets, deadline, stop flag);
+    ``prepare(spec)``: the same images for another preprocessing (a shadow challenger's)."""
+    began = time.perf_counter()
     settings = state.settings
     retry = {"Retry-After": str(settings.retry_after_s)}
     if n == 0:
@@ -88,24 +204,49 @@ async def classify(
         ) from None
     except BatcherStopped:
         raise ApiError(503, "unavailable", "the server is shutting down", headers=retry) from None
-    submitted = False
+    job = Job(
+        max_image_bytes=settings.max_decoded_bytes_per_image,
+        max_request_bytes=settings.max_decoded_bytes_per_request,
+        deadline=time.monotonic() + settings.request_timeout_s,
+    )
+    ctx = contextvars.copy_context()
+    ctx.run(_JOB.set, job)
+    admission = _Admission(served.batcher, ticket)
+    try:
+        if state.pool is None:
+            raise RuntimeError("no preprocessing pool")
+        prepared = state.pool.submit(ctx.run, prepare)
+    except RuntimeError:  # the pool is shut down
+        admission.drop()
+        admission.drop()
+        raise ApiError(503, "unavailable", "the server is shutting down", headers=retry) from None
+    prepared.add_done_callback(admission.drop)
     future = None
+    answered = False
     try:
         async with asyncio.timeout(settings.request_timeout_s):
-            x = await asyncio.get_running_loop().run_in_executor(state.pool, prepare)
+            x = await asyncio.wrap_future(prepared)
             future = served.batcher.submit(x)
-            submitted = True
+            admission.submitted = True
             probs = await asyncio.wrap_future(future)
+            answered = True
+            state.usage.observe(served.id, n, time.perf_counter() - began)
     except TimeoutError:
-        if future is not None:
-            future.cancel()
         raise ApiError(
             504, "timeout", f"no answer within {settings.request_timeout_s:g} s"
         ) from None
     except BatcherStopped:
         raise ApiError(503, "unavailable", "the server is shutting down", headers=retry) from None
     finally:
-        served.batcher.release(ticket, submitted=submitted)
+        if not answered:
+            job.abandon()
+            prepared.cancel()
+        if future is None:
+            admission.drop()
+        else:
+            if not answered:
+                future.cancel()
+            future.add_done_callback(admission.drop)
     if state.shadow is not None:  # the challenger, off the response path
         state.shadow.offer(served, x, probs, request_id_var.get(), prepare)
     return probs
@@ -134,7 +275,8 @@ async def vertex_predict(
     threshold: float,
     max_predictions: int,
 ) -> dict[str, Any]:
-    """The Vertex AI response for ``n`` images; a non-None ``keys[i]`` is echoed as ``key``."""
+    """The Vertex AI response for ``n`` images; a non-None ``keys[i]`` is echoed as ``key``;
+    ``modelVersionId`` says which version answered (absent for a model id alone)."""
     probs = await classify(state, served, n, prepare)
     predictions = []
     for key, row in zip(keys, probs, strict=True):
@@ -142,4 +284,11 @@ async def vertex_predict(
         if key is not None:
             p["key"] = key
         predictions.append(p)
-    return {"predictions": predictions, "deployedModelId": served.id, "model": served.id}
+    out: dict[str, Any] = {
+        "predictions": predictions,
+        "deployedModelId": served.id,
+        "model": served.id,
+    }
+    if served.version is not None:
+        out["modelVersionId"] = str(served.version)
+    return out

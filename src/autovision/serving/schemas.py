@@ -57,6 +57,7 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
     deployedModelId: str
     model: str
+    modelVersionId: str | None = None
 
 
 class ModelStatus(BaseModel):
@@ -129,6 +130,19 @@ class KeyInfo(BaseModel):
     revoked: bool
 
 
+class SetAliasRequest(BaseModel):
+    """``PUT /admin/models/{name}/aliases/{alias}``: the version it names from now on."""
+
+    version: int = Field(ge=1)
+    reason: str | None = Field(None, max_length=1000)
+
+
+class RollbackRequest(BaseModel):
+    """``POST /admin/models/{name}/aliases/{alias}:rollback`` (the body is optional)."""
+
+    reason: str | None = Field(None, max_length=1000)
+
+
 # ---- OpenAPI request bodies of routes that read their body themselves -----------------
 
 
@@ -144,7 +158,9 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-def request_body(model: type[BaseModel], *extra_media: str) -> dict[str, Any]:
+def request_body(
+    model: type[BaseModel], *extra_media: str, required: bool = True
+) -> dict[str, Any]:
     """``openapi_extra`` describing the JSON body a route parses itself (after auth), so the
     schema (and a fuzzer reading it) knows the body; ``extra_media`` adds binary forms."""
     schema = model.model_json_schema()
@@ -153,7 +169,7 @@ def request_body(model: type[BaseModel], *extra_media: str) -> dict[str, Any]:
     }
     for media in extra_media:
         content[media] = {"schema": {"type": "string", "format": "binary"}}
-    return {"requestBody": {"required": True, "content": content}}
+    return {"requestBody": {"required": required, "content": content}}
 
 
 UPLOAD_BODY: dict[str, Any] = {

@@ -34,6 +34,12 @@ class ServerSettings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     max_instances: int = Field(64, ge=1, description="images in one request")
+    max_decoded_bytes_per_image: int = Field(
+        120_000_000, ge=1, description="pixels x channels x bytes per sample (40 MP RGB)"
+    )
+    max_decoded_bytes_per_request: int = Field(
+        400_000_000, ge=1, description="the sum over a request's images, checked before any"
+    )
 
     max_batch_size: int = Field(32, ge=1)
     max_batch_wait_ms: float = Field(5.0, ge=0)
@@ -67,6 +73,12 @@ class ServerSettings(BaseSettings):
         description="the challenger's threads: 'nice' (19) takes a small share under load; "
         "'idle' (SCHED_IDLE) only what nothing else wants, but a starved thread holding the "
         "GIL then stalls the champion (measured: p50 x2 at concurrency 1)",
+    )
+    usage_flush_s: float = Field(
+        60.0, gt=0, description="seconds between usage records of the served models"
+    )
+    alias_poll_s: float = Field(
+        2.0, gt=0, description="how often a served alias is checked for a move (seconds)"
     )
 
     key_cache_ttl_s: float = Field(2.0, ge=0)

@@ -1,13 +1,23 @@
 """What a running server holds: settings, workspace, keys, audit log, metrics, and the
-served models (each a :class:`ModelPackage` loaded once plus its batcher)."""
+served models (each a :class:`ModelPackage` loaded once plus its batcher).
+
+Served models are keyed by the name clients address: a model id as given, or the NAME of a
+ref (``NAME@production``, ``NAME``, ``NAME@3``; see :mod:`autovision.versions`). A served
+alias is *followed* (:class:`~autovision.serving.follow.AliasWatcher`): when it moves, the
+new version is loaded and warmed beside the old one, new requests get it, and the old one
+is stopped once the requests holding it have finished."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from autovision.errors import AutovisionError
 from autovision.models.package import ModelPackage
@@ -18,28 +28,96 @@ from autovision.serving.errors import ApiError
 from autovision.serving.metrics import Metrics
 from autovision.serving.settings import ServerSettings
 from autovision.serving.shadow import ShadowRunner, start_shadow
+from autovision.usage.records import ServeRecorder
 
 log = logging.getLogger("autovision.serving")
 
+MODEL_VERSION_HEADER = "X-Model-Version"  # on predict/infer answers: NAME@VERSION or the id
 
-@dataclass
+
+@dataclass(eq=False)
 class ServedModel:
+    """One loaded model version; ``name``/``version`` are None for a model id without a
+    version. ``key`` is the URL name it is served under (default: its id)."""
+
     id: str
     package: ModelPackage
     batcher: DynamicBatcher
+    name: str | None = None
+    version: int | None = None
+    key: str | None = None
+    warmup: Any = field(default=None, repr=False)  # () -> None: one dummy predict per session
+    users: int = field(default=0, repr=False)  # requests holding it (see ServerState.acquire)
+
+    def __post_init__(self) -> None:
+        if self.key is None:
+            self.key = self.id
 
     @property
     def labels(self) -> list[str]:
         return self.package.labels
 
+    @property
+    def version_label(self) -> str:
+        """``NAME@VERSION``, or the model id without a version (the X-Model-Version header)."""
+        return f"{self.name}@{self.version}" if self.version is not None else self.id
+
+    @property
+    def version_string(self) -> str:
+        """The version as protocols carry it: "3"; "1" for a model id without a version."""
+        return str(self.version) if self.version is not None else "1"
+
     def info(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "servedAs": self.key,
+            "name": self.name,
+            "version": self.version,
             "task": self.package.task,
             "labels": list(self.package.labels),
             "inputSize": self.package.preprocessing.input_size,
             "backbone": self.package.meta.get("architecture", {}).get("backbone"),
         }
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one served entry was asked for: its key, the model it names now, and the
+    ``(name, alias)`` it follows (None: pinned to this model)."""
+
+    key: str
+    ref: str
+    model_id: str
+    name: str | None = None
+    version: int | None = None
+    follows: tuple[str, str] | None = None
+
+
+def resolve_target(ws: Any, ref: str) -> Target:
+    """A model id stays a model id (served under it); a ref is served under its NAME and,
+    when it names an alias (``NAME``, ``NAME@production``), followed. Raises ModelError."""
+    info = ws.model(ref)
+    model_id = info["model"]
+    name, version = info.get("name"), info.get("version")
+    if model_id == ref:
+        return Target(ref, ref, model_id, name, version)
+    from autovision.versions.refs import parse_ref
+
+    parsed = parse_ref(ref)
+    follows = (parsed.name, parsed.alias) if parsed.alias is not None else None
+    return Target(parsed.name, ref, model_id, name or parsed.name, version, follows)
+
+
+def keyed(targets: list[Target]) -> list[Target]:
+    """Each target under its key; a second entry of one NAME is served as its ref instead
+    (``NAME@staging`` beside ``NAME``), as :meth:`ServerState.load` does."""
+    seen: set[str] = set()
+    out = []
+    for t in targets:
+        key = t.key if t.key not in seen else t.ref
+        seen.add(key)
+        out.append(replace(t, key=key))
+    return out
 
 
 class ServerState:
@@ -52,17 +130,32 @@ class ServerState:
         self.audit = AuditLog(ws.audit_log_path)
         self.refusals = RefusalAggregator(self.audit)  # refused requests, bounded per client
         self.metrics = Metrics()
+        self.usage = ServeRecorder(ws, flush_s=settings.usage_flush_s)  # usage records
         self.models: dict[str, ServedModel] = {}
         self.failed: dict[str, str] = {}  # asked for, not loaded: id -> why (for the log)
+        self.follows: dict[str, tuple[str, str]] = {}  # key -> (name, alias) it follows
         self.explicit = bool(settings.model_ids)
         self.pool: ThreadPoolExecutor | None = None
         self.shadow: ShadowRunner | None = None  # --shadow: the challenger, off the response path
         self.ready = False
+        self.watcher: Any = None
+        self._lock = threading.Lock()  # lookups + acquire vs. switches
+        self._retiring: set[ServedModel] = set()
+        self.switches = self.metrics.add_counter(
+            "autovision_model_switches_total",
+            "Hot switches of a followed alias to a new model version, by served name.",
+            ("model",),
+        )
+        self.switch_failures = self.metrics.add_counter(
+            "autovision_model_switch_failures_total",
+            "Alias moves whose new version could not be loaded (the old one kept serving).",
+            ("model",),
+        )
         self.metrics.add_gauge(
             "autovision_queue_images",
             "Images admitted and not yet answered, by model.",
             ("model",),
-            lambda: [({"model": m.id}, m.batcher.pending) for m in self.models.values()],
+            lambda: [({"model": m.id}, m.batcher.pending) for m in list(self.models.values())],
         )
         self.metrics.add_gauge(
             "autovision_models_loaded",
@@ -70,8 +163,19 @@ class ServerState:
             (),
             lambda: [({}, len(self.models))],
         )
+        self.metrics.add_gauge(
+            "autovision_model_version",
+            "The model version served under each name (versioned models only).",
+            ("model", "model_id"),
+            lambda: [
+                ({"model": key, "model_id": m.id}, m.version)
+                for key, m in list(self.models.items())
+                if m.version is not None
+            ],
+        )
 
     def model_ids(self) -> list[str]:
+        """What to serve: the refs or ids asked for, else every ready model's id."""
         if self.settings.model_ids:
             return list(self.settings.model_ids)
         return [m["model"] for m in self.ws.list_models() if m.get("status", "ready") == "ready"]
@@ -83,15 +187,20 @@ class ServerState:
         the server stays up, unready when :meth:`is_ready` says."""
         log_audit_check(self.ws.audit_log_path)
         s = self.settings
-        for model_id in self.model_ids():
+        for ref in self.model_ids():
             try:
-                path = self.ws.model(model_id)["path"]
-                package = ModelPackage.load(path, threads=s.ort_threads, spinning=s.ort_spinning)
+                target = resolve_target(self.ws, ref)
+                key = target.key if target.key not in self.models else ref
+                package = self.load_package(target.model_id)
             except AutovisionError as exc:
-                self.failed[model_id] = str(exc)
-                log.error("model %s cannot be loaded: %s", model_id, exc)
+                self.failed[ref] = str(exc)
+                log.error("model %s cannot be loaded: %s", ref, exc)
                 continue
-            self.models[model_id] = self._serve(model_id, package)
+            self.models[key] = self._serve(
+                target.model_id, package, name=target.name, version=target.version, key=key
+            )
+            if target.follows is not None:
+                self.follows[key] = target.follows
         if not self.models:
             log.error("no model loaded: the server answers not ready")
         self.pool = ThreadPoolExecutor(
@@ -102,9 +211,34 @@ class ServerState:
             m.batcher.start()
         self.shadow = start_shadow(self)
         self.ready = True
-        log.info("serving %d model(s): %s", len(self.models), ", ".join(self.models) or "none")
+        self.usage.start()
+        log.info(
+            "serving %d model(s): %s",
+            len(self.models),
+            ", ".join(f"{k} ({m.version_label})" for k, m in self.models.items()) or "none",
+        )
+        if self.follows:
+            from autovision.serving.follow import AliasWatcher
 
-    def _serve(self, model_id: str, package: ModelPackage) -> ServedModel:
+            self.watcher = AliasWatcher(self, s.alias_poll_s)
+            self.watcher.start()
+            for key, (name, alias) in self.follows.items():
+                log.info("%s follows %s@%s (every %g s)", key, name, alias, s.alias_poll_s)
+
+    def load_package(self, model_id: str) -> ModelPackage:
+        s = self.settings
+        path = self.ws.model(model_id)["path"]
+        return ModelPackage.load(path, threads=s.ort_threads, spinning=s.ort_spinning)
+
+    def _serve(
+        self,
+        model_id: str,
+        package: ModelPackage,
+        *,
+        name: str | None = None,
+        version: int | None = None,
+        key: str | None = None,
+    ) -> ServedModel:
         s = self.settings
 
         def on_batch(images: int, seconds: float) -> None:
@@ -123,6 +257,14 @@ class ServerState:
         def run_alone(x):
             return served.package.predict_array(x)
 
+        def warmup() -> None:
+            size = package.preprocessing.input_size
+            x = np.zeros((1, 3, size, size), dtype=np.float32)
+            for fn in (run, run_alone):
+                y = fn(x)
+                if y.shape != (1, len(package.labels)):
+                    raise AutovisionError(f"warm-up answered shape {y.shape}")
+
         batcher = DynamicBatcher(
             run,
             max_batch_size=s.max_batch_size,
@@ -133,27 +275,94 @@ class ServerState:
             workers=workers,
             run_alone=run_alone if side_by_side is not None else None,
         )
-        served = ServedModel(model_id, package, batcher)
+        served = ServedModel(model_id, package, batcher, name, version, key, warmup)
         return served
+
+    # ---- hot switch ------------------------------------------------------------------
+
+    def switch(self, key: str, model_id: str, version: int | None) -> ServedModel:
+        """Load and warm ``model_id`` beside what ``key`` serves, switch new requests to it,
+        and retire the old one (stopped once no request holds it). Raises on a failed load
+        or warm-up; the old one keeps serving then."""
+        old = self.models[key]
+        began = time.monotonic()
+        package = self.load_package(model_id)
+        new = self._serve(model_id, package, name=old.name, version=version, key=key)
+        new.warmup()
+        new.batcher.start()
+        seconds = time.monotonic() - began
+        with self._lock:
+            self.models[key] = new
+            self._retiring.add(old)
+        self.switches.inc(model=key)
+        log.info(
+            "%s: switched from %s to %s (loaded and warmed in %.2f s)",
+            key,
+            old.version_label,
+            new.version_label,
+            seconds,
+        )
+        threading.Thread(
+            target=self._retire, args=(old,), name=f"retire-{old.id}", daemon=True
+        ).start()
+        return new
+
+    def _retire(self, old: ServedModel) -> None:
+        """Stop ``old`` once no request holds it and its batcher is empty (or after the
+        request timeout and a second: such requests have timed out by then)."""
+        deadline = time.monotonic() + self.settings.request_timeout_s + 1.0
+        while time.monotonic() < deadline:
+            with self._lock:
+                idle = old.users == 0
+            if idle and old.batcher.pending == 0:
+                break
+            time.sleep(0.02)
+        else:
+            log.warning("%s: %s did not drain in time; stopping it", old.key, old.version_label)
+        old.batcher.stop()
+        with self._lock:
+            self._retiring.discard(old)
+        log.info("%s: unloaded %s", old.key, old.version_label)
+
+    # ---- requests --------------------------------------------------------------------
+
+    def acquire(self, name: str, version: str | None = None) -> ServedModel:
+        """:meth:`model` held for one request: a switch never stops it before
+        :meth:`release`."""
+        with self._lock:
+            served = self.model(name, version)
+            served.users += 1
+        return served
+
+    def release(self, served: ServedModel) -> None:
+        with self._lock:
+            served.users -= 1
 
     def is_ready(self) -> bool:
         """Loaded, with at least one model, and every model asked for by id loaded."""
         return self.ready and bool(self.models) and not (self.explicit and self.failed)
 
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         self.refusals.close()
         audit_event(self, "server.stop", **_audit_details(self))
         self.ready = False
-        for m in self.models.values():
+        with self._lock:
+            serving = list(self.models.values()) + list(self._retiring)
+        for m in serving:
             m.batcher.stop()
         if self.shadow is not None:
             self.shadow.close()
+        self.usage.close()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
 
-    def model(self, name: str) -> ServedModel:
-        served = self.models.get(name)
+    def model(self, name: str, version: str | None = None) -> ServedModel:
+        """The model served as ``name`` (its key; a loaded version's model id; a loaded
+        ``NAME@VERSION``; a followed ``NAME@ALIAS``), at ``version`` when given."""
+        served = self._find(name)
         if served is None:
             if name in self.failed:
                 raise ApiError(
@@ -161,7 +370,45 @@ class ServerState:
                 )
             shown = name if len(name) <= 80 else name[:80] + "..."
             raise ApiError(404, "model_not_found", f"no model {shown!r} is served here")
-        return served
+        if version is None or version == served.version_string:
+            return served
+        for m in list(self.models.values()):
+            if m.name is not None and m.name == served.name and m.version_string == version:
+                return m
+        shown = version if len(version) <= 20 else version[:20] + "..."
+        raise ApiError(
+            404,
+            "model_version_not_found",
+            f"model version {shown!r} of {name[:80]!r} is not served here; loaded: "
+            + ", ".join(self.loaded_versions(served)),
+        )
+
+    def _find(self, name: str) -> ServedModel | None:
+        served = self.models.get(name)
+        if served is not None:
+            return served
+        current = list(self.models.items())
+        for _, m in current:
+            if m.id == name:
+                return m
+        base, at, tail = name.rpartition("@")
+        if not at:
+            return None
+        for key, m in current:
+            if m.name == base and tail == str(m.version):
+                return m
+            if self.follows.get(key) == (base, tail):
+                return m
+        return None
+
+    def loaded_versions(self, served: ServedModel) -> list[str]:
+        """The versions of ``served``'s name loaded here ("1" for a model id alone)."""
+        if served.name is None or served.version is None:
+            return [served.version_string]
+        found = {
+            m.version for m in list(self.models.values()) if m.name == served.name and m.version
+        }
+        return [str(v) for v in sorted(found)]
 
 
 def log_audit_check(path: Any) -> None:
@@ -177,5 +424,7 @@ def _audit_details(state: ServerState) -> dict[str, Any]:
         "host": s.host,
         "port": s.port,
         "models": list(state.models),
+        "versions": [m.version_label for m in state.models.values()],
+        "follows": [f"{n}@{a}" for n, a in state.follows.values()],
         "failed": sorted(state.failed),
     }

@@ -134,6 +134,19 @@ class ApiKeyRow(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class UsageRecordRow(Base):
+    """One usage record, written as the work happens: a training run (``train``) or one
+    served model's flush window (``serve``); ``data`` holds the figures (see ``usage/``)."""
+
+    __tablename__ = "usage_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    subject: Mapped[str] = mapped_column(String(200), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 class ShadowRecordRow(Base):
     """One image of a request answered by the champion and also run on a shadow challenger
     (``autovision serve --shadow``): both predictions side by side."""

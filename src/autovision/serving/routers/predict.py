@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from autovision.serving.deps import (
     EndpointModelDep,
@@ -17,12 +17,14 @@ from autovision.serving.deps import (
 )
 from autovision.serving.inference import b64decode, prepare_encoded, vertex_predict
 from autovision.serving.schemas import ModelStatus, PredictRequest, PredictResponse, request_body
-from autovision.serving.state import ServedModel, ServerState
+from autovision.serving.state import MODEL_VERSION_HEADER, ServedModel, ServerState
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(predict_auth)])
 
 
-async def _predict(state: ServerState, served: ServedModel, body: PredictRequest) -> Any:
+async def _predict(
+    state: ServerState, served: ServedModel, body: PredictRequest, response: Response
+) -> Any:
     spec = served.package.preprocessing
     max_pixels = state.settings.max_pixels
     instances = body.instances
@@ -31,6 +33,7 @@ async def _predict(state: ServerState, served: ServedModel, body: PredictRequest
         payloads = [b64decode(inst.b64, i) for i, inst in enumerate(instances)]
         return prepare_encoded(payloads, spec, max_pixels)
 
+    response.headers[MODEL_VERSION_HEADER] = served.version_label
     return await vertex_predict(
         state,
         served,
@@ -48,8 +51,8 @@ async def _predict(state: ServerState, served: ServedModel, body: PredictRequest
     response_model_exclude_none=True,
     openapi_extra=request_body(PredictRequest),
 )
-async def predict(served: ModelDep, body: PredictBody, state: StateDep) -> Any:
-    return await _predict(state, served, body)
+async def predict(served: ModelDep, body: PredictBody, state: StateDep, response: Response) -> Any:
+    return await _predict(state, served, body, response)
 
 
 @router.post(
@@ -59,10 +62,15 @@ async def predict(served: ModelDep, body: PredictBody, state: StateDep) -> Any:
     openapi_extra=request_body(PredictRequest),
 )
 async def predict_endpoint(
-    project: str, location: str, served: EndpointModelDep, body: PredictBody, state: StateDep
+    project: str,
+    location: str,
+    served: EndpointModelDep,
+    body: PredictBody,
+    state: StateDep,
+    response: Response,
 ) -> Any:
-    """The Vertex AI endpoint path; ``endpoint`` is the model id."""
-    return await _predict(state, served, body)
+    """The Vertex AI endpoint path; ``endpoint`` is the served name (or model id)."""
+    return await _predict(state, served, body, response)
 
 
 @router.get("/v1/models")
@@ -73,11 +81,13 @@ async def list_models(state: StateDep) -> Any:
 
 
 @router.get("/v1/models/{model:model_id}", response_model=ModelStatus)
-async def model_status(served: ModelDep) -> Any:
-    """TF Serving's model status, with the labels and input size a client needs."""
+async def model_status(served: ModelDep, state: StateDep) -> Any:
+    """TF Serving's model status (every loaded version of its name), with the labels and
+    input size a client needs."""
     return {
         "model_version_status": [
-            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK"}}
+            {"version": v, "state": "AVAILABLE", "status": {"error_code": "OK"}}
+            for v in state.loaded_versions(served)
         ],
         "model": served.info(),
     }

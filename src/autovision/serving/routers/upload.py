@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from autovision.serving.deps import ModelDep, StateDep, predict_auth, require_media
 from autovision.serving.errors import ApiError
 from autovision.serving.inference import prepare_encoded, vertex_predict
 from autovision.serving.schemas import UPLOAD_BODY, PredictResponse
+from autovision.serving.state import MODEL_VERSION_HEADER
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(predict_auth)])
 
@@ -26,6 +27,7 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(predict_auth)])
 )
 async def upload(
     request: Request,
+    response: Response,
     served: ModelDep,
     state: StateDep,
     confidenceThreshold: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,  # noqa: N803
@@ -45,6 +47,7 @@ async def upload(
         names = [f.filename for f in files]
     spec = served.package.preprocessing
     max_pixels = state.settings.max_pixels
+    response.headers[MODEL_VERSION_HEADER] = served.version_label
     return await vertex_predict(
         state,
         served,

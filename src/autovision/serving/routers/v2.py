@@ -33,24 +33,19 @@ from autovision.serving.schemas import (
     ServerMetadata,
     request_body,
 )
-from autovision.serving.state import ServedModel
+from autovision.serving.state import MODEL_VERSION_HEADER, ServedModel, ServerState
 
 router = APIRouter(tags=["v2"], dependencies=[Depends(predict_auth)])
 
-VERSION = "1"
 HEADER_LENGTH = "inference-header-content-length"
 OUTPUTS = ("probabilities", "label")
 
 
-def _check_version(version: str | None) -> None:
-    if version is not None and version != VERSION:
-        raise ApiError(404, "model_version_not_found", f"model version {version!r} is not served")
-
-
-def model_metadata(served: ServedModel) -> dict[str, Any]:
+def model_metadata(state: ServerState, served: ServedModel) -> dict[str, Any]:
+    """KServe model metadata; ``versions``: every version of its name loaded here."""
     return {
-        "name": served.id,
-        "versions": [VERSION],
+        "name": served.key,
+        "versions": state.loaded_versions(served),
         "platform": "onnxruntime_onnx",
         "inputs": [
             {"name": "image", "datatype": "BYTES", "shape": [-1]},
@@ -74,16 +69,15 @@ async def server_metadata() -> Any:
 
 @router.get("/v2/models/{model:model_id}", response_model=ModelMetadata)
 @router.get("/v2/models/{model:model_id}/versions/{version}", response_model=ModelMetadata)
-async def metadata(served: ModelDep, version: str | None = None) -> Any:
-    _check_version(version)
-    return model_metadata(served)
+async def metadata(served: ModelDep, state: StateDep, version: str | None = None) -> Any:
+    """``version`` (KServe's route shape) is any loaded version; ModelDep picks it."""
+    return model_metadata(state, served)
 
 
 @router.get("/v2/models/{model:model_id}/ready")
 @router.get("/v2/models/{model:model_id}/versions/{version}/ready")
 async def model_ready(served: ModelDep, version: str | None = None) -> Any:
-    _check_version(version)
-    return {"name": served.id, "ready": True}
+    return {"name": served.key, "ready": True}
 
 
 # ---- tensors ------------------------------------------------------------------------
@@ -239,7 +233,6 @@ INFER_BODY = request_body(InferRequest, "application/octet-stream")
 async def infer(
     request: Request, served: ModelDep, state: StateDep, version: str | None = None
 ) -> Response:
-    _check_version(version)
     header_length = request.headers.get(HEADER_LENGTH)
     binary_types = ("application/octet-stream",) if header_length is not None else ()
     require_media(request, "application/json", *binary_types, missing_ok=True)
@@ -295,14 +288,19 @@ def _response(
         else:
             t["data"] = data
         tensors.append(t)
-    body: dict[str, Any] = {"model_name": served.id, "model_version": VERSION, "outputs": tensors}
+    body: dict[str, Any] = {
+        "model_name": served.key,
+        "model_version": served.version_string,
+        "outputs": tensors,
+    }
     if req.id is not None:
         body["id"] = req.id
+    headers = {MODEL_VERSION_HEADER: served.version_label}
     if not blobs:
-        return JSONResponse(body)
+        return JSONResponse(body, headers=headers)
     header = json.dumps(body, separators=(",", ":")).encode()
     return Response(
         header + b"".join(blobs),
         media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(len(header))},
+        headers={"Inference-Header-Content-Length": str(len(header)), **headers},
     )
