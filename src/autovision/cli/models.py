@@ -252,3 +252,9 @@ def history(
 
 def _v(version: int | None) -> str:
     return "-" if version is None else str(version)
+
+
+# ---- models compare: its own module (cli/compare.py) -----------------------------------
+from autovision.cli.compare import register as _register_compare  # noqa: E402
+
+_register_compare(app)

@@ -111,6 +111,19 @@ def serve(
             min=1, help="Batches run at once under load (default: one per CPU core, 1 on GPU)."
         ),
     ] = None,
+    shadow: Annotated[
+        str | None,
+        typer.Option(
+            help="A challenger (NAME@VERSION, NAME@ALIAS or model id) also run on every "
+            "request off the response path; both predictions are recorded for "
+            "`autovision models compare`.",
+            show_default=False,
+        ),
+    ] = None,
+    shadow_rate: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Share of requests sent to --shadow (default 1)."),
+    ] = None,
     alias_poll_s: Annotated[
         float | None,
         typer.Option(
@@ -130,6 +143,8 @@ def serve(
     ws = open_workspace(workspace)
     ids = list(models or [])
     targets = keyed([resolve_target(ws, ref) for ref in ids])  # a clear error before binding
+    if shadow is not None:
+        ws.model(shadow)  # the same for the challenger
     if not ids and not ws.list_models():
         fail("no models in the workspace: train one with `autovision train` first")
     settings = ServerSettings(
@@ -150,6 +165,8 @@ def serve(
             allowed_origins=allowed_origin,
             admin_port=admin_port,
             admin_host=admin_host,
+            shadow=shadow,
+            shadow_rate=shadow_rate,
             alias_poll_s=alias_poll_s,
         ),
     )

@@ -33,6 +33,7 @@ from autovision.errors import ImageDecodeError
 from autovision.models.preprocess import Preprocessing, normalize, resize_image
 from autovision.serving.batching import BatcherStopped, DynamicBatcher, QueueFull
 from autovision.serving.errors import ApiError, decode_error
+from autovision.serving.middleware import request_id_var
 
 if TYPE_CHECKING:
     from autovision.serving.state import ServedModel, ServerState
@@ -182,7 +183,8 @@ async def classify(
     state: ServerState, served: ServedModel, n: int, prepare: Callable[[], np.ndarray]
 ) -> np.ndarray:
     """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool with
-    the request's :class:`Job` in its context (budgets, deadline, stop flag)."""
+    the request's :class:`Job` in its context (budgets, deadline, stop flag);
+    ``prepare(spec)``: the same images for another preprocessing (a shadow challenger's)."""
     began = time.perf_counter()
     settings = state.settings
     retry = {"Retry-After": str(settings.retry_after_s)}
@@ -229,7 +231,6 @@ async def classify(
             probs = await asyncio.wrap_future(future)
             answered = True
             state.usage.observe(served.id, n, time.perf_counter() - began)
-            return probs
     except TimeoutError:
         raise ApiError(
             504, "timeout", f"no answer within {settings.request_timeout_s:g} s"
@@ -246,6 +247,9 @@ async def classify(
             if not answered:
                 future.cancel()
             future.add_done_callback(admission.drop)
+    if state.shadow is not None:  # the challenger, off the response path
+        state.shadow.offer(served, x, probs, request_id_var.get(), prepare)
+    return probs
 
 
 def vertex_prediction(

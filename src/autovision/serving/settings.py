@@ -60,6 +60,20 @@ class ServerSettings(BaseSettings):
         "on CPU, 1 on GPU)",
     )
 
+    shadow: str | None = Field(
+        None, description="a challenger model (id or NAME@VERSION) run beside every request"
+    )
+    shadow_rate: float = Field(1.0, ge=0, le=1, description="share of requests shadowed")
+    shadow_queue_limit: int = Field(
+        64, ge=1, description="challenger images waiting; more are dropped, never waited for"
+    )
+    shadow_seed: int = Field(0, description="seed of the per-request shadow-rate draw")
+    shadow_priority: Literal["nice", "idle"] = Field(
+        "nice",
+        description="the challenger's threads: 'nice' (19) takes a small share under load; "
+        "'idle' (SCHED_IDLE) only what nothing else wants, but a starved thread holding the "
+        "GIL then stalls the champion (measured: p50 x2 at concurrency 1)",
+    )
     usage_flush_s: float = Field(
         60.0, gt=0, description="seconds between usage records of the served models"
     )

@@ -27,6 +27,7 @@ from autovision.serving.batching import DynamicBatcher
 from autovision.serving.errors import ApiError
 from autovision.serving.metrics import Metrics
 from autovision.serving.settings import ServerSettings
+from autovision.serving.shadow import ShadowRunner, start_shadow
 from autovision.usage.records import ServeRecorder
 
 log = logging.getLogger("autovision.serving")
@@ -135,6 +136,7 @@ class ServerState:
         self.follows: dict[str, tuple[str, str]] = {}  # key -> (name, alias) it follows
         self.explicit = bool(settings.model_ids)
         self.pool: ThreadPoolExecutor | None = None
+        self.shadow: ShadowRunner | None = None  # --shadow: the challenger, off the response path
         self.ready = False
         self.watcher: Any = None
         self._lock = threading.Lock()  # lookups + acquire vs. switches
@@ -207,6 +209,7 @@ class ServerState:
         )
         for m in self.models.values():
             m.batcher.start()
+        self.shadow = start_shadow(self)
         self.ready = True
         self.usage.start()
         log.info(
@@ -349,6 +352,8 @@ class ServerState:
             serving = list(self.models.values()) + list(self._retiring)
         for m in serving:
             m.batcher.stop()
+        if self.shadow is not None:
+            self.shadow.close()
         self.usage.close()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)

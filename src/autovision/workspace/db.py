@@ -147,6 +147,26 @@ class UsageRecordRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class ShadowRecordRow(Base):
+    """One image of a request answered by the champion and also run on a shadow challenger
+    (``autovision serve --shadow``): both predictions side by side."""
+
+    __tablename__ = "shadow_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    request_id: Mapped[str] = mapped_column(String(128), default="")
+    instance: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(200), default="", index=True)
+    champion_id: Mapped[str] = mapped_column(String(64), index=True)
+    champion_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    challenger_id: Mapped[str] = mapped_column(String(64), index=True)
+    challenger_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    champion_probs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    challenger_probs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    champion_labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    challenger_labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

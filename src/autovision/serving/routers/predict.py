@@ -29,7 +29,7 @@ async def _predict(
     max_pixels = state.settings.max_pixels
     instances = body.instances
 
-    def prepare():
+    def prepare(spec=spec):
         payloads = [b64decode(inst.b64, i) for i, inst in enumerate(instances)]
         return prepare_encoded(payloads, spec, max_pixels)
 

@@ -52,7 +52,7 @@ async def upload(
         state,
         served,
         len(payloads),
-        lambda: prepare_encoded(payloads, spec, max_pixels),
+        lambda spec=spec: prepare_encoded(payloads, spec, max_pixels),
         keys=names,
         threshold=confidenceThreshold,
         max_predictions=maxPredictions,

@@ -254,7 +254,7 @@ async def infer(
     if inp.name == "image":
         n, elements = _image_payloads(inp, raw, limit)
 
-        def prepare() -> np.ndarray:
+        def prepare(spec=spec) -> np.ndarray:
             payloads = [
                 e if isinstance(e, bytes) else b64decode(e, i) for i, e in enumerate(elements)
             ]
@@ -263,7 +263,7 @@ async def infer(
         pixels = _pixels(inp, raw, limit)
         n = len(pixels)
 
-        def prepare() -> np.ndarray:
+        def prepare(spec=spec) -> np.ndarray:
             return prepare_pixels(pixels, spec, max_pixels)
 
     probs = np.asarray(await classify(state, served, n, prepare), dtype=np.float32)
