@@ -21,23 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "serving"))
 import fuzzing as F  # noqa: E402
 from bench_batch_predict import machine, say, write_results  # noqa: E402
-
-
-def _settings(examples: int) -> settings:
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 def targets(app: Any, session: Any, headers: dict[str, str], tally: F.Tally, root: str):
@@ -47,7 +37,7 @@ def targets(app: Any, session: Any, headers: dict[str, str], tally: F.Tally, roo
     for operation in F.operations(F.fuzz_schema(app)):
 
         def run_op(n: int, operation: Any = operation) -> None:
-            @_settings(n)
+            @F.fuzz_settings(n)
             @given(F.case_strategy(operation))
             def run(case: Any) -> None:
                 F.call_case(case, session, headers, tally, markers)
@@ -59,37 +49,22 @@ def targets(app: Any, session: Any, headers: dict[str, str], tally: F.Tally, roo
     for route in F.IMAGE_ROUTES:
 
         def run_images(n: int, route: str = route) -> None:
-            @_settings(n)
+            @F.fuzz_settings(n)
             @given(F.mutated_image(seeds))
             def run(case: tuple[str, bytes]) -> None:
-                what, data = case
-                path, status, text, ctype = F.answer(lambda: F.send_image(session, route, data))
-                F.check_answer(
-                    tally, route, path or route, what, status, text, ctype, leak_markers=markers
-                )
+                F.check_image_case(tally, session, route, case, markers)
 
             run()
 
         out.append((f"images {route}", run_images))
 
     def run_pixels(n: int) -> None:
-        @_settings(n)
+        @F.fuzz_settings(n)
         @given(F.pixels_request())
         @example(F.ISSUE11_PIXELS)
         @example(F.ISSUE11_PIXELS_WRAP)
         def run(case: tuple[str, dict, bytes | None]) -> None:
-            what, inp, raw = case
-            path, status, text, ctype = F.answer(lambda: F.send_pixels(session, inp, raw))
-            F.check_answer(
-                tally,
-                "v2_pixels",
-                path or "/v2",
-                what,
-                status,
-                text,
-                ctype,
-                leak_markers=markers,
-            )
+            F.check_pixels_case(tally, session, case, markers)
 
         run()
 

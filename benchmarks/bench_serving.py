@@ -22,9 +22,7 @@ import base64
 import io
 import json
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,9 +32,9 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server import free_port, start_server, stop  # noqa: E402
 from bench_batch_predict import (  # noqa: E402
     CACHE,
-    REPO,
     bench_image,
     bench_package,
     machine,
@@ -86,33 +84,6 @@ def request_bodies(n: int, size: int = 224) -> list[bytes]:
         b64 = base64.b64encode(buf.getvalue()).decode("ascii")
         out.append(json.dumps({"instances": [{"content": b64}]}).encode())
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(ws_dir: Path, port: int, max_batch: int, wait_ms: float) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "autovision.cli.main", "serve", MODEL_ID]
-    cmd += ["--port", str(port), "--workspace", str(ws_dir)]
-    cmd += ["--max-batch-size", str(max_batch), "--max-batch-wait-ms", str(wait_ms)]
-    log = open(CACHE / "bench-serving-server.log", "w")  # noqa: SIM115 - lives with the process
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server not ready after 120 s")
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -271,7 +242,9 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     say(f"starting `autovision serve {MODEL_ID}` on {url} ...")
-    proc = start_server(ws_dir, port, args.max_batch_size, args.max_batch_wait_ms)
+    batch_options = ["--max-batch-size", str(args.max_batch_size)]
+    batch_options += ["--max-batch-wait-ms", str(args.max_batch_wait_ms)]
+    proc = start_server(MODEL_ID, ws_dir, port, CACHE / "bench-serving-server.log", batch_options)
     try:
         say(f"concurrency 1, {args.sequential} requests ...")
         seq = sequential(port, bodies, args.sequential)
@@ -279,11 +252,7 @@ def main() -> None:
         loaded = asyncio.run(_load(port, bodies, args.concurrency, args.requests, args.duration))
         batching = batch_sizes(url)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
     say("ONNX Runtime alone again (server stopped) ...")
     raw.append(ort_batch(package, args.max_batch_size, 320))

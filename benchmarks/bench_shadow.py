@@ -27,58 +27,32 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server import free_port, start_server, stop  # noqa: E402
 from bench_batch_predict import (  # noqa: E402
     CACHE,
-    REPO,
     bench_package,
     machine,
     print_table,
     say,
     write_results,
 )
-from bench_serving import MODEL_ID, _load, free_port, request_bodies, sequential  # noqa: E402
+from bench_serving import MODEL_ID, _load, request_bodies, sequential  # noqa: E402
 
 CHALLENGER_ID = MODEL_ID + "-b"
 
 
-def start_server(
-    ws_dir: Path, port: int, shadow: str | None, priority: str = "nice"
-) -> subprocess.Popen:
+def serve(ws_dir: Path, port: int, shadow: str | None, priority: str = "nice") -> subprocess.Popen:
     """``autovision serve`` (champion ``bench@1``, optionally ``--shadow``), ready."""
-    cmd = [sys.executable, "-m", "autovision.cli.main", "serve", MODEL_ID]
-    cmd += ["--port", str(port), "--workspace", str(ws_dir)]
-    if shadow:
-        cmd += ["--shadow", shadow]
-    log = open(CACHE / "bench-shadow-server.log", "a")  # noqa: SIM115 - lives with the process
     env = {**os.environ, "AUTOVISION_SERVE_SHADOW_PRIORITY": priority}
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server not ready after 120 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    log = CACHE / "bench-shadow-server.log"
+    extra = ["--shadow", shadow] if shadow else []
+    return start_server(MODEL_ID, ws_dir, port, log, extra, env=env, append=True)
 
 
 def shadow_counters(port: int) -> dict[str, float]:
@@ -94,7 +68,7 @@ def shadow_counters(port: int) -> dict[str, float]:
 def measure(ws_dir: Path, bodies: list[bytes], args: Any, shadow: str | None) -> dict[str, Any]:
     port = free_port()
     say(f"serve {MODEL_ID}{' --shadow ' + shadow if shadow else ''} on port {port} ...")
-    proc = start_server(ws_dir, port, shadow, args.priority)
+    proc = serve(ws_dir, port, shadow, args.priority)
     try:
         say(f"  concurrency 1, {args.sequential} requests ...")
         seq = sequential(port, bodies, args.sequential)

@@ -23,7 +23,6 @@ import io
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "serving"))
 import fuzzing as F  # noqa: E402
-from bench_batch_predict import REPO, machine, print_table, say, write_results  # noqa: E402
+from _server import free_port, start_server, stop  # noqa: E402
+from bench_batch_predict import machine, print_table, say, write_results  # noqa: E402
 
 TIMEOUT_S = 10.0
 CONNECTIONS = 8
@@ -252,24 +252,17 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def start_server(ws_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "autovision.cli.main", "serve", F.MODEL]
-    cmd += ["--port", str(port), "--workspace", str(ws_dir)]
-    log = open(log_path, "w")  # noqa: SIM115 - lives with the process
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}; see {log_path}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server not ready after 120 s")
+def _row(label: str, s: dict[str, Any], unexpected: str, rss: str) -> tuple[str, ...]:
+    """One row of the table for a ``summarise`` result."""
+    return (
+        label,
+        str(s["requests"]),
+        unexpected,
+        str(s["wrong_status"]),
+        f"{s['p50_ms']:.1f}",
+        f"{s['p99_ms']:.1f}",
+        rss,
+    )
 
 
 def _rss_at(rss: list[tuple[float, int]], at: float) -> int:
@@ -284,8 +277,6 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=40, help="requests before measuring")
     args = parser.parse_args()
 
-    from bench_serving import free_port
-
     from autovision.workspace import Workspace
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-soak-"))
@@ -295,7 +286,7 @@ def main() -> int:
     )
     port = free_port()
     say(f"starting `autovision serve {F.MODEL}` on 127.0.0.1:{port} ...")
-    proc = start_server(tmp / "ws", port, tmp / "server.log")
+    proc = start_server(F.MODEL, tmp / "ws", port, tmp / "server.log")
     try:
         valid, _ = requests_mix()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=TIMEOUT_S) as client:
@@ -310,11 +301,7 @@ def main() -> int:
         run = asyncio.run(soak(port, proc.pid, args.rate, seconds, args.bad_every))
         alive = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=TIMEOUT_S).status_code
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
     records, rss = run["records"], run["rss"]
     end = run["duration"]
@@ -325,35 +312,17 @@ def main() -> int:
     rss_start, rss_end = rss[0][1], rss[-1][1]
     rss_first = _rss_at(rss, window)
     mb = 1024 * 1024
+    whole_unexpected = f"{whole['unexpected_errors']} ({whole['unexpected_error_rate']:.2%})"
     rows = [
         ("measure", "requests", "unexpected", "wrong status", "p50 ms", "p99 ms", "RSS MB"),
-        (
-            "whole run",
-            str(whole["requests"]),
-            f"{whole['unexpected_errors']} ({whole['unexpected_error_rate']:.2%})",
-            str(whole["wrong_status"]),
-            f"{whole['p50_ms']:.1f}",
-            f"{whole['p99_ms']:.1f}",
-            f"{rss_start / mb:.0f} -> {rss_end / mb:.0f}",
-        ),
-        (
+        _row("whole run", whole, whole_unexpected, f"{rss_start / mb:.0f} -> {rss_end / mb:.0f}"),
+        _row(
             f"first {window:.0f} s (baseline)",
-            str(first["requests"]),
+            first,
             str(first["unexpected_errors"]),
-            str(first["wrong_status"]),
-            f"{first['p50_ms']:.1f}",
-            f"{first['p99_ms']:.1f}",
             f"{rss_first / mb:.0f}",
         ),
-        (
-            f"last {window:.0f} s",
-            str(last["requests"]),
-            str(last["unexpected_errors"]),
-            str(last["wrong_status"]),
-            f"{last['p50_ms']:.1f}",
-            f"{last['p99_ms']:.1f}",
-            f"{rss_end / mb:.0f}",
-        ),
+        _row(f"last {window:.0f} s", last, str(last["unexpected_errors"]), f"{rss_end / mb:.0f}"),
     ]
     print_table(rows)
     ratio = rss_end / rss_start

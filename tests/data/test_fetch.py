@@ -254,12 +254,8 @@ def test_http_size_cap_while_streaming(server: _Server, fake_dns) -> None:
         fetch_http(f"http://public.test:{port}/nothing", 1000, timeout=5)
 
 
-@pytest.mark.timeout(20)
-def test_http_timeout(monkeypatch) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)  # accepts the connection, never answers
-    port = listener.getsockname()[1]
+def _connect_to_loopback(monkeypatch, port: int) -> None:
+    """Any host resolves to a public address, and every connection goes to 127.0.0.1:port."""
     real_connect = socket.create_connection
     monkeypatch.setattr(fetch, "resolve_host", lambda host, port: ["8.8.8.8"])
     monkeypatch.setattr(
@@ -267,6 +263,15 @@ def test_http_timeout(monkeypatch) -> None:
         "create_connection",
         lambda addr, *a, **k: real_connect(("127.0.0.1", port), *a, **k),
     )
+
+
+@pytest.mark.timeout(20)
+def test_http_timeout(monkeypatch) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts the connection, never answers
+    port = listener.getsockname()[1]
+    _connect_to_loopback(monkeypatch, port)
     try:
         with pytest.raises(ReadRefused, match="no answer within"):
             fetch_http(f"http://slow.test:{port}/a.png", 1000, timeout=0.5)
@@ -295,13 +300,7 @@ def test_http_slow_drip_meets_the_deadline(monkeypatch) -> None:
 
     thread = threading.Thread(target=drip, daemon=True)
     thread.start()
-    real_connect = socket.create_connection
-    monkeypatch.setattr(fetch, "resolve_host", lambda host, port: ["8.8.8.8"])
-    monkeypatch.setattr(
-        fetch.socket,
-        "create_connection",
-        lambda addr, *a, **k: real_connect(("127.0.0.1", port), *a, **k),
-    )
+    _connect_to_loopback(monkeypatch, port)
     try:
         with pytest.raises(ReadRefused, match="longer than the timeout"):
             fetch_http(f"http://slow.test:{port}/a.png", 10_000, timeout=1.0)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -28,6 +29,19 @@ TIMEOUT_S = 20.0
 BASE_URL = "http://127.0.0.1"  # the address the server binds by default (Host checks)
 # What no answer may contain unless the request itself did: a stack trace or a path.
 LEAK_MARKERS = ("Traceback", 'File "', "/tmp/", "/work/", "/home/", "site-packages", "/usr/")
+
+
+def fuzz_settings(examples: int, **more: Any) -> settings:
+    """The hypothesis settings of every fuzz run: no deadline, no example database, the
+    explicit examples then generated ones, no health checks (plus ``more``)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        **more,
+    )
 
 
 # ---- the app under test ----------------------------------------------------------------
@@ -236,6 +250,17 @@ HUGE = (0, 1, 65535, 65536, 2**16 + 1, 2**24, 2**31 - 1, 2**31, 2**32 - 1)
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def hostile_png(width: int = 6300, height: int = 6300) -> bytes:
+    """A 16-bit grayscale PNG of zeros: about 80 KB that decodes to 2 x width x height bytes
+    (the hostile request of issue 11; ``benchmarks/bench_decode_budget.py`` times it)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
+    row = b"\0" * (1 + 2 * width)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    png = _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + png
 
 
 def png_ihdr(data: bytes, width: int, height: int, depth: int | None, colour: int | None) -> bytes:
@@ -507,6 +532,31 @@ def send_pixels(session: Any, inp: dict[str, Any], raw: bytes | None) -> tuple[s
         "Inference-Header-Content-Length": str(len(header)),
     }
     return path, session.post(path, data=header + raw, headers=headers, timeout=TIMEOUT_S)
+
+
+def check_image_case(
+    tally: Tally, session: Any, route: str, case: tuple[str, bytes], markers: tuple[str, ...]
+) -> tuple[Failure | None, int | None, str]:
+    """Send a ``mutated_image`` case on ``route`` and check the answer: ``(failure, status,
+    text)``."""
+    what, data = case
+    path, status, text, ctype = answer(lambda: send_image(session, route, data))
+    failure = check_answer(
+        tally, route, path or route, what, status, text, ctype, leak_markers=markers
+    )
+    return failure, status, text
+
+
+def check_pixels_case(
+    tally: Tally, session: Any, case: tuple[str, dict, bytes | None], markers: tuple[str, ...]
+) -> tuple[Failure | None, int | None, str]:
+    """Send a ``pixels_request`` case and check the answer: ``(failure, status, text)``."""
+    what, inp, raw = case
+    path, status, text, ctype = answer(lambda: send_pixels(session, inp, raw))
+    failure = check_answer(
+        tally, "v2_pixels", path or "/v2", what, status, text, ctype, leak_markers=markers
+    )
+    return failure, status, text
 
 
 # ---- every route, from the app's own OpenAPI schema (schemathesis) --------------------------

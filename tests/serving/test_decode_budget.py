@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 import io
-import struct
 import threading
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from autovision.models.preprocess import Preprocessing, resize_image
 from autovision.serving import inference
 
 from .conftest import MODEL
+from .fuzzing import hostile_png
 from .test_server_limits import assert_error
 
 URL = f"/v1/models/{MODEL}:predict"
@@ -25,20 +24,6 @@ URL = f"/v1/models/{MODEL}:predict"
 
 def _instances(*payloads: bytes) -> dict:
     return {"instances": [{"content": base64.b64encode(p).decode()} for p in payloads]}
-
-
-def hostile_png(width: int = 6300, height: int = 6300) -> bytes:
-    """A 16-bit grayscale PNG of zeros: about 80 KB that decodes to 2 x width x height bytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
-    row = b"\0" * (1 + 2 * width)
-    z = zlib.compressobj(9)
-    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 @pytest.fixture

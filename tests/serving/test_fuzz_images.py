@@ -11,18 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, seed, settings
+from hypothesis import example, given, seed
 
 from . import fuzzing as F
 
 EXAMPLES = int(os.environ.get("AUTOVISION_FUZZ_EXAMPLES", "50"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+FUZZ = F.fuzz_settings(EXAMPLES)
 
 
 @pytest.fixture
@@ -102,11 +96,8 @@ def test_mutated_images(session, served_ws, route):
     @seed(F.IMAGE_ROUTES.index(route))  # the same cases on every run; bench_fuzz.py explores
     @given(F.mutated_image(seeds))
     def run(case: tuple[str, bytes]) -> None:
-        what, data = case
-        path, status, text, ctype = F.answer(lambda: F.send_image(session, route, data))
-        failure = F.check_answer(
-            tally, route, path or route, what, status, text, ctype, leak_markers=root
-        )
+        what, _ = case
+        failure, status, text = F.check_image_case(tally, session, route, case, root)
         if failure is None and status == 200 and not F.prediction_ok(route, _Json(text)):
             tally.failures.append(F.Failure("invalid prediction", what, status, text))
 
@@ -143,18 +134,8 @@ def test_fuzzed_pixels(session, served_ws):
     @example(F.ISSUE11_PIXELS)
     @example(F.ISSUE11_PIXELS_WRAP)
     def run(case: tuple[str, dict, bytes | None]) -> None:
-        what, inp, raw = case
-        path, status, text, ctype = F.answer(lambda: F.send_pixels(session, inp, raw))
-        failure = F.check_answer(
-            tally,
-            "v2_pixels",
-            path or "/v2",
-            what,
-            status,
-            text,
-            ctype,
-            leak_markers=root,
-        )
+        what, inp, _ = case
+        failure, status, text = F.check_pixels_case(tally, session, case, root)
         if failure is None and status == 200:
             n = inp["shape"][0]
             if not F.v2_prediction_ok(_Json(text).json(), n):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 
 from autovision.security import create_key
 
@@ -25,14 +25,7 @@ def fuzz_operation(
     """``EXAMPLES`` cases of one operation, each answer checked; the server alive after."""
     route = f"{operation.method.upper()} {operation.path}"
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @F.fuzz_settings(EXAMPLES, derandomize=True)
     @given(F.case_strategy(operation))
     def run(case: Any) -> None:
         F.call_case(case, session, headers, tally, markers)

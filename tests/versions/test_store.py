@@ -169,6 +169,15 @@ def test_backfill_runs_before_a_new_version(workspace, tmp_path) -> None:
     assert mv.version == 2 and store.resolve(fresh, "pets").id == "m-old"
 
 
+def _in_two_threads(work) -> None:
+    """``work(0)`` and ``work(1)`` at once, in two threads; back when both are done."""
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_concurrent_numbering_two_sessions(workspace, tmp_path) -> None:
     """Two Workspace objects (two connections) registering at once never share a number."""
     wss = [Workspace(workspace.root), Workspace(workspace.root)]
@@ -187,11 +196,7 @@ def test_concurrent_numbering_two_sessions(workspace, tmp_path) -> None:
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=register, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_two_threads(register)
     assert not errors
     versions = [v.version for v in store.list_versions(workspace, "pets")]
     assert versions == list(range(1, 13))
@@ -225,11 +230,7 @@ def test_concurrent_moves_keep_one_consistent_history(workspace, add_model) -> N
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
-    threads = [threading.Thread(target=move, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_two_threads(move)
     assert not errors
     events = store.history(workspace, "pets", "production")
     for prev, ev in zip(events, events[1:], strict=False):

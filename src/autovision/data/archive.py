@@ -12,6 +12,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -155,21 +156,16 @@ def _extract_zip(source: str, path: Path, dest: Path, limits: ArchiveLimits) -> 
             def refuse(reason: str, why: str, name: str = name) -> None:
                 problems.append(_entry_problem(source, name, reason, why))
 
-            rel = _safe_name(name)
-            if isinstance(rel, str):
-                refuse(P.PATH_NOT_ALLOWED, f"{rel}; not extracted")
-                continue
-            if rel.parts[0] in SKIPPED:
-                continue
             mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                refuse(P.PATH_NOT_ALLOWED, "a link; not extracted")
-                continue
-            if info.is_dir():
-                (dest / Path(*rel.parts)).mkdir(parents=True, exist_ok=True)
-                continue
-            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-                refuse(P.NOT_A_REGULAR_FILE, "a device, FIFO or socket; not extracted")
+            rel = _file_entry(
+                name,
+                dest,
+                refuse,
+                link=stat.S_ISLNK(mode),
+                directory=info.is_dir(),
+                regular=stat.S_IFMT(mode) in (0, stat.S_IFREG),
+            )
+            if rel is None:
                 continue
             cap = limits.max_ratio * max(info.compress_size, 1)
             if info.file_size > max(cap, RATIO_FLOOR):
@@ -190,6 +186,35 @@ def _extract_zip(source: str, path: Path, dest: Path, limits: ArchiveLimits) -> 
     return problems
 
 
+def _file_entry(
+    name: str,
+    dest: Path,
+    refuse: Callable[[str, str], None],
+    *,
+    link: bool,
+    directory: bool,
+    regular: bool,
+) -> PurePosixPath | None:
+    """The relative path to extract a zip or tar entry's file to; None when the entry is
+    refused (``refuse`` is told why), skipped, or a directory (made here)."""
+    rel = _safe_name(name)
+    if isinstance(rel, str):
+        refuse(P.PATH_NOT_ALLOWED, f"{rel}; not extracted")
+        return None
+    if rel.parts[0] in SKIPPED:
+        return None
+    if link:
+        refuse(P.PATH_NOT_ALLOWED, "a link; not extracted")
+        return None
+    if directory:
+        (dest / Path(*rel.parts)).mkdir(parents=True, exist_ok=True)
+        return None
+    if not regular:
+        refuse(P.NOT_A_REGULAR_FILE, "a device, FIFO or socket; not extracted")
+        return None
+    return rel
+
+
 def _ratio_msg(limits: ArchiveLimits) -> str:
     return f"unpacks to over {limits.max_ratio:g} times its compressed size; not extracted"
 
@@ -208,20 +233,15 @@ def _extract_tar(source: str, path: Path, dest: Path, limits: ArchiveLimits) -> 
             def refuse(reason: str, why: str, name: str = name) -> None:
                 problems.append(_entry_problem(source, name, reason, why))
 
-            rel = _safe_name(name)
-            if isinstance(rel, str):
-                refuse(P.PATH_NOT_ALLOWED, f"{rel}; not extracted")
-                continue
-            if rel.parts[0] in SKIPPED:
-                continue
-            if member.issym() or member.islnk():
-                refuse(P.PATH_NOT_ALLOWED, "a link; not extracted")
-                continue
-            if member.isdir():
-                (dest / Path(*rel.parts)).mkdir(parents=True, exist_ok=True)
-                continue
-            if not member.isfile():
-                refuse(P.NOT_A_REGULAR_FILE, "a device, FIFO or socket; not extracted")
+            rel = _file_entry(
+                name,
+                dest,
+                refuse,
+                link=member.issym() or member.islnk(),
+                directory=member.isdir(),
+                regular=member.isfile(),
+            )
+            if rel is None:
                 continue
             try:
                 tarfile.data_filter(member, str(dest))
