@@ -29,6 +29,7 @@ from autovision.workspace.db import (
     utcnow,
 )
 
+ABSENT = "absent"  # ``expect_version=ABSENT``: the alias must not exist yet
 MOVES = ("set", "promote", "delete")  # the kinds that push the previous version for rollback
 KINDS = (*MOVES, "rollback", "kept")
 _RETRIES = 30
@@ -393,8 +394,9 @@ def _write(
     try:
         with ws.Session.begin() as s:
             if not move:
-                current = s.get(AliasRow, (name, alias))
-                before = current.version if current is not None else None
+                if before is None:  # else the version the caller judged against
+                    current = s.get(AliasRow, (name, alias))
+                    before = current.version if current is not None else None
             elif to_version is not None:
                 target = s.scalar(
                     select(ModelVersionRow.model_id).where(
@@ -463,12 +465,15 @@ def _move(
     reason: str | None,
     actor: str | None,
     details: dict[str, Any] | None = None,
+    expect_version: int | str | None = None,
 ) -> AliasEvent:
     """Read where the alias is, let ``plan(before)`` choose (or refuse) the move, write it;
-    again when another process moved the alias in between."""
+    again when another process moved the alias in between. ``expect_version`` (a version, or
+    ``ABSENT``): refuse (ModelError) unless the alias names exactly that now."""
     for _ in range(_RETRIES):
         now = alias_target(ws, name, alias)
         before = None if now is None else now[1]
+        _check_expected(name, alias, before, expect_version)
         to_version = plan(before)
         try:
             return _write(
@@ -487,6 +492,28 @@ def _move(
     raise ModelError(f"{name}@{alias} kept moving while being changed: try again")
 
 
+class AliasMoved(ModelError):
+    """The alias no longer names the version the caller judged against."""
+
+    def __init__(self, name: str, alias: str, expected: int | None, actual: int | None):
+        self.expected, self.actual = expected, actual
+        show = lambda v: "no version" if v is None else f"version {v}"  # noqa: E731
+        super().__init__(
+            f"{name}@{alias} names {show(actual)}, not the expected {show(expected)}: "
+            "it moved in the meantime"
+        )
+
+
+def _check_expected(
+    name: str, alias: str, before: int | None, expect_version: int | str | None
+) -> None:
+    if expect_version is None:
+        return
+    expected = None if expect_version == ABSENT else expect_version
+    if before != expected:
+        raise AliasMoved(name, alias, expected if isinstance(expected, int) else None, before)
+
+
 def set_alias(
     ws: Any,
     name: str,
@@ -497,8 +524,11 @@ def set_alias(
     actor: str | None = None,
     kind: str = "set",
     details: dict[str, Any] | None = None,
+    expect_version: int | str | None = None,
 ) -> AliasEvent:
-    """Point ``alias`` at ``NAME@version`` (``kind="promote"`` for a retrain's decision)."""
+    """Point ``alias`` at ``NAME@version`` (``kind="promote"`` for a retrain's decision);
+    with ``expect_version`` (a version or ``ABSENT``) only if the alias is still there, else
+    :class:`AliasMoved`."""
     check_alias(alias)
     if kind not in ("set", "promote"):
         raise ModelError(f"an alias move is 'set' or 'promote', not {kind!r}")
@@ -513,7 +543,17 @@ def set_alias(
             raise ModelError(f"{name}@{alias} already names version {version}")
         return version
 
-    return _move(ws, name, alias, kind, plan, reason=reason, actor=actor, details=details)
+    return _move(
+        ws,
+        name,
+        alias,
+        kind,
+        plan,
+        reason=reason,
+        actor=actor,
+        details=details,
+        expect_version=expect_version,
+    )
 
 
 def delete_alias(
@@ -583,8 +623,10 @@ def record_decision(
     reason: str,
     details: dict[str, Any] | None = None,
     actor: str | None = None,
+    from_version: int | None = None,
 ) -> AliasEvent:
-    """A history line without a move: ``version`` (a candidate) was not given ``alias``."""
+    """A history line without a move: ``version`` (a candidate) was not given ``alias``;
+    ``from_version``: the version it was judged against (default: the alias's now)."""
     check_alias(alias)
     _backfill(ws)
     _need_name(ws, name)
@@ -593,7 +635,7 @@ def record_decision(
         name,
         alias,
         kind,
-        before=None,
+        before=from_version,
         to_version=version,
         reason=reason,
         actor=actor,
