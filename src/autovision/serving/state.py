@@ -48,6 +48,7 @@ class ServedModel:
     key: str | None = None
     warmup: Any = field(default=None, repr=False)  # () -> None: one dummy predict per session
     users: int = field(default=0, repr=False)  # requests holding it (see ServerState.acquire)
+    retired: bool = field(default=False, repr=False)  # replaced by a hot switch
 
     def __post_init__(self) -> None:
         if self.key is None:
@@ -293,6 +294,7 @@ class ServerState:
         seconds = time.monotonic() - began
         with self._lock:
             self.models[key] = new
+            old.retired = True
             self._retiring.add(old)
         self.switches.inc(model=key)
         log.info(
@@ -308,16 +310,18 @@ class ServerState:
         return new
 
     def _retire(self, old: ServedModel) -> None:
-        """Stop ``old`` once no request holds it and its batcher is empty (or after the
-        request timeout and a second: such requests have timed out by then)."""
-        deadline = time.monotonic() + self.settings.request_timeout_s + 1.0
-        while time.monotonic() < deadline:
+        """Stop ``old`` once no request holds it (however long a holder takes: it may still
+        be reading a slow upload; every holder releases it when its request ends) and its
+        batcher is empty (this part bounded by the request timeout and a second)."""
+        while True:
             with self._lock:
-                idle = old.users == 0
-            if idle and old.batcher.pending == 0:
-                break
+                if old.users == 0:
+                    break
             time.sleep(0.02)
-        else:
+        deadline = time.monotonic() + self.settings.request_timeout_s + 1.0
+        while old.batcher.pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if old.batcher.pending:
             log.warning("%s: %s did not drain in time; stopping it", old.key, old.version_label)
         old.batcher.stop()
         with self._lock:
