@@ -235,3 +235,32 @@ def test_concurrent_moves_keep_one_consistent_history(workspace, add_model) -> N
     for prev, ev in zip(events, events[1:], strict=False):
         assert ev.from_version == prev.to_version
     assert store.aliases(workspace, "pets")["production"] == events[-1].to_version
+
+
+def test_a_registered_model_is_never_committed_without_its_version(workspace, tmp_path):
+    """Another Workspace's backfill between the two steps of an old register_model numbered
+    the model under its dataset's name; model row and version row now commit together."""
+    from sqlalchemy import event, select
+
+    from autovision.workspace.db import ModelVersionRow
+
+    other = Workspace(workspace.root)
+    seen: list[str] = []
+
+    def after_commit(session) -> None:
+        with other.Session() as s:
+            numbered = select(ModelVersionRow.model_id)
+            seen.extend(s.scalars(select(ModelRow.id).where(ModelRow.id.not_in(numbered))))
+        other._model_versions_backfilled = False
+        store.list_versions(other)  # its backfill, as another process would run it
+
+    event.listen(workspace.Session, "after_commit", after_commit)
+    try:
+        mv = workspace.register_model(
+            "m-x", dataset="pets", dataset_version=1, task="single-label", path=tmp_path, name="X"
+        )
+    finally:
+        event.remove(workspace.Session, "after_commit", after_commit)
+    assert seen == []
+    assert (mv.name, mv.version) == ("X", 1)
+    assert store.resolve(Workspace(workspace.root), "m-x").ref == "X@1"

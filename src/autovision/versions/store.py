@@ -196,6 +196,24 @@ def add_version(ws: Any, model_id: str, name: str) -> ModelVersion:
     return _by_id(ws, model_id)  # audited by its caller (``train`` records NAME@VERSION)
 
 
+def register_version(ws: Any, row: ModelRow, name: str) -> ModelVersion:
+    """Record a model package row and make it the next version of ``name``, both in one
+    transaction (so no other process's backfill numbers it under its dataset's name)."""
+    check_model_name(name)
+    _backfill(ws, exclude=row.id)  # older models first, so numbers follow creation order
+    who = actor_name()
+
+    def run() -> None:
+        with ws.Session.begin() as s:
+            s.merge(row)  # copies ``row`` into the session; ``row`` itself stays transient
+            s.flush()
+            if s.get(ModelVersionRow, row.id) is None:
+                _insert_version(s, row.id, name, who=who, reason="first version")
+
+    _retrying(run)
+    return _by_id(ws, row.id)  # audited by its caller (``train`` records NAME@VERSION)
+
+
 # ---- reading ------------------------------------------------------------------------------
 
 
