@@ -219,6 +219,20 @@ def test_a_retired_version_that_stopped_answers_through_the_new_one(vws, open_cl
         server.release(old)
 
 
+def test_a_switch_during_shutdown_leaves_nothing_loaded(vws, open_client, monkeypatch):
+    client = open_client(f"{NAME}@production")
+    server = client.app.state.server
+    made = []
+    real = server._serve
+    monkeypatch.setattr(server, "_serve", lambda *a, **kw: made.append(real(*a, **kw)) or made[-1])
+    old = server.models[NAME]
+    server.close()  # the watcher's switch was still loading when shutdown began
+    assert server.switch(NAME, model_id(2), 2) is old
+    assert server.models[NAME] is old and not server._retiring
+    (new,) = made
+    assert new.batcher._stopped
+
+
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
     vws, open_client, b64_image, caplog
 ):

@@ -142,6 +142,7 @@ class ServerState:
         self.watcher: Any = None
         self._lock = threading.Lock()  # lookups + acquire vs. switches
         self._retiring: set[ServedModel] = set()
+        self._closing = False  # set first by close(): a switch then publishes nothing
         self.switches = self.metrics.add_counter(
             "autovision_model_switches_total",
             "Hot switches of a followed alias to a new model version, by served name.",
@@ -284,7 +285,8 @@ class ServerState:
     def switch(self, key: str, model_id: str, version: int | None) -> ServedModel:
         """Load and warm ``model_id`` beside what ``key`` serves, switch new requests to it,
         and retire the old one (stopped once no request holds it). Raises on a failed load
-        or warm-up; the old one keeps serving then."""
+        or warm-up; the old one keeps serving then. During shutdown the new one is stopped
+        again and the old one returned (nothing loaded outlives :meth:`close`)."""
         old = self.models[key]
         began = time.monotonic()
         package = self.load_package(model_id)
@@ -293,9 +295,15 @@ class ServerState:
         new.batcher.start()
         seconds = time.monotonic() - began
         with self._lock:
-            self.models[key] = new
-            old.retired = True
-            self._retiring.add(old)
+            closing = self._closing
+            if not closing:
+                self.models[key] = new
+                old.retired = True
+                self._retiring.add(old)
+        if closing:
+            new.batcher.stop()
+            log.info("%s: shutting down, %s not switched to", key, new.version_label)
+            return old
         self.switches.inc(model=key)
         log.info(
             "%s: switched from %s to %s (loaded and warmed in %.2f s)",
@@ -315,7 +323,7 @@ class ServerState:
         batcher is empty (this part bounded by the request timeout and a second)."""
         while True:
             with self._lock:
-                if old.users == 0:
+                if old.users == 0 or self._closing:  # close() stops it itself
                     break
             time.sleep(0.02)
         deadline = time.monotonic() + self.settings.request_timeout_s + 1.0
@@ -347,6 +355,8 @@ class ServerState:
         return self.ready and bool(self.models) and not (self.explicit and self.failed)
 
     def close(self) -> None:
+        with self._lock:
+            self._closing = True
         if self.watcher is not None:
             self.watcher.stop()
         self.refusals.close()
