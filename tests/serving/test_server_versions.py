@@ -233,6 +233,21 @@ def test_a_switch_during_shutdown_leaves_nothing_loaded(vws, open_client, monkey
     assert new.batcher._stopped
 
 
+def test_a_followed_alias_that_fails_to_load_at_start_is_followed(vws, open_client, b64_image):
+    corrupt(vws, model_id(1))
+    client = open_client(f"{NAME}@production")
+    server = client.app.state.server
+    assert client.get("/v2/health/ready").status_code == 503
+    assert server.follows == {NAME: (NAME, "production")}
+    server.watcher.poll()  # the same broken version is not tried again
+    assert server.switch_failures.value(model=NAME) == 0 and NAME not in server.models
+    store.set_alias(vws, NAME, 2, "production")
+    server.watcher.poll()
+    assert _predict(client, b64_image()).json()["modelVersionId"] == "2"
+    assert server.is_ready() and client.get("/v2/health/ready").status_code == 200
+    assert server.switches.value(model=NAME) == 1
+
+
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
     vws, open_client, b64_image, caplog
 ):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from autovision.errors import AutovisionError
+from autovision.errors import AutovisionError, ModelError
 from autovision.models.package import ModelPackage
 from autovision.security.audit import AuditLog, RefusalAggregator, audit_event, audited, check_tail
 from autovision.security.keys import KeyStore
@@ -143,6 +143,7 @@ class ServerState:
         self._lock = threading.Lock()  # lookups + acquire vs. switches
         self._retiring: set[ServedModel] = set()
         self._closing = False  # set first by close(): a switch then publishes nothing
+        self._unloaded: dict[str, tuple[str, str]] = {}  # followed key -> (ref, id) not loaded
         self.switches = self.metrics.add_counter(
             "autovision_model_switches_total",
             "Hot switches of a followed alias to a new model version, by served name.",
@@ -190,13 +191,19 @@ class ServerState:
         log_audit_check(self.ws.audit_log_path)
         s = self.settings
         for ref in self.model_ids():
+            target = None
             try:
                 target = resolve_target(self.ws, ref)
-                key = target.key if target.key not in self.models else ref
+                taken = target.key in self.models or target.key in self.follows
+                key = target.key if not taken else ref
                 package = self.load_package(target.model_id)
             except AutovisionError as exc:
                 self.failed[ref] = str(exc)
                 log.error("model %s cannot be loaded: %s", ref, exc)
+                if target is not None and target.follows is not None:
+                    # followed all the same: loaded (and ready) once its alias moves
+                    self.follows[key] = target.follows
+                    self._unloaded[key] = (ref, target.model_id)
                 continue
             self.models[key] = self._serve(
                 target.model_id, package, name=target.name, version=target.version, key=key
@@ -223,6 +230,8 @@ class ServerState:
             from autovision.serving.follow import AliasWatcher
 
             self.watcher = AliasWatcher(self, s.alias_poll_s)
+            for key, (_, model_id) in self._unloaded.items():
+                self.watcher.broken[key] = model_id  # tried again once the alias moves
             self.watcher.start()
             for key, (name, alias) in self.follows.items():
                 log.info("%s follows %s@%s (every %g s)", key, name, alias, s.alias_poll_s)
@@ -230,7 +239,12 @@ class ServerState:
     def load_package(self, model_id: str) -> ModelPackage:
         s = self.settings
         path = self.ws.model(model_id)["path"]
-        return ModelPackage.load(path, threads=s.ort_threads, spinning=s.ort_spinning)
+        try:
+            return ModelPackage.load(path, threads=s.ort_threads, spinning=s.ort_spinning)
+        except AutovisionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. ONNX Runtime on a corrupted file
+            raise ModelError(f"model package {path} cannot be loaded: {exc}") from exc
 
     def _serve(
         self,
@@ -287,10 +301,11 @@ class ServerState:
         and retire the old one (stopped once no request holds it). Raises on a failed load
         or warm-up; the old one keeps serving then. During shutdown the new one is stopped
         again and the old one returned (nothing loaded outlives :meth:`close`)."""
-        old = self.models[key]
+        old = self.models.get(key)  # None: a followed alias whose start-up load failed
+        name = old.name if old is not None else self.follows[key][0]
         began = time.monotonic()
         package = self.load_package(model_id)
-        new = self._serve(model_id, package, name=old.name, version=version, key=key)
+        new = self._serve(model_id, package, name=name, version=version, key=key)
         new.warmup()
         new.batcher.start()
         seconds = time.monotonic() - began
@@ -298,20 +313,26 @@ class ServerState:
             closing = self._closing
             if not closing:
                 self.models[key] = new
-                old.retired = True
-                self._retiring.add(old)
+                if old is not None:
+                    old.retired = True
+                    self._retiring.add(old)
+                else:
+                    ref, _ = self._unloaded.pop(key, (None, None))
+                    self.failed.pop(ref or "", None)
         if closing:
             new.batcher.stop()
             log.info("%s: shutting down, %s not switched to", key, new.version_label)
-            return old
+            return old if old is not None else new
         self.switches.inc(model=key)
         log.info(
             "%s: switched from %s to %s (loaded and warmed in %.2f s)",
             key,
-            old.version_label,
+            old.version_label if old is not None else "nothing (its start-up load failed)",
             new.version_label,
             seconds,
         )
+        if old is None:
+            return new
         threading.Thread(
             target=self._retire, args=(old,), name=f"retire-{old.id}", daemon=True
         ).start()
