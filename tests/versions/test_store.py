@@ -97,6 +97,24 @@ def test_delete_and_rollback_restores(workspace, add_model) -> None:
     assert store.aliases(workspace, "pets")["staging"] == 2
 
 
+def test_rollback_skips_entries_naming_the_current_version(workspace, add_model) -> None:
+    add_model(), add_model(), add_model()
+    store.set_alias(workspace, "pets", 1, "staging")
+    store.set_alias(workspace, "pets", 2, "staging")
+    store.delete_alias(workspace, "pets", "staging")
+    store.set_alias(workspace, "pets", 2, "staging")
+    ev = store.rollback(workspace, "pets", "staging")  # not 2 -> 2
+    assert (ev.from_version, ev.to_version) == (2, 1)
+    with pytest.raises(ModelError, match="nothing to roll back"):
+        store.rollback(workspace, "pets", "staging")
+    # only entries naming the current version: refused, not a no-op move
+    store.set_alias(workspace, "pets", 3, "prod")
+    store.delete_alias(workspace, "pets", "prod")
+    store.set_alias(workspace, "pets", 3, "prod")
+    with pytest.raises(ModelError, match="nothing to roll back"):
+        store.rollback(workspace, "pets", "prod")
+
+
 def test_default_is_moved_never_deleted(workspace, add_model) -> None:
     add_model(), add_model()
     with pytest.raises(ModelError, match="cannot be deleted"):

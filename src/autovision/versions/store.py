@@ -595,7 +595,8 @@ def delete_alias(
 
 
 def _rollback_stack(ws: Any, name: str, alias: str) -> list[int]:
-    """Replay the history: set/promote/delete push the version named before, rollback pops."""
+    """Replay the history: set/promote/delete push the version named before, rollback pops
+    the entries equal to the version it left (skipped, see :func:`rollback`), then its own."""
     stack: list[int] = []
     with ws.Session() as s:
         for kind, before in s.execute(
@@ -605,9 +606,17 @@ def _rollback_stack(ws: Any, name: str, alias: str) -> list[int]:
         ):
             if kind in MOVES and before is not None:
                 stack.append(before)
-            elif kind == "rollback" and stack:
-                stack.pop()
+            elif kind == "rollback":
+                _drop_current(stack, before)
+                if stack:
+                    stack.pop()
     return stack
+
+
+def _drop_current(stack: list[int], current: int | None) -> None:
+    """Entries naming the version the alias names now would roll back to itself."""
+    while stack and stack[-1] == current:
+        stack.pop()
 
 
 def rollback(
@@ -621,6 +630,7 @@ def rollback(
 
     def plan(before: int | None) -> int:
         stack = _rollback_stack(ws, name, alias)
+        _drop_current(stack, before)
         if not stack:
             raise ModelError(
                 f"nothing to roll back: {name}@{alias} named no other version before "
