@@ -342,8 +342,20 @@ def start_shadow(state: ServerState) -> ShadowRunner | None:
     except AutovisionError as exc:
         log.error("shadow challenger %s cannot be loaded: %s", s.shadow, exc)
         return None
-    log.info("shadow challenger %s (%s) at rate %g", s.shadow, runner.id, s.shadow_rate)
+    log.info(
+        "%s, at rate %g", pinned(s.shadow, runner.id, runner.name, runner.version), s.shadow_rate
+    )
     return runner
+
+
+def pinned(ref: str, model_id: str, name: str | None, version: int | None) -> str:
+    """What the challenger is pinned to: its ref is resolved once, at start-up (unlike the
+    champion's alias, a later move of the challenger's alias needs a restart)."""
+    now = model_id if version is None else f"{name}@{version}"
+    line = f"shadow challenger {ref} pinned to {now} ({model_id})"
+    if ref not in (model_id, now):
+        line += "; a later move of its alias is not followed until the server restarts"
+    return line
 
 
 def _names(package: ModelPackage, probs: np.ndarray) -> list[list[str]]:
