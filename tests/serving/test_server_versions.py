@@ -5,6 +5,7 @@ routes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -160,6 +161,90 @@ def test_a_moved_alias_switches_and_in_flight_requests_keep_the_old_version(
     assert f'autovision_model_switches_total{{model="{NAME}"}} 1' in text
     assert f'autovision_model_version{{model="{NAME}",model_id="{model_id(2)}"}} 2' in text
     server.watcher.poll()  # no move, no switch
+    assert server.switches.value(model=NAME) == 1
+
+
+def _prepare(b64: str):
+    import base64
+
+    from autovision.serving.inference import prepare_encoded
+
+    def prepare(spec=None):
+        return prepare_encoded([base64.b64decode(b64)], spec, 10**8)
+
+    return prepare
+
+
+def test_a_request_holding_the_old_version_past_the_timeout_still_gets_it(
+    vws, open_client, b64_image
+):
+    """A holder (e.g. still reading a slow upload) keeps the old version running however
+    long it takes; the timeout only bounds the drain of what was queued."""
+    from autovision.serving.inference import classify
+
+    client = open_client(f"{NAME}@production", request_timeout_s=0.2)
+    server = client.app.state.server
+    old = server.acquire(NAME)
+    try:
+        store.set_alias(vws, NAME, 2, "production")
+        server.watcher.poll()
+        time.sleep(1.6)  # past the old deadline of request_timeout_s + 1 s
+        assert not old.batcher._stopped
+        spec = old.package.preprocessing
+        prepare = _prepare(b64_image())
+        answered, probs = client.portal.call(classify, server, old, 1, lambda s=spec: prepare(s))
+        assert answered is old and probs.shape == (1, len(old.labels))
+    finally:
+        server.release(old)
+    _wait(lambda: old.batcher._stopped)
+
+
+def test_a_retired_version_that_stopped_answers_through_the_new_one(vws, open_client, b64_image):
+    from autovision.serving.inference import classify
+
+    client = open_client(f"{NAME}@production")
+    server = client.app.state.server
+    old = server.acquire(NAME)
+    try:
+        store.set_alias(vws, NAME, 2, "production")
+        server.watcher.poll()
+        old.batcher.stop()  # as if retired under the request
+        spec = old.package.preprocessing
+        prepare = _prepare(b64_image())
+        answered, probs = client.portal.call(classify, server, old, 1, lambda s=spec: prepare(s))
+        assert answered.version == 2 and answered is server.models[NAME]
+        assert probs.shape == (1, len(answered.labels))
+        assert answered.users == 0  # the retry released what it acquired
+    finally:
+        server.release(old)
+
+
+def test_a_switch_during_shutdown_leaves_nothing_loaded(vws, open_client, monkeypatch):
+    client = open_client(f"{NAME}@production")
+    server = client.app.state.server
+    made = []
+    real = server._serve
+    monkeypatch.setattr(server, "_serve", lambda *a, **kw: made.append(real(*a, **kw)) or made[-1])
+    old = server.models[NAME]
+    server.close()  # the watcher's switch was still loading when shutdown began
+    assert server.switch(NAME, model_id(2), 2) is old
+    assert server.models[NAME] is old and not server._retiring
+    (new,) = made
+    assert new.batcher._stopped
+
+
+def test_a_followed_alias_that_fails_to_load_at_start_is_followed(vws, open_client, b64_image):
+    corrupt(vws, model_id(1))
+    client = open_client(f"{NAME}@production")
+    server = client.app.state.server
+    assert client.get("/v2/health/ready").status_code == 503
+    assert server.follows == {NAME: (NAME, "production")}
+    server.watcher.poll()  # the same broken version is not tried again
+    assert server.switch_failures.value(model=NAME) == 0 and NAME not in server.models
+    store.set_alias(vws, NAME, 2, "production")
+    server.watcher.poll()
+    assert _predict(client, b64_image()).json()["modelVersionId"] == "2"
+    assert server.is_ready() and client.get("/v2/health/ready").status_code == 200
     assert server.switches.value(model=NAME) == 1
 
 

@@ -312,3 +312,23 @@ def test_the_challenger_waits_while_the_champion_is_busy(shadow_ws, make_client,
     while runner.stats()["recorded"] < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert runner.stats()["recorded"] == 4
+
+
+def test_the_challenger_is_pinned_and_says_so(shadow_ws, make_client, monkeypatch, caplog):
+    import logging
+
+    from autovision.cli.main import app
+    from autovision.versions import store
+
+    mv = store.resolve(shadow_ws, CHALLENGER)
+    store.set_alias(shadow_ws, mv.name, mv.version, "challenger")
+    ref = f"{mv.name}@challenger"
+    with caplog.at_level(logging.INFO, logger="autovision.serving"):
+        client = make_client(shadow=ref)
+    want = f"shadow challenger {ref} pinned to {mv.ref} ({CHALLENGER}); a later move"
+    assert want in caplog.text
+    assert client.app.state.server.shadow.id == CHALLENGER
+    monkeypatch.setattr("autovision.serving.app.serve", lambda *a, **kw: None)
+    out = CliRunner().invoke(app, ["serve", MODEL, "--shadow", ref, "-w", str(shadow_ws.root)])
+    assert out.exit_code == 0, out.output
+    assert want in " ".join(out.output.split())

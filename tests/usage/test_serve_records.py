@@ -3,6 +3,7 @@ images, records flushed periodically and at shutdown, through the real server.""
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
@@ -33,6 +34,49 @@ def test_known_latencies_give_exact_counts_and_percentiles(workspace) -> None:
     assert sum(a["latency_hist"]["counts"].values()) == 100
     assert {r["subject"] for r in read_records(workspace, "serve")} == {"m-a", "m-b"}
     assert rec.flush() == []  # an empty window writes nothing
+
+
+def test_a_shadow_challengers_cpu_is_its_own_not_the_champions() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from autovision.usage.records import Snapshot, _records, _Window
+
+    w = _Window()
+    w.add(10, 0.01, random.Random(0), 8)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    start, end = Snapshot(0, 1.0, 0.0, 0, 0), Snapshot(1, 3.0, 0.0, 0, 0)  # 2 CPU s in all
+    out = dict(
+        _records({"m-champ": w}, t0, t0 + timedelta(seconds=1), start, end, {"m-b": [0.5, 10, 2]})
+    )
+    champ, shadow = out["m-champ"], out["m-b"]
+    assert champ["cpu_s"] == pytest.approx(1.5) and champ["cpu_s_shadow"] == pytest.approx(0.5)
+    assert shadow["shadow"] is True and shadow["cpu_s"] == pytest.approx(0.5)
+    assert (shadow["predictions"], shadow["requests"], shadow["cpu_s_per_1000"]) == (10, 2, 50.0)
+
+
+def test_server_records_the_shadow_challenger_apart(
+    served_ws, make_client, b64_image, tmp_path
+) -> None:
+    from autovision.usage.records import read_records
+
+    served_ws.register_model(
+        "m-shadow",
+        dataset="toy",
+        dataset_version=1,
+        task="single-label",
+        path=served_ws.model_path(MODEL),
+    )
+    client = make_client(shadow="m-shadow", usage_flush_s=3600)
+    body = {"instances": [{"content": b64_image()}]}
+    for _ in range(5):
+        assert client.post(f"/v1/models/{MODEL}:predict", json=body).status_code == 200
+    client.__exit__(None, None, None)  # flushes the window
+    recs = {r["subject"]: r["data"] for r in read_records(served_ws, "serve")}
+    assert recs["m-shadow"]["shadow"] is True and recs["m-shadow"]["predictions"] == 5
+    assert recs["m-shadow"]["cpu_s"] > 0
+    assert recs[MODEL]["cpu_s_shadow"] == pytest.approx(recs["m-shadow"]["cpu_s"], abs=2e-4)
+    rows = {r["model"]: r for r in usage_report(served_ws).serve}
+    assert rows["m-shadow"]["shadow"] and not rows[MODEL]["shadow"]
 
 
 def test_report_merges_windows(workspace) -> None:

@@ -36,3 +36,9 @@ def test_ref_prints_back() -> None:
 def test_alias_names_are_never_numbers_or_odd(alias: str) -> None:
     with pytest.raises(ModelError, match="invalid alias"):
         check_alias(alias)
+
+
+@pytest.mark.parametrize("text", ["pets@\u00b2", "pets@\u0663", "pets@1\u0663", "pets@3x"])
+def test_versions_are_ascii_digits(text: str) -> None:
+    with pytest.raises(ModelError, match="invalid model"):
+        parse_ref(text)

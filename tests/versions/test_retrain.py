@@ -74,9 +74,12 @@ def gated(workspace, tmp_path, image_bytes, monkeypatch):
     )
     figures = {"incumbent": 0.75, "candidate": 0.5}
     calls: list[dict] = []
+    during: list = []  # callables run while the fake trains (another process moving aliases)
 
     def fake_train(ws, dataset_ref, **kw):
         calls.append({"dataset": dataset_ref, **kw})
+        for hook in during:
+            hook(ws)
         dv = ws.dataset(dataset_ref)
         mid = f"m-cand{len(calls)}"
         ws.register_model(
@@ -99,7 +102,7 @@ def gated(workspace, tmp_path, image_bytes, monkeypatch):
         "autovision.evaluation.api.evaluate_predictions",
         lambda preds, **kw: _fake_metrics(figures["incumbent"]),
     )
-    return SimpleNamespace(ws=workspace, figures=figures, calls=calls)
+    return SimpleNamespace(ws=workspace, figures=figures, calls=calls, during=during)
 
 
 def test_a_worse_candidate_is_kept_out_and_the_history_says_why(gated) -> None:
@@ -112,7 +115,8 @@ def test_a_worse_candidate_is_kept_out_and_the_history_says_why(gated) -> None:
     assert store.aliases(ws, "pets") == {"default": 1}  # production was not created
     assert any("no alias 'production' yet" in n for n in result.notes)
     (event,) = store.history(ws, "pets", "production")
-    assert (event.kind, event.from_version, event.to_version) == ("kept", None, 2)
+    # judged against default's version 1 (production did not exist): that is its from
+    assert (event.kind, event.from_version, event.to_version) == ("kept", 1, 2)
     assert "0.5000 < incumbent pets@1 0.7500" in event.reason
     assert event.details["rule"] == "candidate accuracy >= incumbent accuracy + 0"
     assert event.from_metrics["accuracy"] == 0.75 and event.to_metrics["accuracy"] == 0.5
@@ -135,6 +139,41 @@ def test_a_better_candidate_is_promoted_and_creates_the_alias(gated) -> None:
     assert gated.calls[-1]["base_model"] == "m-cand1"
     assert not again.promoted and again.incumbent["version"] == 2
     assert [e.kind for e in store.history(ws, "pets", "production")] == ["promote", "kept"]
+
+
+def test_an_alias_moved_during_the_retrain_is_not_overwritten(gated, tmp_path) -> None:
+    ws = gated.ws
+    ws.register_model(
+        "m-two", dataset="pets", dataset_version=1, task="single-label", path=tmp_path / "two"
+    )
+    store.set_alias(ws, "pets", 1, "production")
+    gated.during.append(lambda w: store.set_alias(w, "pets", 2, "production", reason="by hand"))
+    gated.figures.update(candidate=0.9)  # passes the gate against version 1
+    result = retrain(ws, "pets")
+    assert not result.promoted
+    assert "moved during the retrain from version 1 to version 2" in result.reason
+    assert store.aliases(ws, "pets")["production"] == 2  # the hand move stands
+    kinds = [(e.kind, e.from_version, e.to_version) for e in store.history(ws, "pets")]
+    assert kinds[-1] == ("kept", 1, 3)
+
+
+def test_an_alias_created_during_the_retrain_is_not_overwritten(gated, tmp_path) -> None:
+    ws = gated.ws
+    gated.during.append(lambda w: store.set_alias(w, "pets", 1, "production"))
+    gated.figures.update(candidate=0.9)
+    result = retrain(ws, "pets")
+    assert not result.promoted and not result.alias_created
+    assert "was created during the retrain (naming version 1)" in result.reason
+    assert store.aliases(ws, "pets")["production"] == 1
+
+
+def test_set_alias_expect_version(gated) -> None:
+    ws = gated.ws
+    with pytest.raises(store.AliasMoved, match="names no version, not the expected version 1"):
+        store.set_alias(ws, "pets", 1, "production", expect_version=1)
+    store.set_alias(ws, "pets", 1, "production", expect_version=store.ABSENT)
+    with pytest.raises(store.AliasMoved, match="names version 1, not the expected no version"):
+        store.set_alias(ws, "pets", 1, "production", expect_version=store.ABSENT)
 
 
 def test_multi_label_compares_macro_f1(gated, monkeypatch) -> None:

@@ -97,6 +97,24 @@ def test_delete_and_rollback_restores(workspace, add_model) -> None:
     assert store.aliases(workspace, "pets")["staging"] == 2
 
 
+def test_rollback_skips_entries_naming_the_current_version(workspace, add_model) -> None:
+    add_model(), add_model(), add_model()
+    store.set_alias(workspace, "pets", 1, "staging")
+    store.set_alias(workspace, "pets", 2, "staging")
+    store.delete_alias(workspace, "pets", "staging")
+    store.set_alias(workspace, "pets", 2, "staging")
+    ev = store.rollback(workspace, "pets", "staging")  # not 2 -> 2
+    assert (ev.from_version, ev.to_version) == (2, 1)
+    with pytest.raises(ModelError, match="nothing to roll back"):
+        store.rollback(workspace, "pets", "staging")
+    # only entries naming the current version: refused, not a no-op move
+    store.set_alias(workspace, "pets", 3, "prod")
+    store.delete_alias(workspace, "pets", "prod")
+    store.set_alias(workspace, "pets", 3, "prod")
+    with pytest.raises(ModelError, match="nothing to roll back"):
+        store.rollback(workspace, "pets", "prod")
+
+
 def test_default_is_moved_never_deleted(workspace, add_model) -> None:
     add_model(), add_model()
     with pytest.raises(ModelError, match="cannot be deleted"):
@@ -236,3 +254,32 @@ def test_concurrent_moves_keep_one_consistent_history(workspace, add_model) -> N
     for prev, ev in zip(events, events[1:], strict=False):
         assert ev.from_version == prev.to_version
     assert store.aliases(workspace, "pets")["production"] == events[-1].to_version
+
+
+def test_a_registered_model_is_never_committed_without_its_version(workspace, tmp_path):
+    """Another Workspace's backfill between the two steps of an old register_model numbered
+    the model under its dataset's name; model row and version row now commit together."""
+    from sqlalchemy import event, select
+
+    from autovision.workspace.db import ModelVersionRow
+
+    other = Workspace(workspace.root)
+    seen: list[str] = []
+
+    def after_commit(session) -> None:
+        with other.Session() as s:
+            numbered = select(ModelVersionRow.model_id)
+            seen.extend(s.scalars(select(ModelRow.id).where(ModelRow.id.not_in(numbered))))
+        other._model_versions_backfilled = False
+        store.list_versions(other)  # its backfill, as another process would run it
+
+    event.listen(workspace.Session, "after_commit", after_commit)
+    try:
+        mv = workspace.register_model(
+            "m-x", dataset="pets", dataset_version=1, task="single-label", path=tmp_path, name="X"
+        )
+    finally:
+        event.remove(workspace.Session, "after_commit", after_commit)
+    assert seen == []
+    assert (mv.name, mv.version) == ("X", 1)
+    assert store.resolve(Workspace(workspace.root), "m-x").ref == "X@1"

@@ -143,8 +143,7 @@ def serve(
     ws = open_workspace(workspace)
     ids = list(models or [])
     targets = keyed([resolve_target(ws, ref) for ref in ids])  # a clear error before binding
-    if shadow is not None:
-        ws.model(shadow)  # the same for the challenger
+    challenger = ws.model(shadow) if shadow is not None else None  # the same for it
     if not ids and not ws.list_models():
         fail("no models in the workspace: train one with `autovision train` first")
     settings = ServerSettings(
@@ -188,4 +187,10 @@ def serve(
     )
     for t in targets:
         console.print(f"  {_describe(t, settings.alias_poll_s)}", highlight=False)
+    if challenger is not None and shadow is not None:
+        from autovision.serving.shadow import pinned
+
+        name = challenger.get("name") or challenger.get("dataset")
+        line = pinned(shadow, challenger["model"], name, challenger.get("version"))
+        console.print(f"  {line}", highlight=False)
     run(settings, ws)

@@ -95,7 +95,7 @@ def _serve_table(rows: list[dict[str, Any]]) -> Table:
     table = _table("served models", ("model",), cols)
     for r in rows:
         table.add_row(
-            str(r["ref"]),
+            str(r["ref"]) + (" (shadow)" if r.get("shadow") else ""),
             str(r["windows"]),
             str(r["requests"]),
             str(r["predictions"]),

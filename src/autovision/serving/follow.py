@@ -72,8 +72,8 @@ class AliasWatcher:
             return
         self.missing.discard(key)
         model_id, version = target
-        current = state.models[key]
-        if model_id == current.id:
+        current = state.models.get(key)  # None: its start-up load failed
+        if current is not None and model_id == current.id:
             self.broken.pop(key, None)  # back where it was: a later move is tried again
             return
         if self.broken.get(key) == model_id:
@@ -90,7 +90,7 @@ class AliasWatcher:
                 version,
                 model_id,
                 name,
-                current.version_label,
+                current.version_label if current is not None else "nothing",
                 _reason(exc),
             )
         else:

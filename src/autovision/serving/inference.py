@@ -180,11 +180,45 @@ class _Admission:
 
 
 async def classify(
+    state: ServerState, served: ServedModel, n: int, prepare: Callable[..., np.ndarray]
+) -> tuple[ServedModel, np.ndarray]:
+    """The version that answered and its probabilities [n, labels] for one request;
+    ``prepare()`` runs in the thread pool with the request's :class:`Job` in its context
+    (budgets, deadline, stop flag); ``prepare(spec)``: the same images for another
+    preprocessing (a shadow challenger's, or the new version's after a switch).
+
+    A version retired by a hot switch that stopped before this request reached it (not at
+    shutdown) answers through the version now served under its key, once."""
+    try:
+        return served, await _classify(state, served, n, prepare)
+    except _Stopped:
+        if not served.retired:
+            raise _unavailable(state) from None
+    try:
+        fresh = state.acquire(served.key or served.id)
+    except ApiError:
+        raise _unavailable(state) from None
+    try:
+        spec = fresh.package.preprocessing
+        return fresh, await _classify(state, fresh, n, lambda: prepare(spec))
+    except _Stopped:
+        raise _unavailable(state) from None
+    finally:
+        state.release(fresh)
+
+
+class _Stopped(Exception):
+    """The batcher stopped before answering (a shutdown, or a version retired by a switch)."""
+
+
+def _unavailable(state: ServerState) -> ApiError:
+    retry = {"Retry-After": str(state.settings.retry_after_s)}
+    return ApiError(503, "unavailable", "the server is shutting down", headers=retry)
+
+
+async def _classify(
     state: ServerState, served: ServedModel, n: int, prepare: Callable[[], np.ndarray]
 ) -> np.ndarray:
-    """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool with
-    the request's :class:`Job` in its context (budgets, deadline, stop flag);
-    ``prepare(spec)``: the same images for another preprocessing (a shadow challenger's)."""
     began = time.perf_counter()
     settings = state.settings
     retry = {"Retry-After": str(settings.retry_after_s)}
@@ -203,7 +237,7 @@ async def classify(
             429, "overloaded", "too many requests are waiting; retry later", headers=retry
         ) from None
     except BatcherStopped:
-        raise ApiError(503, "unavailable", "the server is shutting down", headers=retry) from None
+        raise _Stopped from None
     job = Job(
         max_image_bytes=settings.max_decoded_bytes_per_image,
         max_request_bytes=settings.max_decoded_bytes_per_request,
@@ -236,7 +270,7 @@ async def classify(
             504, "timeout", f"no answer within {settings.request_timeout_s:g} s"
         ) from None
     except BatcherStopped:
-        raise ApiError(503, "unavailable", "the server is shutting down", headers=retry) from None
+        raise _Stopped from None
     finally:
         if not answered:
             job.abandon()
@@ -277,7 +311,7 @@ async def vertex_predict(
 ) -> dict[str, Any]:
     """The Vertex AI response for ``n`` images; a non-None ``keys[i]`` is echoed as ``key``;
     ``modelVersionId`` says which version answered (absent for a model id alone)."""
-    probs = await classify(state, served, n, prepare)
+    served, probs = await classify(state, served, n, prepare)
     predictions = []
     for key, row in zip(keys, probs, strict=True):
         p = vertex_prediction(served.labels, row, threshold, max_predictions)

@@ -129,6 +129,7 @@ class ShadowRunner:
         priority: str = "nice",
         champion_busy: Callable[[], bool] | None = None,
         max_defer_s: float = 1.0,
+        usage: Any = None,
     ) -> None:
         info = ws.model(ref)
         self.ref = ref
@@ -139,6 +140,7 @@ class ShadowRunner:
         self.priority = priority
         self._champion_busy = champion_busy
         self.max_defer_s = max_defer_s
+        self._usage = usage  # a ServeRecorder: this challenger's own CPU (thread time)
         self._names = dict(names or {})  # served id -> (name, version) when ServedModel lacks them
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -219,6 +221,7 @@ class ShadowRunner:
 
     def _prepare_and_submit(self, prepare: Callable[..., np.ndarray], ticket: int, meta) -> None:
         _lower_priority(self.priority)
+        began = time.thread_time()
         try:
             x = prepare(self.package.preprocessing)
         except Exception as exc:  # noqa: BLE001 - counted; the champion already answered
@@ -226,6 +229,8 @@ class ShadowRunner:
             log.warning("shadow preprocessing failed: %s", exc)
             self._drop("error")
             return
+        finally:
+            self._charge(time.thread_time() - began)
         self._watch(self.batcher.submit(x), ticket, meta)
 
     def _watch(self, future: Future, ticket: int, meta: dict[str, Any]) -> None:
@@ -239,7 +244,15 @@ class ShadowRunner:
             deadline = time.monotonic() + self.max_defer_s
             while not self._closed and time.monotonic() < deadline and self._champion_busy():
                 time.sleep(0.002)
-        return self.package.predict_array(x)
+        began = time.thread_time()
+        try:
+            return self.package.predict_array(x)
+        finally:
+            self._charge(time.thread_time() - began, len(x))
+
+    def _charge(self, cpu_s: float, images: int = 0) -> None:
+        if self._usage is not None:
+            self._usage.charge(self.id, cpu_s, images)
 
     def _done(self, future: Future, ticket: int, meta: dict[str, Any]) -> None:
         self.batcher.release(ticket, submitted=True)
@@ -338,12 +351,25 @@ def start_shadow(state: ServerState) -> ShadowRunner | None:
             names=names,
             priority=s.shadow_priority,
             champion_busy=lambda: any(m.batcher.pending for m in list(state.models.values())),
+            usage=state.usage,
         )
     except AutovisionError as exc:
         log.error("shadow challenger %s cannot be loaded: %s", s.shadow, exc)
         return None
-    log.info("shadow challenger %s (%s) at rate %g", s.shadow, runner.id, s.shadow_rate)
+    log.info(
+        "%s, at rate %g", pinned(s.shadow, runner.id, runner.name, runner.version), s.shadow_rate
+    )
     return runner
+
+
+def pinned(ref: str, model_id: str, name: str | None, version: int | None) -> str:
+    """What the challenger is pinned to: its ref is resolved once, at start-up (unlike the
+    champion's alias, a later move of the challenger's alias needs a restart)."""
+    now = model_id if version is None else f"{name}@{version}"
+    line = f"shadow challenger {ref} pinned to {now} ({model_id})"
+    if ref not in (model_id, now):
+        line += "; a later move of its alias is not followed until the server restarts"
+    return line
 
 
 def _names(package: ModelPackage, probs: np.ndarray) -> list[list[str]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from autovision.errors import AutovisionError
+from autovision.errors import AutovisionError, ModelError
 from autovision.models.package import ModelPackage
 from autovision.security.audit import AuditLog, RefusalAggregator, audit_event, audited, check_tail
 from autovision.security.keys import KeyStore
@@ -48,6 +48,7 @@ class ServedModel:
     key: str | None = None
     warmup: Any = field(default=None, repr=False)  # () -> None: one dummy predict per session
     users: int = field(default=0, repr=False)  # requests holding it (see ServerState.acquire)
+    retired: bool = field(default=False, repr=False)  # replaced by a hot switch
 
     def __post_init__(self) -> None:
         if self.key is None:
@@ -141,6 +142,8 @@ class ServerState:
         self.watcher: Any = None
         self._lock = threading.Lock()  # lookups + acquire vs. switches
         self._retiring: set[ServedModel] = set()
+        self._closing = False  # set first by close(): a switch then publishes nothing
+        self._unloaded: dict[str, tuple[str, str]] = {}  # followed key -> (ref, id) not loaded
         self.switches = self.metrics.add_counter(
             "autovision_model_switches_total",
             "Hot switches of a followed alias to a new model version, by served name.",
@@ -188,13 +191,19 @@ class ServerState:
         log_audit_check(self.ws.audit_log_path)
         s = self.settings
         for ref in self.model_ids():
+            target = None
             try:
                 target = resolve_target(self.ws, ref)
-                key = target.key if target.key not in self.models else ref
+                taken = target.key in self.models or target.key in self.follows
+                key = target.key if not taken else ref
                 package = self.load_package(target.model_id)
             except AutovisionError as exc:
                 self.failed[ref] = str(exc)
                 log.error("model %s cannot be loaded: %s", ref, exc)
+                if target is not None and target.follows is not None:
+                    # followed all the same: loaded (and ready) once its alias moves
+                    self.follows[key] = target.follows
+                    self._unloaded[key] = (ref, target.model_id)
                 continue
             self.models[key] = self._serve(
                 target.model_id, package, name=target.name, version=target.version, key=key
@@ -221,6 +230,8 @@ class ServerState:
             from autovision.serving.follow import AliasWatcher
 
             self.watcher = AliasWatcher(self, s.alias_poll_s)
+            for key, (_, model_id) in self._unloaded.items():
+                self.watcher.broken[key] = model_id  # tried again once the alias moves
             self.watcher.start()
             for key, (name, alias) in self.follows.items():
                 log.info("%s follows %s@%s (every %g s)", key, name, alias, s.alias_poll_s)
@@ -228,7 +239,12 @@ class ServerState:
     def load_package(self, model_id: str) -> ModelPackage:
         s = self.settings
         path = self.ws.model(model_id)["path"]
-        return ModelPackage.load(path, threads=s.ort_threads, spinning=s.ort_spinning)
+        try:
+            return ModelPackage.load(path, threads=s.ort_threads, spinning=s.ort_spinning)
+        except AutovisionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. ONNX Runtime on a corrupted file
+            raise ModelError(f"model package {path} cannot be loaded: {exc}") from exc
 
     def _serve(
         self,
@@ -283,41 +299,58 @@ class ServerState:
     def switch(self, key: str, model_id: str, version: int | None) -> ServedModel:
         """Load and warm ``model_id`` beside what ``key`` serves, switch new requests to it,
         and retire the old one (stopped once no request holds it). Raises on a failed load
-        or warm-up; the old one keeps serving then."""
-        old = self.models[key]
+        or warm-up; the old one keeps serving then. During shutdown the new one is stopped
+        again and the old one returned (nothing loaded outlives :meth:`close`)."""
+        old = self.models.get(key)  # None: a followed alias whose start-up load failed
+        name = old.name if old is not None else self.follows[key][0]
         began = time.monotonic()
         package = self.load_package(model_id)
-        new = self._serve(model_id, package, name=old.name, version=version, key=key)
+        new = self._serve(model_id, package, name=name, version=version, key=key)
         new.warmup()
         new.batcher.start()
         seconds = time.monotonic() - began
         with self._lock:
-            self.models[key] = new
-            self._retiring.add(old)
+            closing = self._closing
+            if not closing:
+                self.models[key] = new
+                if old is not None:
+                    old.retired = True
+                    self._retiring.add(old)
+                else:
+                    ref, _ = self._unloaded.pop(key, (None, None))
+                    self.failed.pop(ref or "", None)
+        if closing:
+            new.batcher.stop()
+            log.info("%s: shutting down, %s not switched to", key, new.version_label)
+            return old if old is not None else new
         self.switches.inc(model=key)
         log.info(
             "%s: switched from %s to %s (loaded and warmed in %.2f s)",
             key,
-            old.version_label,
+            old.version_label if old is not None else "nothing (its start-up load failed)",
             new.version_label,
             seconds,
         )
+        if old is None:
+            return new
         threading.Thread(
             target=self._retire, args=(old,), name=f"retire-{old.id}", daemon=True
         ).start()
         return new
 
     def _retire(self, old: ServedModel) -> None:
-        """Stop ``old`` once no request holds it and its batcher is empty (or after the
-        request timeout and a second: such requests have timed out by then)."""
-        deadline = time.monotonic() + self.settings.request_timeout_s + 1.0
-        while time.monotonic() < deadline:
+        """Stop ``old`` once no request holds it (however long a holder takes: it may still
+        be reading a slow upload; every holder releases it when its request ends) and its
+        batcher is empty (this part bounded by the request timeout and a second)."""
+        while True:
             with self._lock:
-                idle = old.users == 0
-            if idle and old.batcher.pending == 0:
-                break
+                if old.users == 0 or self._closing:  # close() stops it itself
+                    break
             time.sleep(0.02)
-        else:
+        deadline = time.monotonic() + self.settings.request_timeout_s + 1.0
+        while old.batcher.pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if old.batcher.pending:
             log.warning("%s: %s did not drain in time; stopping it", old.key, old.version_label)
         old.batcher.stop()
         with self._lock:
@@ -343,6 +376,8 @@ class ServerState:
         return self.ready and bool(self.models) and not (self.explicit and self.failed)
 
     def close(self) -> None:
+        with self._lock:
+            self._closing = True
         if self.watcher is not None:
             self.watcher.stop()
         self.refusals.close()

@@ -264,8 +264,10 @@ class _Window:
 class ServeRecorder:
     """Per served model: requests, predictions (images), request latencies; every
     ``flush_s`` seconds (and at :meth:`close`) one ``serve`` record per model that answered
-    in the window. The server process's CPU time over the window is shared among the models
-    in proportion to their images (CPU of a window in which nothing was answered is dropped).
+    in the window. The server process's CPU time over the window, less what a shadow
+    challenger measured for itself (:meth:`charge`; it gets its own ``serve`` record with
+    ``"shadow": true``), is shared among the models in proportion to their images (CPU of a
+    window in which nothing was answered is dropped).
     """
 
     def __init__(
@@ -278,6 +280,7 @@ class ServeRecorder:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._windows: dict[str, _Window] = {}
+        self._shadow: dict[str, list[float]] = {}  # challenger id -> [cpu_s, images, batches]
         self._since = (datetime.now(UTC), Snapshot.take())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -298,6 +301,16 @@ class ServeRecorder:
                 w = self._windows[model] = _Window()
             w.add(images, seconds, self._rng, self.keep)
 
+    def charge(self, model: str, cpu_s: float, images: int = 0) -> None:
+        """CPU seconds a shadow challenger's threads spent (``images``: predicted in that
+        work; 0 for its preprocessing): not the champions'."""
+        with self._lock:
+            acc = self._shadow.setdefault(model, [0.0, 0, 0])
+            acc[0] += cpu_s
+            if images:
+                acc[1] += images
+                acc[2] += 1
+
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_s):
             self.flush()
@@ -307,10 +320,11 @@ class ServeRecorder:
         with self._flush_lock:
             with self._lock:
                 windows, self._windows = self._windows, {}
+                shadow, self._shadow = self._shadow, {}
                 started_at, start = self._since
                 ended_at, end = datetime.now(UTC), Snapshot.take()
                 self._since = (ended_at, end)
-            records = list(_records(windows, started_at, ended_at, start, end))
+            records = list(_records(windows, started_at, ended_at, start, end, shadow))
             for model, data in records:
                 try:
                     write_record(self.ws, "serve", model, started_at, ended_at, data)
@@ -333,10 +347,30 @@ def _records(
     ended_at: datetime,
     start: Snapshot,
     end: Snapshot,
+    shadow: dict[str, list[float]] | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     total = sum(w.images for w in windows.values())
-    cpu = (end.self_cpu - start.self_cpu) + (end.children_cpu - start.children_cpu)
+    process_cpu = (end.self_cpu - start.self_cpu) + (end.children_cpu - start.children_cpu)
+    shadow_cpu = sum(acc[0] for acc in (shadow or {}).values())
+    cpu = max(process_cpu - shadow_cpu, 0.0)  # what the champions share
     window_s = (ended_at - started_at) / timedelta(seconds=1)
+    for model, (spent, images, batches) in sorted((shadow or {}).items()):
+        yield (
+            model,
+            {
+                "model": model,
+                "shadow": True,
+                "requests": int(batches),
+                "predictions": int(images),
+                "window_s": round(window_s, 3),
+                "cpu_s_window": round(process_cpu, 4),
+                "cpu_s": round(spent, 4),
+                "cpu_s_per_1000": round(spent / images * 1000, 4) if images else None,
+                "p50_ms": None,
+                "p99_ms": None,
+                "latency_hist": {"lo_s": HIST_LO_S, "base": HIST_BASE, "counts": {}},
+            },
+        )
     for model, w in sorted(windows.items()):
         if w.requests == 0:
             continue
@@ -350,6 +384,7 @@ def _records(
                 "predictions": w.images,
                 "window_s": round(window_s, 3),
                 "cpu_s_window": round(cpu, 4),
+                "cpu_s_shadow": round(shadow_cpu, 4),
                 "cpu_share": round(share, 6),
                 "cpu_s": round(cpu * share, 4),
                 "cpu_s_per_1000": round(cpu * share / w.images * 1000, 4) if w.images else None,

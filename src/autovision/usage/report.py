@@ -127,6 +127,7 @@ def serve_rows(records: list[dict[str, Any]], refs: dict[str, str]) -> list[dict
                 "cpu_s_per_1000": round(cpu / predictions * 1000, 4) if predictions else None,
                 "p50_ms": p50,
                 "p99_ms": p99,
+                "shadow": any(bool(d.get("shadow")) for d in data),  # a challenger's own CPU
             }
         )
     return rows

@@ -57,7 +57,12 @@ def parse_ref(text: str) -> Ref:
     check_model_name(name)
     if not sep:
         return Ref(name, alias=DEFAULT_ALIAS)
-    if rest.isdigit():
+    if rest[:1].isdigit() or rest[:1].isnumeric():  # a version: ASCII digits only
+        if not re.fullmatch(r"[0-9]{1,18}", rest):
+            raise ModelError(
+                f"invalid model version in {text!r}: a version is a number written with the "
+                "digits 0-9 (up to 18 of them)"
+            )
         if int(rest) < 1:
             raise ModelError(f"invalid model version in {text!r}: versions start at 1")
         return Ref(name, version=int(rest))

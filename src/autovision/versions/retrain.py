@@ -252,12 +252,40 @@ def retrain(
         "run_id": run.run_id,
     }
     if promoted:
-        store.set_alias(
-            ws, name, candidate.version, alias, kind="promote", reason=reason, details=details
-        )
-    else:
+        try:
+            store.set_alias(
+                ws,
+                name,
+                candidate.version,
+                alias,
+                kind="promote",
+                reason=reason,
+                details=details,
+                expect_version=store.ABSENT if created else incumbent.version,
+            )
+        except store.AliasMoved as exc:  # judged against a version the alias no longer names
+            promoted, created = False, False
+            now = "nothing" if exc.actual is None else f"version {exc.actual}"
+            moved = (
+                f"was created during the retrain (naming {now})"
+                if exc.expected is None
+                else f"moved during the retrain from version {exc.expected} to {now}"
+            )
+            reason = (
+                f"kept: {name}@{alias} {moved}; {candidate.ref} not promoted "
+                f"(it passed the gate against {incumbent.ref})"
+            )
+            details = {**details, "decision": "kept", "alias_moved_to": exc.actual}
+    if not promoted:
         store.record_decision(
-            ws, name, alias, kind="kept", version=candidate.version, reason=reason, details=details
+            ws,
+            name,
+            alias,
+            kind="kept",
+            version=candidate.version,
+            reason=reason,
+            details=details,
+            from_version=incumbent.version,
         )
     return RetrainResult(
         name=name,

@@ -29,6 +29,7 @@ from autovision.workspace.db import (
     utcnow,
 )
 
+ABSENT = "absent"  # ``expect_version=ABSENT``: the alias must not exist yet
 MOVES = ("set", "promote", "delete")  # the kinds that push the previous version for rollback
 KINDS = (*MOVES, "rollback", "kept")
 _RETRIES = 30
@@ -193,6 +194,24 @@ def add_version(ws: Any, model_id: str, name: str) -> ModelVersion:
 
     _retrying(run)
     return _by_id(ws, model_id)  # audited by its caller (``train`` records NAME@VERSION)
+
+
+def register_version(ws: Any, row: ModelRow, name: str) -> ModelVersion:
+    """Record a model package row and make it the next version of ``name``, both in one
+    transaction (so no other process's backfill numbers it under its dataset's name)."""
+    check_model_name(name)
+    _backfill(ws, exclude=row.id)  # older models first, so numbers follow creation order
+    who = actor_name()
+
+    def run() -> None:
+        with ws.Session.begin() as s:
+            s.merge(row)  # copies ``row`` into the session; ``row`` itself stays transient
+            s.flush()
+            if s.get(ModelVersionRow, row.id) is None:
+                _insert_version(s, row.id, name, who=who, reason="first version")
+
+    _retrying(run)
+    return _by_id(ws, row.id)  # audited by its caller (``train`` records NAME@VERSION)
 
 
 # ---- reading ------------------------------------------------------------------------------
@@ -393,8 +412,9 @@ def _write(
     try:
         with ws.Session.begin() as s:
             if not move:
-                current = s.get(AliasRow, (name, alias))
-                before = current.version if current is not None else None
+                if before is None:  # else the version the caller judged against
+                    current = s.get(AliasRow, (name, alias))
+                    before = current.version if current is not None else None
             elif to_version is not None:
                 target = s.scalar(
                     select(ModelVersionRow.model_id).where(
@@ -463,12 +483,15 @@ def _move(
     reason: str | None,
     actor: str | None,
     details: dict[str, Any] | None = None,
+    expect_version: int | str | None = None,
 ) -> AliasEvent:
     """Read where the alias is, let ``plan(before)`` choose (or refuse) the move, write it;
-    again when another process moved the alias in between."""
+    again when another process moved the alias in between. ``expect_version`` (a version, or
+    ``ABSENT``): refuse (ModelError) unless the alias names exactly that now."""
     for _ in range(_RETRIES):
         now = alias_target(ws, name, alias)
         before = None if now is None else now[1]
+        _check_expected(name, alias, before, expect_version)
         to_version = plan(before)
         try:
             return _write(
@@ -487,6 +510,28 @@ def _move(
     raise ModelError(f"{name}@{alias} kept moving while being changed: try again")
 
 
+class AliasMoved(ModelError):
+    """The alias no longer names the version the caller judged against."""
+
+    def __init__(self, name: str, alias: str, expected: int | None, actual: int | None):
+        self.expected, self.actual = expected, actual
+        show = lambda v: "no version" if v is None else f"version {v}"  # noqa: E731
+        super().__init__(
+            f"{name}@{alias} names {show(actual)}, not the expected {show(expected)}: "
+            "it moved in the meantime"
+        )
+
+
+def _check_expected(
+    name: str, alias: str, before: int | None, expect_version: int | str | None
+) -> None:
+    if expect_version is None:
+        return
+    expected = None if expect_version == ABSENT else expect_version
+    if before != expected:
+        raise AliasMoved(name, alias, expected if isinstance(expected, int) else None, before)
+
+
 def set_alias(
     ws: Any,
     name: str,
@@ -497,8 +542,11 @@ def set_alias(
     actor: str | None = None,
     kind: str = "set",
     details: dict[str, Any] | None = None,
+    expect_version: int | str | None = None,
 ) -> AliasEvent:
-    """Point ``alias`` at ``NAME@version`` (``kind="promote"`` for a retrain's decision)."""
+    """Point ``alias`` at ``NAME@version`` (``kind="promote"`` for a retrain's decision);
+    with ``expect_version`` (a version or ``ABSENT``) only if the alias is still there, else
+    :class:`AliasMoved`."""
     check_alias(alias)
     if kind not in ("set", "promote"):
         raise ModelError(f"an alias move is 'set' or 'promote', not {kind!r}")
@@ -513,7 +561,17 @@ def set_alias(
             raise ModelError(f"{name}@{alias} already names version {version}")
         return version
 
-    return _move(ws, name, alias, kind, plan, reason=reason, actor=actor, details=details)
+    return _move(
+        ws,
+        name,
+        alias,
+        kind,
+        plan,
+        reason=reason,
+        actor=actor,
+        details=details,
+        expect_version=expect_version,
+    )
 
 
 def delete_alias(
@@ -537,7 +595,8 @@ def delete_alias(
 
 
 def _rollback_stack(ws: Any, name: str, alias: str) -> list[int]:
-    """Replay the history: set/promote/delete push the version named before, rollback pops."""
+    """Replay the history: set/promote/delete push the version named before, rollback pops
+    the entries equal to the version it left (skipped, see :func:`rollback`), then its own."""
     stack: list[int] = []
     with ws.Session() as s:
         for kind, before in s.execute(
@@ -547,9 +606,17 @@ def _rollback_stack(ws: Any, name: str, alias: str) -> list[int]:
         ):
             if kind in MOVES and before is not None:
                 stack.append(before)
-            elif kind == "rollback" and stack:
-                stack.pop()
+            elif kind == "rollback":
+                _drop_current(stack, before)
+                if stack:
+                    stack.pop()
     return stack
+
+
+def _drop_current(stack: list[int], current: int | None) -> None:
+    """Entries naming the version the alias names now would roll back to itself."""
+    while stack and stack[-1] == current:
+        stack.pop()
 
 
 def rollback(
@@ -563,6 +630,7 @@ def rollback(
 
     def plan(before: int | None) -> int:
         stack = _rollback_stack(ws, name, alias)
+        _drop_current(stack, before)
         if not stack:
             raise ModelError(
                 f"nothing to roll back: {name}@{alias} named no other version before "
@@ -583,8 +651,10 @@ def record_decision(
     reason: str,
     details: dict[str, Any] | None = None,
     actor: str | None = None,
+    from_version: int | None = None,
 ) -> AliasEvent:
-    """A history line without a move: ``version`` (a candidate) was not given ``alias``."""
+    """A history line without a move: ``version`` (a candidate) was not given ``alias``;
+    ``from_version``: the version it was judged against (default: the alias's now)."""
     check_alias(alias)
     _backfill(ws)
     _need_name(ws, name)
@@ -593,7 +663,7 @@ def record_decision(
         name,
         alias,
         kind,
-        before=None,
+        before=from_version,
         to_version=version,
         reason=reason,
         actor=actor,

@@ -240,23 +240,18 @@ class Workspace:
     ) -> ModelVersion:
         """Record a model package and make it the next version of ``name`` (default: the
         dataset's name; see :mod:`autovision.versions`)."""
-        from autovision.versions.refs import check_model_name
-        from autovision.versions.store import add_version
+        from autovision.versions.store import register_version
 
-        check_model_name(name or dataset)
-        with self.Session.begin() as s:
-            s.merge(
-                ModelRow(
-                    id=model_id,
-                    dataset=dataset,
-                    dataset_version=dataset_version,
-                    task=task,
-                    path=str(path),
-                    score=score,
-                    info=info or {},
-                )
-            )
-        return add_version(self, model_id, name or dataset)
+        row = ModelRow(
+            id=model_id,
+            dataset=dataset,
+            dataset_version=dataset_version,
+            task=task,
+            path=str(path),
+            score=score,
+            info=info or {},
+        )
+        return register_version(self, row, name or dataset)
 
     def update_model_info(self, model_id: str, **info: Any) -> None:
         """Merge keys into a model's ``info`` (e.g. ``test_metrics`` after evaluation)."""

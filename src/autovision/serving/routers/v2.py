@@ -266,7 +266,8 @@ async def infer(
         def prepare(spec=spec) -> np.ndarray:
             return prepare_pixels(pixels, spec, max_pixels)
 
-    probs = np.asarray(await classify(state, served, n, prepare), dtype=np.float32)
+    served, probs = await classify(state, served, n, prepare)
+    probs = np.asarray(probs, dtype=np.float32)
     return _response(served, req, probs, outputs)
 
 
