@@ -259,3 +259,21 @@ def png_image():
         return buf.getvalue()
 
     return make
+
+
+def test_logged_statistics_of_a_large_jpeg_match_the_data_report(
+    make_client, served_ws, image_bytes
+) -> None:
+    """The served decode drafts JPEGs down to twice the model's input (64 px here); with the
+    log on it keeps at least the 128 px the statistics are measured on."""
+    from autovision.data.decode import load_rgb
+
+    client = make_client()
+    data = image_bytes(1, 512, 5, "JPEG")
+    assert client.post(PREDICT, json=_body(data)).status_code == 200
+    client.app.state.server.plog.flush()
+    (row,) = _rows(served_ws)
+    expected = plog.input_stats(load_rgb(data))
+    assert (row["width"], row["height"]) == (512, 512)
+    for key in ("brightness", "contrast", "sharpness", "entropy"):
+        assert row["stats"][key] == pytest.approx(expected[key], rel=0.1), key

@@ -103,7 +103,12 @@ def decode_to_pixels(
     """Encoded images -> uint8 [N, S, S, 3] resized like training, safely decoded: every
     header is checked against the budgets before the first image is decoded."""
     job = job or current_job()
-    draft = (DRAFT_FACTOR * spec.input_size,) * 2
+    side = DRAFT_FACTOR * spec.input_size
+    if job.capture is not None:  # the logged statistics are measured on a 128 px thumbnail
+        from autovision.data.quality import ANALYSIS_MAX_SIDE
+
+        side = max(side, ANALYSIS_MAX_SIDE)
+    draft = (side, side)
     opened = []
     total = 0
     for i, data in enumerate(payloads):
