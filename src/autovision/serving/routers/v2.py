@@ -266,7 +266,7 @@ async def infer(
         def prepare(spec=spec) -> np.ndarray:
             return prepare_pixels(pixels, spec, max_pixels)
 
-    served, probs = await classify(state, served, n, prepare)
+    served, probs = await classify(state, served, n, prepare, route="v2")
     probs = np.asarray(probs, dtype=np.float32)
     return _response(served, req, probs, outputs)
 
