@@ -12,10 +12,13 @@ beats the incumbent is a coin toss, and what this test checks is the loop, not t
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import numpy as np
@@ -79,6 +82,27 @@ def _requests(make_image) -> list[tuple[str, bytes]]:
     return out
 
 
+@contextlib.contextmanager
+def running(app) -> Iterator[int]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields the port."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(cfg)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    _until(lambda: server.started or not thread.is_alive(), 30, "the server to start")
+    assert thread.is_alive(), "server did not start"
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
 def _h(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
@@ -86,12 +110,11 @@ def _h(key: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_review_feedback_retrain_loop(workspace, make_image, monkeypatch):
     from autovision.monitoring.log import query
+
     from autovision.search.run import train
     from autovision.serving.app import create_app
     from autovision.serving.settings import ServerSettings
     from autovision.versions.retrain import retrain
-
-    from ..serving.test_server_live import running
 
     monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(SPACE))
     monkeypatch.setenv("AUTOVISION_THREADS", "1")
