@@ -181,3 +181,17 @@ def test_add_feedback_to_another_split(log_prediction, workspace, image_bytes):
     assert it.split == "validation"
     with pytest.raises(Exception, match="unknown split"):
         R.add_feedback(workspace, "pets", split="holdout")
+
+
+def test_multi_label_rule_is_a_band_around_each_threshold():
+    from types import SimpleNamespace as N
+
+    models = N(multi_label=lambda _m: True, thresholds=lambda _m: [0.5, 0.8])
+
+    def row(*probs):
+        return N(review_status=None, feedback=None, model_id="m", probs=list(probs), confidence=0)
+
+    assert R._reason(row(0.95, 0.05), 0.5, models) is None  # both far from their thresholds
+    assert R._reason(row(0.65, 0.05), 0.5, models) == "uncertain"  # 0.65 within 0.2 of 0.5
+    assert R._reason(row(0.95, 0.61), 0.5, models) == "uncertain"  # 0.61 within 0.2 of 0.8
+    assert R._reason(row(0.95, 0.59), 0.5, models) is None
