@@ -1,1 +1,1 @@
-"""Monitoring: the prediction log, drift detection, the review queue and feedback."""
+"""Monitoring: the prediction log (``log``), drift detection, the review queue."""
