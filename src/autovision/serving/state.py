@@ -266,7 +266,8 @@ class ServerState:
 
         def predict(x, session=None):
             if not embeds:
-                return served.package.predict_array(x, session)
+                pkg = served.package
+                return pkg.predict_array(x) if session is None else pkg.predict_array(x, session)
             probs, emb = served.package.predict_with_embeddings(x, session)
             return np.concatenate([probs, emb], axis=1)
 
