@@ -30,7 +30,6 @@ from autovision.monitoring import review as R
 from autovision.security import create_key
 from autovision.versions import store
 
-pytest.importorskip("autovision.monitoring.log")
 
 SPACE = {
     "backbones": ["efficientnet_lite0"],
