@@ -30,7 +30,6 @@ from autovision.monitoring import review as R
 from autovision.security import create_key
 from autovision.versions import store
 
-
 SPACE = {
     "backbones": ["efficientnet_lite0"],
     "modes": ["linear"],
@@ -109,7 +108,6 @@ def _h(key: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_review_feedback_retrain_loop(workspace, make_image, monkeypatch):
     from autovision.monitoring.log import query
-
     from autovision.search.run import train
     from autovision.serving.app import create_app
     from autovision.serving.settings import ServerSettings
