@@ -1,10 +1,18 @@
 """The serving fixtures (``make_client`` and the tiny package it serves) of
-``tests/serving/conftest.py``, loaded by path so both folders share one definition."""
+``tests/serving/conftest.py``, loaded by path so both folders share one definition; and,
+for the review tests, ``review_model`` (a registered model ``pets`` whose model.json names
+its labels) and ``log_prediction(...)`` (a prediction-log row written directly)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from itertools import count
 from pathlib import Path
+
+import pytest
 
 _spec = importlib.util.spec_from_file_location(
     "_monitoring_serving_conftest", Path(__file__).parent.parent / "serving" / "conftest.py"
@@ -20,3 +28,64 @@ make_client = serving.make_client
 b64_image = serving.b64_image
 MODEL = serving.MODEL
 LABELS = serving.LABELS
+
+
+@pytest.fixture
+def review_model(workspace, tmp_path) -> str:
+    path = tmp_path / "m-pets-1"
+    path.mkdir()
+    (path / "model.json").write_text(
+        json.dumps({"labels": list(LABELS), "task": "single-label", "thresholds": None})
+    )
+    workspace.register_model(
+        "m-pets-1", dataset="pets", dataset_version=1, task="single-label", path=path, name="pets"
+    )
+    return "m-pets-1"
+
+
+@pytest.fixture
+def log_prediction(workspace, review_model, image_bytes) -> Callable[..., str]:
+    from autovision.workspace.db import PredictionLogRow
+
+    ids = count(1)
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+
+    def add(
+        probs: tuple[float, ...],
+        *,
+        key_id: str | None = None,
+        request_id: str | None = None,
+        image: bool = True,
+        seed: int | None = None,
+    ) -> str:
+        n = next(ids)
+        top = sorted(range(len(probs)), key=lambda i: -probs[i])
+        sha = None
+        if image:
+            sha = workspace.blobs.put(image_bytes(top[0], 24, 5000 + (seed if seed else n)))
+        pid = f"p-{n:04x}"
+        with workspace.Session.begin() as s:
+            s.add(
+                PredictionLogRow(
+                    id=pid,
+                    time=t0 + timedelta(seconds=n),
+                    request_id=request_id or f"r-{n}",
+                    key_id=key_id,
+                    name="pets",
+                    model_id=review_model,
+                    version=1,
+                    route="/v1/models/pets:predict",
+                    instance=0,
+                    probs=list(probs),
+                    labels=[LABELS[top[0]]],
+                    top_label=LABELS[top[0]],
+                    confidence=probs[top[0]],
+                    margin=probs[top[0]] - probs[top[1]],
+                    width=24,
+                    height=24,
+                    image_sha256=sha,
+                )
+            )
+        return pid
+
+    return add

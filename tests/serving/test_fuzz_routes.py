@@ -55,6 +55,8 @@ def test_schema_describes_every_body(app):
         ("/admin/keys", "post"),
         ("/admin/models/{name}/aliases/{alias}", "put"),
         ("/admin/models/{name}/aliases/{alias}:rollback", "post"),
+        ("/admin/review/{name}/{prediction_id}", "post"),
+        ("/v1/feedback", "post"),
     ]:
         assert "requestBody" in paths[path][method], path
     session = F.asgi_session(app)

@@ -290,12 +290,46 @@ def show_cmd(
 ) -> None:
     """The data report: counts per label and split, warnings, duplicates, leakage, quality."""
     from autovision.data.report import dataset_report
+    from autovision.monitoring.feedback import feedback_count
 
-    report = dataset_report(open_workspace(workspace).dataset(ref))
+    ds = open_workspace(workspace).dataset(ref)
+    report = dataset_report(ds)
+    report["feedback_items"] = feedback_count(ds)
     if json_out:
         print_json(report)
     else:
         render_report(report, limit=limit)
+        if report["feedback_items"]:
+            console.print(f"{report['feedback_items']} item(s) came from reviewed predictions")
+
+
+@app.command("add-feedback")
+@handle_errors
+def add_feedback_cmd(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    from_name: Annotated[
+        str | None,
+        typer.Option("--from", help="Model name (default: every model of this dataset)."),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split of the new images.")] = "train",
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """A new version with the reviewed images of the prediction log added, with lineage."""
+    from autovision.monitoring.review import add_feedback
+
+    out = add_feedback(open_workspace(workspace), name, from_name=from_name, split=split)
+    if json_out:
+        print_json(out)
+        return
+    if not out["added"]:
+        console.print(f"nothing new to add; {name}@{out['version']} unchanged")
+    else:
+        console.print(f"{name}@{out['version']}: added {out['added']} reviewed image(s) to {split}")
+    console.print(
+        f"left out: {out['duplicates']} already in the dataset, {out['no_image']} without "
+        f"a stored image, {out['unreadable']} unreadable"
+    )
 
 
 def _edit_summary(new: Any, old: Any, key: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ app = typer.Typer(
 
 class Role(StrEnum):
     predict = "predict"
+    reviewer = "reviewer"
     admin = "admin"
 
 
@@ -37,7 +38,11 @@ def _audit(ws, action: str, **details) -> None:
 @handle_errors
 def create(
     role: Annotated[
-        Role, typer.Option("--role", help="predict: prediction routes; admin: everything.")
+        Role,
+        typer.Option(
+            "--role",
+            help="predict: prediction routes; reviewer: the review queue; admin: everything.",
+        ),
     ] = Role.predict,
     json_: JsonOpt = False,
     workspace: WorkspaceOpt = None,

@@ -258,3 +258,36 @@ def _v(version: int | None) -> str:
 from autovision.cli.compare import register as _register_compare  # noqa: E402
 
 _register_compare(app)
+
+
+@app.command("set")
+@handle_errors
+def set_settings(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    review_below: Annotated[
+        float | None,
+        typer.Option(
+            "--review-below",
+            help="Queue single-label predictions whose top confidence is under this (0.5).",
+            show_default=False,
+        ),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Settings of a named model (the review threshold of its predictions)."""
+    from autovision.monitoring import review
+    from autovision.versions import store
+
+    ws = open_workspace(workspace)
+    if name not in store.names(ws):
+        from autovision.errors import ModelError
+
+        raise ModelError(f"no model named {name!r}")
+    if review_below is not None:
+        review.set_review_below(ws, name, review_below)
+    out = {"name": name, "review_below": review.review_below(ws, name)}
+    if json_output:
+        print_json(out)
+    else:
+        console.print(f"{escape(name)}: review below {out['review_below']:g}")

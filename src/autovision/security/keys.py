@@ -1,8 +1,9 @@
 """API keys: random tokens shown once, stored as SHA-256 hashes in the workspace DB.
 
 A key is ``avk_`` + 43 URL-safe characters (256 random bits), so a plain SHA-256 is a
-safe hash: nothing to brute-force. Roles: ``predict`` may call prediction routes,
-``admin`` may call everything. Once any key has been created (even if later revoked)
+safe hash: nothing to brute-force. Roles: ``predict`` may call prediction routes (and send
+feedback), ``reviewer`` the review queue only (read, images, label; never models, keys or
+datasets), ``admin`` everything. Once any key has been created (even if later revoked)
 the server requires a key, so revoking the last key locks the server rather than opening it.
 """
 
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from autovision.errors import AutovisionError
 from autovision.workspace.db import ApiKeyRow
 
-ROLES = ("predict", "admin")
+ROLES = ("predict", "reviewer", "admin")
 KEY_PREFIX = "avk_"
 
 
@@ -32,7 +33,7 @@ def hash_key(key: str) -> str:
 
 
 def role_allows(role: str, required: str) -> bool:
-    """``admin`` can do everything; ``predict`` only what needs ``predict``."""
+    """``admin`` can do everything; ``predict`` and ``reviewer`` only what needs that role."""
     return role == "admin" or role == required
 
 

@@ -42,7 +42,17 @@ import autovision
 from autovision.serving import errors
 from autovision.serving.hosts import HostPolicy
 from autovision.serving.middleware import RequestContextMiddleware
-from autovision.serving.routers import admin, aliases, health, metrics, predict, upload, v2
+from autovision.serving.routers import (
+    admin,
+    aliases,
+    feedback,
+    health,
+    metrics,
+    predict,
+    review,
+    upload,
+    v2,
+)
 from autovision.serving.settings import ServerSettings
 from autovision.serving.state import ServerState
 
@@ -73,7 +83,7 @@ def create_app(
         settings = settings.model_copy(update={"model_ids": list(model_ids)})
     state = ServerState(_workspace(source, settings), settings)
     split = settings.admin_port is not None
-    admin_routers = (admin, aliases)
+    admin_routers = (admin, aliases, review)
     admin_app = _app(state, settings.admin_host or settings.host, admin_routers) if split else None
 
     @asynccontextmanager
@@ -85,7 +95,7 @@ def create_app(
         finally:
             state.close()
 
-    routers = (health, predict, upload, v2, metrics) + (() if split else admin_routers)
+    routers = (health, predict, feedback, upload, v2, metrics) + (() if split else admin_routers)
     app = _app(state, settings.host, routers, lifespan)
     app.state.admin_app = admin_app
     return app

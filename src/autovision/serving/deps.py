@@ -18,7 +18,9 @@ from autovision.serving.errors import ApiError, validation_message
 from autovision.serving.middleware import key_id_var
 from autovision.serving.schemas import (
     CreateKeyRequest,
+    FeedbackRequest,
     PredictRequest,
+    ReviewLabelRequest,
     RollbackRequest,
     SetAliasRequest,
 )
@@ -73,9 +75,14 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+# roles whose routes are off until a key exists and always need one (like /admin)
+STAFF_ROLES = ("admin", "reviewer")
+
+
 def require_role(role: str):
-    """Dependency factory under ``settings.auth``: admin routes are 403 ``admin_disabled``
-    while no key exists, then need an admin key, whatever the policy; other routes need a
+    """Dependency factory under ``settings.auth``: admin and reviewer routes are 403
+    ``admin_disabled`` while no key exists, then need a key of that role (or admin), whatever
+    the policy; other routes need a
     key when the policy is ``required``, or ``auto`` once any key exists, and none when
     ``off``. 401 without a valid key, 403 with a key whose role does not allow ``role``.
     Keys are checked per request (TTL-cached)."""
@@ -86,9 +93,9 @@ def require_role(role: str):
         enabled = keys.cached_enabled()
         if enabled is None:
             enabled = await to_thread.run_sync(keys.auth_enabled)
-        if role == "admin" and not enabled:
+        if role in STAFF_ROLES and not enabled:
             raise ApiError(403, "admin_disabled", ADMIN_DISABLED)
-        if role != "admin" and policy == "off":
+        if role not in STAFF_ROLES and policy == "off":
             return Principal(None, role)
         required = enabled or policy == "required"
         key = presented_key(request)
@@ -124,6 +131,8 @@ def require_role(role: str):
 
 predict_auth = require_role("predict")
 admin_auth = require_role("admin")
+reviewer_auth = require_role("reviewer")
+ReviewerAuth = Annotated[Principal, Depends(reviewer_auth)]
 PredictAuth = Annotated[Principal, Depends(predict_auth)]
 AdminAuth = Annotated[Principal, Depends(admin_auth)]
 
@@ -208,6 +217,8 @@ def optional_json_body(model: type[B]):
 PredictBody = Annotated[PredictRequest, Depends(json_body(PredictRequest))]
 CreateKeyBody = Annotated[CreateKeyRequest, Depends(json_body(CreateKeyRequest))]
 SetAliasBody = Annotated[SetAliasRequest, Depends(json_body(SetAliasRequest))]
+ReviewLabelBody = Annotated[ReviewLabelRequest, Depends(json_body(ReviewLabelRequest))]
+FeedbackBody = Annotated[FeedbackRequest, Depends(json_body(FeedbackRequest))]
 RollbackBody = Annotated[RollbackRequest, Depends(optional_json_body(RollbackRequest))]
 
 

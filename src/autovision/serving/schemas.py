@@ -114,7 +114,7 @@ class InferRequest(BaseModel):
 
 
 class CreateKeyRequest(BaseModel):
-    role: Literal["predict", "admin"]
+    role: Literal["predict", "reviewer", "admin"]
 
 
 class CreatedKey(BaseModel):
@@ -141,6 +141,21 @@ class RollbackRequest(BaseModel):
     """``POST /admin/models/{name}/aliases/{alias}:rollback`` (the body is optional)."""
 
     reason: str | None = Field(None, max_length=1000)
+
+
+class ReviewLabelRequest(BaseModel):
+    """``POST /admin/review/{name}/{prediction_id}``: the reviewed labels."""
+
+    labels: list[str] = Field(min_length=1, max_length=1000)
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback``: the labels a client says are right for one image of its
+    earlier request."""
+
+    request_id: str = Field(min_length=1, max_length=128)
+    labels: list[str] = Field(min_length=1, max_length=1000)
+    instance: int = Field(0, ge=0)
 
 
 # ---- OpenAPI request bodies of routes that read their body themselves -----------------

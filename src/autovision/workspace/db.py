@@ -200,6 +200,15 @@ class PredictionLogRow(Base):
     feedback: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
+class ModelSettingRow(Base):
+    """A setting of a named model (``autovision models set NAME --review-below 0.6``)."""
+
+    __tablename__ = "model_settings"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
