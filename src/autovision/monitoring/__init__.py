@@ -1,0 +1,1 @@
+"""Monitoring: the prediction log, drift detection, the review queue."""
