@@ -129,8 +129,9 @@ def test_onnx_graph_contract(tmp_path: Path) -> None:
     pkg_dir, _ = _save(tmp_path, "compact_cnn", "single-label", 32)
     proto = onnx.load(str(pkg_dir / "model.onnx"))
     onnx.checker.check_model(proto)
-    (inp,), (out,) = proto.graph.input, proto.graph.output
+    (inp,), (out, emb) = proto.graph.input, proto.graph.output
     assert inp.name == package_mod.ONNX_INPUT and out.name == package_mod.ONNX_OUTPUT
+    assert emb.name == package_mod.ONNX_EMBEDDING
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     assert dims[1:] == [3, 32, 32] and isinstance(dims[0], str), "dynamic batch, fixed image"
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT

@@ -316,7 +316,9 @@ def quantize_package(
     with tempfile.TemporaryDirectory(prefix="autovision-int8-") as tmp_dir:
         tmp = Path(tmp_dir)
         model = static_same_padding(pkg.torch_model(), spec.input_size)
-        export_onnx(model, pkg.task, spec, tmp / "fp32.onnx", {"labels": pkg.labels, "id": pkg.id})
+        # probabilities only: the edge file needs no embedding, and the guard compares top-1
+        meta = {"labels": pkg.labels, "id": pkg.id}
+        export_onnx(model, pkg.task, spec, tmp / "fp32.onnx", meta, embedding=False)
         pre = tmp / "pre.onnx"
         quant_pre_process(str(tmp / "fp32.onnx"), str(pre))
         best = tmp / "int8.onnx"

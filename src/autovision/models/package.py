@@ -1,8 +1,10 @@
 """The model package: a directory with no pickle in it.
 
-- ``model.onnx``: input ``input`` float32 [N, 3, S, S] (already preprocessed), output
-  ``probabilities`` float32 [N, L] (softmax for single-label, sigmoid for multi-label);
-  labels, task and preprocessing are repeated in the ONNX metadata.
+- ``model.onnx``: input ``input`` float32 [N, 3, S, S] (already preprocessed), outputs
+  ``probabilities`` float32 [N, L] (softmax for single-label, sigmoid for multi-label) and
+  ``embedding`` float32 [N, D] (the pooled features before the classifier head, for drift
+  detection; packages written before it lack it); labels, task and preprocessing are repeated
+  in the ONNX metadata.
 - ``weights.safetensors``: the PyTorch state dict (logits model, no activation).
 - ``model.json``: labels, task, thresholds, architecture, preprocessing, hyperparameters,
   dataset lineage, metrics, timings, seed, stop reason, library versions.
@@ -35,6 +37,7 @@ FORMAT_VERSION = 1
 TASKS = ("single-label", "multi-label")
 ONNX_INPUT = "input"
 ONNX_OUTPUT = "probabilities"
+ONNX_EMBEDDING = "embedding"
 ONNX_OPSET = 18
 
 
@@ -53,14 +56,17 @@ def new_model_id(prefix: str = "m") -> str:
 
 
 class _WithActivation:
-    """Wrap a logits model with softmax / sigmoid for export."""
+    """Wrap a logits model with softmax / sigmoid for export; with ``embedding`` (and a
+    timm-style ``forward_features`` / ``forward_head``) it also returns the pooled pre-logit
+    features, computed in the same pass."""
 
     @staticmethod
-    def build(model: Any, task: str) -> Any:
+    def build(model: Any, task: str, *, embedding: bool = False) -> Any:
         import torch
         from torch import nn
 
         act: nn.Module = nn.Softmax(dim=-1) if task == "single-label" else nn.Sigmoid()
+        with_emb = embedding and has_embedding(model)
 
         class Wrapped(nn.Module):
             def __init__(self) -> None:
@@ -68,10 +74,23 @@ class _WithActivation:
                 self.model = model
                 self.act = act
 
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.act(self.model(x))
+            def forward(self, x: torch.Tensor) -> Any:
+                if not with_emb:
+                    return self.act(self.model(x))
+                feats = self.model.forward_features(x)
+                logits = self.model.forward_head(feats)
+                return self.act(logits), self.model.forward_head(feats, pre_logits=True)
 
-        return Wrapped().eval()
+        wrapped = Wrapped().eval()
+        wrapped.with_embedding = with_emb  # type: ignore[attr-defined]
+        return wrapped
+
+
+def has_embedding(model: Any) -> bool:
+    """Whether ``model`` offers timm's ``forward_features`` / ``forward_head(pre_logits=)``."""
+    return callable(getattr(model, "forward_features", None)) and callable(
+        getattr(model, "forward_head", None)
+    )
 
 
 def read_model_file(path: str | os.PathLike[str]) -> bytes:
@@ -95,15 +114,19 @@ def _aad(name: str) -> bytes:
     return b"autovision-model-file\0" + name.encode()
 
 
-def onnx_bytes(model: Any, task: str, spec: Preprocessing, meta: dict) -> bytes:
+def onnx_bytes(
+    model: Any, task: str, spec: Preprocessing, meta: dict, *, embedding: bool = True
+) -> bytes:
     """Logits model + activation as ONNX bytes (legacy exporter: fast, exact), with labels,
-    task and preprocessing in its metadata."""
+    task and preprocessing in its metadata; with ``embedding`` a second output ``embedding``
+    (pooled pre-logit features, same pass) when the model offers it."""
     import io
 
     import onnx
     import torch
 
-    wrapped = _WithActivation.build(model, task)
+    wrapped = _WithActivation.build(model, task, embedding=embedding)
+    outputs = [ONNX_OUTPUT, ONNX_EMBEDDING] if wrapped.with_embedding else [ONNX_OUTPUT]
     x = torch.zeros(1, 3, spec.input_size, spec.input_size)
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -113,8 +136,8 @@ def onnx_bytes(model: Any, task: str, spec: Preprocessing, meta: dict) -> bytes:
             (x,),
             buf,
             input_names=[ONNX_INPUT],
-            output_names=[ONNX_OUTPUT],
-            dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in (ONNX_INPUT, *outputs)},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
@@ -130,9 +153,11 @@ def onnx_bytes(model: Any, task: str, spec: Preprocessing, meta: dict) -> bytes:
     return proto.SerializeToString()
 
 
-def export_onnx(model: Any, task: str, spec: Preprocessing, path: Path, meta: dict) -> None:
+def export_onnx(
+    model: Any, task: str, spec: Preprocessing, path: Path, meta: dict, *, embedding: bool = True
+) -> None:
     """:func:`onnx_bytes` written to ``path`` (plaintext)."""
-    Path(path).write_bytes(onnx_bytes(model, task, spec, meta))
+    Path(path).write_bytes(onnx_bytes(model, task, spec, meta, embedding=embedding))
 
 
 def save_package(
@@ -208,6 +233,7 @@ class ModelPackage:
         self._threads = threads
         self._spinning = spinning
         self._session: Any = None
+        self._has_embedding: bool | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> ModelPackage:
@@ -253,6 +279,35 @@ class ModelPackage:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         sess = self.session if session is None else session
         return sess.run([ONNX_OUTPUT], {ONNX_INPUT: x.astype(np.float32, copy=False)})[0]
+
+    def has_embedding(self, session: Any = None) -> bool:
+        """Whether the ONNX graph has the ``embedding`` output (packages before it do not)."""
+        if session is not None:
+            return any(o.name == ONNX_EMBEDDING for o in session.get_outputs())
+        if self._has_embedding is None:
+            self._has_embedding = self.has_embedding(self.session)
+        return self._has_embedding
+
+    def predict_with_embeddings(
+        self, x: np.ndarray, session: Any = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Preprocessed float32 [N, 3, S, S] -> (probabilities [N, L], embeddings [N, D] or
+        None for a package without the output), in one run of the graph."""
+        sess = self.session if session is None else session
+        with_emb = self.has_embedding(session)
+        if len(x) == 0:
+            probs = np.zeros((0, len(self.labels)), dtype=np.float32)
+            if not with_emb:
+                return probs, None
+            out = next(o for o in sess.get_outputs() if o.name == ONNX_EMBEDDING)
+            dim = out.shape[-1] if isinstance(out.shape[-1], int) else 0
+            return probs, np.zeros((0, dim), dtype=np.float32)
+        if not with_emb:
+            return self.predict_array(x, session), None
+        probs, emb = sess.run(
+            [ONNX_OUTPUT, ONNX_EMBEDDING], {ONNX_INPUT: x.astype(np.float32, copy=False)}
+        )
+        return probs, emb
 
     def predict_proba(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
         """RGB PIL images -> probabilities [N, L]."""
