@@ -134,8 +134,7 @@ def detect(
 
     groups["label"] = [_label_test(ref.probs, recent.probs, labels)]
     groups["softmax"] = [
-        _ks(f"softmax:{lab}", ref.probs[:, j], recent.probs[:, j])
-        for j, lab in enumerate(labels)
+        _ks(f"softmax:{lab}", ref.probs[:, j], recent.probs[:, j]) for j, lab in enumerate(labels)
     ]
     groups["confidence"] = [_ks("confidence", ref.probs.max(1), recent.probs.max(1))]
     if ref.embeddings is not None and recent.embeddings is not None:
