@@ -183,3 +183,17 @@ class DriftWatcher:
             ("model", "test"),
             self.p_values,
         )
+
+
+def start_drift_watcher(state: Any) -> DriftWatcher | None:
+    """The server's watcher (``--monitor-every``; None when 0): gauges registered now, the
+    first recomputation one period after start, so start-up loads no reference."""
+    every = state.settings.monitor_every_s
+    if not every:
+        return None
+    watcher = DriftWatcher(
+        state.ws, lambda: {key: m.id for key, m in list(state.models.items())}, every
+    )
+    watcher.register(state.metrics)
+    watcher.start()
+    return watcher
