@@ -16,6 +16,7 @@ from autovision.errors import ModelError
 from autovision.monitoring.drift import Sample, stats_matrix
 
 REFERENCE_FILE = "reference.safetensors"
+_NOT_INPUT_STATS = ("width", "height")  # the importer adds the original size to Item.stats
 FORMAT = 1
 
 
@@ -114,7 +115,9 @@ def compute_reference(
         p, e = predict_with_embeddings(pkg, preprocess(images, pkg.preprocessing))
         probs.append(p)
         embs.append(e)
-        rows += [it.stats or analyze(img) for it, img in zip(chunk, images, strict=True)]
+        for it, img in zip(chunk, images, strict=True):
+            stats = dict(it.stats or analyze(img))
+            rows.append({k: v for k, v in stats.items() if k not in _NOT_INPUT_STATS})
     emb = None if any(e is None for e in embs) else np.concatenate(embs)
     sample = Sample(np.concatenate(probs), emb, stats_matrix(rows))
     return Reference(
