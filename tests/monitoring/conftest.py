@@ -53,9 +53,9 @@ def monitored_ws(workspace, image_folder, tiny_package: Path):
 
 @pytest.fixture
 def records(tiny_package: Path) -> Callable[..., list[dict]]:
+    from autovision.data.quality import analyze as input_stats
     from autovision.models.package import ModelPackage
     from autovision.models.preprocess import preprocess
-    from autovision.data.quality import analyze as input_stats
 
     pkg = ModelPackage.load(tiny_package)
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import ImageEnhance, ImageFilter
 
 from autovision.monitoring import monitor as monitor_mod
-from tests.monitoring.conftest import LABELS
 from autovision.monitoring.reference import REFERENCE_FILE, Reference, ensure_reference
+from tests.monitoring.conftest import LABELS
 
 
 @pytest.fixture
