@@ -17,10 +17,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # Arguments for benchmarks whose own default runs long: the full soak is
 # ``benchmarks/bench_soak.py`` without arguments (10 minutes); ``make bench`` runs 1 minute;
-# ``bench_shadow.py``: 2 rounds of 20 s loaded phases by default, 8 s here.
+# ``bench_shadow.py`` and ``bench_prediction_log.py``: 2 rounds of 20 s loaded phases by
+# default, 8 s here.
 SHORT_ARGS = {
     "bench_soak": ["--minutes", "1"],
     "bench_shadow": ["--duration", "8", "--sequential", "40"],
+    "bench_prediction_log": ["--duration", "8", "--sequential", "40"],
 }
 
 

@@ -1,8 +1,9 @@
-"""A workspace with a dataset (about 60 test images), a tiny model package registered on it, and
-``records(images)``: prediction-log records of that model, as the server writes them."""
+"""The serving fixtures (``make_client`` and the tiny package it serves) of
+``tests/serving/conftest.py``, loaded by path so both folders share one definition."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,8 +11,24 @@ from pathlib import Path
 
 import pytest
 
-LABELS = ("cat", "dog", "fox")
-MODEL = "m-drift"
+_spec = importlib.util.spec_from_file_location(
+    "_monitoring_serving_conftest", Path(__file__).parent.parent / "serving" / "conftest.py"
+)
+assert _spec is not None and _spec.loader is not None
+serving = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(serving)
+
+_no_serve_env = serving._no_serve_env
+serving_package = serving.serving_package
+served_ws = serving.served_ws
+make_client = serving.make_client
+b64_image = serving.b64_image
+MODEL = serving.MODEL
+LABELS = serving.LABELS
+
+# ---- drift: a workspace with a dataset and a tiny package registered on it ----
+
+DRIFT_MODEL = "m-drift"
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +44,7 @@ def tiny_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = create_model("compact_cnn", num_classes=len(LABELS), pretrained=False)
     spec = Preprocessing(input_size=cfg.input_size, mean=cfg.mean, std=cfg.std)
     return save_package(
-        tmp_path_factory.mktemp("drift") / MODEL,
+        tmp_path_factory.mktemp("drift") / DRIFT_MODEL,
         model,
         labels=LABELS,
         task="single-label",
@@ -43,10 +60,10 @@ def monitored_ws(workspace, image_folder, tiny_package: Path):
     source = image_folder(LABELS, per_label=30)
     # workers=1: no fork after ONNX Runtime threads exist in this process (a fork can hang)
     import_dataset(workspace, "toy", source, split=(0.2, 0.1, 0.7), workers=1)
-    path = workspace.models_dir / MODEL
+    path = workspace.models_dir / DRIFT_MODEL
     shutil.copytree(tiny_package, path)
     workspace.register_model(
-        MODEL, dataset="toy", dataset_version=1, task="single-label", path=path, name="toy"
+        DRIFT_MODEL, dataset="toy", dataset_version=1, task="single-label", path=path, name="toy"
     )
     return workspace
 
@@ -65,7 +82,7 @@ def records(tiny_package: Path) -> Callable[..., list[dict]]:
         return [
             {
                 "time": when,
-                "model_id": MODEL,
+                "model_id": DRIFT_MODEL,
                 "probs": p.tolist(),
                 "embedding": e.tolist(),
                 "stats": input_stats(img),

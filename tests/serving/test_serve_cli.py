@@ -251,3 +251,22 @@ def test_serve_an_unknown_ref_fails_before_binding(cli, served_ws, started):
         r = _serve(cli, served_ws, ref)
         assert r.exit_code != 0 and "no " in r.output.lower(), r.output
     assert started == []
+
+
+def test_serve_prediction_log_flags(cli, served_ws, started):
+    assert _serve(cli, served_ws, MODEL).exit_code == 0
+    s = started[-1]
+    assert (s.log_predictions, s.log_rate, s.log_store_images, s.retention) == (
+        True,
+        1.0,
+        True,
+        "30d",
+    )
+    args = ("--log-rate", "0.2", "--no-store-images", "--retention", "7d")
+    assert _serve(cli, served_ws, MODEL, *args).exit_code == 0
+    s = started[-1]
+    assert (s.log_rate, s.log_store_images, s.retention) == (0.2, False, "7d")
+    assert _serve(cli, served_ws, MODEL, "--no-log").exit_code == 0
+    assert started[-1].log_predictions is False
+    r = _serve(cli, served_ws, MODEL, "--retention", "forever")
+    assert r.exit_code == 1 and "--retention" in r.output

@@ -135,7 +135,7 @@ def test_audit_of_429(make_client, served_ws, body):
     import threading
     import time
 
-    client = make_client(queue_limit=1)
+    client = make_client(queue_limit=1, log_predictions=False)  # patches predict_array
     server = client.app.state.server
     gate = threading.Event()
     pkg = server.models[MODEL].package

@@ -152,7 +152,9 @@ def _block_model(server, gate: threading.Event):
 
 
 def test_queue_limit_answers_429_with_retry_after(make_client, image_bytes):
-    client = make_client(queue_limit=1, retry_after_s=3)
+    client = make_client(
+        queue_limit=1, retry_after_s=3, log_predictions=False
+    )  # patches predict_array
     server = client.app.state.server
     gate = threading.Event()
     _block_model(server, gate)
@@ -173,7 +175,7 @@ def test_queue_limit_answers_429_with_retry_after(make_client, image_bytes):
 
 
 def test_request_timeout_answers_504(make_client, image_bytes):
-    client = make_client(request_timeout_s=0.3)
+    client = make_client(request_timeout_s=0.3, log_predictions=False)  # patches predict_array
     gate = threading.Event()
     _block_model(client.app.state.server, gate)
     try:
@@ -183,8 +185,9 @@ def test_request_timeout_answers_504(make_client, image_bytes):
     assert client.post(URL, json=_instances(image_bytes(0, 8))).status_code == 200
 
 
-def test_internal_error_is_500_without_details(client, server, image_bytes):
-    pkg = server.models[MODEL].package
+def test_internal_error_is_500_without_details(make_client, image_bytes):
+    client = make_client(log_predictions=False)  # patches predict_array
+    pkg = client.app.state.server.models[MODEL].package
     real = pkg.predict_array
 
     def broken(x):

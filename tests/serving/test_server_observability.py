@@ -81,7 +81,7 @@ def test_metrics_text_format(client, image_bytes):
 
 
 def test_concurrent_requests_are_batched(make_client, image_bytes):
-    client = make_client(max_batch_wait_ms=50, inference_workers=1)
+    client = make_client(max_batch_wait_ms=50, inference_workers=1, log_predictions=False)
     server = client.app.state.server
     pkg = server.models[MODEL].package
     real = pkg.predict_array

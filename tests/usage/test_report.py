@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -39,11 +40,49 @@ def test_storage_bytes_equal_the_sizes_on_disk(workspace, image_folder, serving_
     assert m["ref"] == "pets@1"  # the named model version, not only the id
     assert m["bytes"] == _files_bytes(serving_package) > 0
     assert m["files"] == len([p for p in serving_package.rglob("*") if p.is_file()])
-    assert st["prediction_logs"]["bytes"] == 0 and st["prediction_logs"]["note"]
+    assert st["prediction_logs"]["bytes"] == 0 and st["prediction_logs"]["records"] == 0
     assert st["total_bytes"] == ds["bytes"] + m["bytes"]
 
     os.remove(on_disk[0])
     assert storage(workspace)["datasets"][0]["missing_blobs"] == 1
+
+
+def test_storage_counts_the_prediction_log_images(workspace, image_folder) -> None:
+    import hashlib
+
+    import numpy as np
+
+    from autovision.data.importer import import_dataset
+    from autovision.monitoring.log import Capture, Entry, PredictionLogger
+
+    src = image_folder(("cat", "dog"), per_label=2)
+    import_dataset(workspace, "pets", src, workers=1)
+    shared = workspace.blobs.get(workspace.dataset("pets").items[0].sha256)
+    own = b"\x89PNG not really, but bytes of a logged image"
+    cap = Capture(images=[shared, own], sizes=[(1, 1), (1, 1)], stats=[{}, {}])
+    entry = Entry(
+        time=datetime.now(UTC),
+        request_id="r",
+        key_id=None,
+        name="pets",
+        model_id="m-1",
+        version=1,
+        route="predict",
+        labels=["cat", "dog"],
+        decide=lambda p: [[int(i)] for i in p.argmax(1)],
+        probs=np.array([[0.6, 0.4], [0.3, 0.7]], dtype=np.float32),
+        embedding=None,
+        latency_ms=1.0,
+        capture=cap,
+    )
+    PredictionLogger(workspace).write([entry])
+    before = storage(workspace)
+    logs = before["prediction_logs"]
+    own_sha = hashlib.sha256(own).hexdigest()
+    size = os.path.getsize(workspace.blobs.local_path(own_sha))
+    assert (logs["records"], logs["images"], logs["shared_with_datasets"]) == (2, 2, 1)
+    assert logs["bytes"] == size  # the shared image counts under the dataset
+    assert before["total_bytes"] == before["datasets"][0]["bytes"] + size
 
 
 def test_usage_json_shape_and_tables(workspace) -> None:

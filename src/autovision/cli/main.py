@@ -32,6 +32,7 @@ _GROUPS = [
     ("autovision.cli.audit", "app", "audit"),
     ("autovision.cli.usage", "register", None),
     ("autovision.cli.monitor", "register", None),
+    ("autovision.cli.logs", "app", "logs"),
 ]
 
 

@@ -149,6 +149,22 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    log_rate: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Share of requests logged [default: 1]."),
+    ] = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not record predictions.")] = False,
+    no_store_images: Annotated[
+        bool,
+        typer.Option("--no-store-images", help="Log predictions without their images."),
+    ] = False,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            help="Purge prediction log records older than this (daily) [default: 30d].",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Serve models over REST (Vertex AI / TF Serving and KServe v2 protocols)."""
@@ -186,8 +202,19 @@ def serve(
             shadow_rate=shadow_rate,
             alias_poll_s=alias_poll_s,
             monitor_every_s=_every(monitor_every),
+            log_rate=log_rate,
+            retention=retention,
         ),
+        log_predictions=not no_log,
+        log_store_images=not no_store_images,
     )
+    if settings.retention:
+        from autovision.monitoring.log import LogError, parse_age
+
+        try:
+            parse_age(settings.retention)
+        except LogError as exc:
+            fail(f"--retention: {exc}")
     keys_exist = has_keys(ws)
     check_startup(settings, auth_enabled=keys_exist)
     scheme = "https" if ssl_certfile else "http"

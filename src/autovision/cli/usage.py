@@ -113,6 +113,8 @@ def _storage_table(st: dict[str, Any]) -> Table:
     for m in st["models"]:
         table.add_row("model", str(m["ref"]), str(m["files"]), _bytes(m["bytes"]))
     logs = st["prediction_logs"]
-    table.add_row("prediction logs", logs["note"], "-", _bytes(logs["bytes"]))
+    table.add_row(
+        "prediction logs", f"{logs['records']} records", str(logs["images"]), _bytes(logs["bytes"])
+    )
     table.add_row("total", "blobs (once each) + models", "-", _bytes(st["total_bytes"]))
     return table

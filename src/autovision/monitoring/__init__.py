@@ -1,1 +1,1 @@
-"""Monitoring: the prediction log, drift detection, the review queue."""
+"""Monitoring: the prediction log (``log``), drift detection, the review queue."""

@@ -15,6 +15,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from autovision.security.keys import role_allows
 from autovision.serving.errors import ApiError, validation_message
+from autovision.serving.middleware import key_id_var
 from autovision.serving.schemas import (
     CreateKeyRequest,
     PredictRequest,
@@ -98,6 +99,7 @@ def require_role(role: str):
             if found is not None:
                 key_id, key_role = found
                 request.state.key_id = key_id
+                key_id_var.set(key_id)
                 if not role_allows(key_role, role):
                     raise ApiError(403, "forbidden", f"this key's role cannot call {role} routes")
                 return Principal(key_id, key_role)

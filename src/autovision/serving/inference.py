@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextvars
+import logging
 import math
 import threading
 import time
@@ -33,7 +34,7 @@ from autovision.errors import ImageDecodeError
 from autovision.models.preprocess import Preprocessing, normalize, resize_image
 from autovision.serving.batching import BatcherStopped, DynamicBatcher, QueueFull
 from autovision.serving.errors import ApiError, decode_error
-from autovision.serving.middleware import request_id_var
+from autovision.serving.middleware import key_id_var, request_id_var
 
 if TYPE_CHECKING:
     from autovision.serving.state import ServedModel, ServerState
@@ -72,6 +73,7 @@ class Job:
     max_image_bytes: int = DEFAULT_MAX_DECODED_BYTES
     max_request_bytes: int = DEFAULT_MAX_DECODED_BYTES
     deadline: float = math.inf
+    capture: Any = None  # a monitoring.log.Capture when the prediction log samples it
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def abandon(self) -> None:
@@ -101,7 +103,12 @@ def decode_to_pixels(
     """Encoded images -> uint8 [N, S, S, 3] resized like training, safely decoded: every
     header is checked against the budgets before the first image is decoded."""
     job = job or current_job()
-    draft = (DRAFT_FACTOR * spec.input_size,) * 2
+    side = DRAFT_FACTOR * spec.input_size
+    if job.capture is not None:  # the logged statistics are measured on a 128 px thumbnail
+        from autovision.data.quality import ANALYSIS_MAX_SIDE
+
+        side = max(side, ANALYSIS_MAX_SIDE)
+    draft = (side, side)
     opened = []
     total = 0
     for i, data in enumerate(payloads):
@@ -128,6 +135,8 @@ def decode_to_pixels(
                 img = decode_opened(opened[i]).image
             except ImageDecodeError as exc:
                 raise decode_error(exc, i) from None
+            if job.capture is not None:
+                job.capture.add(payloads[i], (opened[i].width, opened[i].height), img)
             opened[i] = None  # type: ignore[call-overload]
             job.check()
             out.append(resize_image(img, spec))
@@ -150,9 +159,12 @@ def prepare_pixels(pixels: np.ndarray, spec: Preprocessing, max_pixels: int) -> 
     if h * w > max_pixels:
         raise ApiError(400, "too_many_pixels", f"{w}x{h} pixels is over the limit of {max_pixels}")
     s = spec.input_size
+    job = current_job()
+    if job.capture is not None:
+        for p in pixels:
+            job.capture.add(p, (w, h), Image.fromarray(np.ascontiguousarray(p), "RGB"))
     if (h, w) == (s, s):
         return normalize(pixels, spec)
-    job = current_job()
     resized = []
     for p in pixels:
         job.check()
@@ -180,11 +192,17 @@ class _Admission:
 
 
 async def classify(
-    state: ServerState, served: ServedModel, n: int, prepare: Callable[[], np.ndarray]
+    state: ServerState,
+    served: ServedModel,
+    n: int,
+    prepare: Callable[[], np.ndarray],
+    *,
+    route: str = "predict",
 ) -> np.ndarray:
     """Probabilities [n, labels] for one request; ``prepare()`` runs in the thread pool with
     the request's :class:`Job` in its context (budgets, deadline, stop flag);
-    ``prepare(spec)``: the same images for another preprocessing (a shadow challenger's)."""
+    ``prepare(spec)``: the same images for another preprocessing (a shadow challenger's).
+    The prediction log (when on) gets it under ``route``."""
     began = time.perf_counter()
     settings = state.settings
     retry = {"Retry-After": str(settings.retry_after_s)}
@@ -209,6 +227,11 @@ async def classify(
         max_request_bytes=settings.max_decoded_bytes_per_request,
         deadline=time.monotonic() + settings.request_timeout_s,
     )
+    plog = state.plog
+    if plog is not None and plog.sample():
+        from autovision.monitoring.log import Capture
+
+        job.capture = Capture()
     ctx = contextvars.copy_context()
     ctx.run(_JOB.set, job)
     admission = _Admission(served.batcher, ticket)
@@ -228,7 +251,7 @@ async def classify(
             x = await asyncio.wrap_future(prepared)
             future = served.batcher.submit(x)
             admission.submitted = True
-            probs = await asyncio.wrap_future(future)
+            probs, emb = served.split(await asyncio.wrap_future(future))
             answered = True
             state.usage.observe(served.id, n, time.perf_counter() - began)
     except TimeoutError:
@@ -247,9 +270,39 @@ async def classify(
             if not answered:
                 future.cancel()
             future.add_done_callback(admission.drop)
+    if job.capture is not None:  # the prediction log, off the response path
+        _log(state, served, probs, emb, job.capture, route, began)
     if state.shadow is not None:  # the challenger, off the response path
         state.shadow.offer(served, x, probs, request_id_var.get(), prepare)
     return probs
+
+
+def _log(state, served, probs, emb, capture, route: str, began: float) -> None:
+    """Hand one answered request to the prediction log; never raises."""
+    from datetime import UTC, datetime
+
+    from autovision.monitoring.log import Entry
+
+    try:
+        state.plog.offer(
+            Entry(
+                time=datetime.now(UTC),
+                request_id=request_id_var.get(),
+                key_id=key_id_var.get(),
+                name=served.name,
+                model_id=served.id,
+                version=served.version,
+                route=route,
+                labels=served.labels,
+                decide=served.package.decide,
+                probs=probs,
+                embedding=emb,
+                latency_ms=(time.perf_counter() - began) * 1000.0,
+                capture=capture,
+            )
+        )
+    except Exception:  # noqa: BLE001 - logging must never fail a prediction
+        logging.getLogger("autovision.serving").exception("prediction log offer failed")
 
 
 def vertex_prediction(
@@ -274,10 +327,11 @@ async def vertex_predict(
     keys: Sequence[Any],
     threshold: float,
     max_predictions: int,
+    route: str = "predict",
 ) -> dict[str, Any]:
     """The Vertex AI response for ``n`` images; a non-None ``keys[i]`` is echoed as ``key``;
     ``modelVersionId`` says which version answered (absent for a model id alone)."""
-    probs = await classify(state, served, n, prepare)
+    probs = await classify(state, served, n, prepare, route=route)
     predictions = []
     for key, row in zip(keys, probs, strict=True):
         p = vertex_prediction(served.labels, row, threshold, max_predictions)

@@ -24,6 +24,8 @@ log = logging.getLogger("autovision.serving")
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# the API key id of the request (set by the auth dependency; None: no key), for the log
+key_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("key_id", default=None)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 

@@ -74,6 +74,15 @@ class ServerSettings(BaseSettings):
         "'idle' (SCHED_IDLE) only what nothing else wants, but a starved thread holding the "
         "GIL then stalls the champion (measured: p50 x2 at concurrency 1)",
     )
+    log_predictions: bool = Field(True, description="record predictions (--no-log: off)")
+    log_rate: float = Field(1.0, ge=0, le=1, description="share of requests logged")
+    log_store_images: bool = Field(True, description="keep the images in the blob store")
+    log_queue_limit: int = Field(
+        1024, ge=1, description="requests waiting for the log writer; more are dropped"
+    )
+    retention: str | None = Field(
+        "30d", description="prediction log records older than this are purged (daily)"
+    )
     usage_flush_s: float = Field(
         60.0, gt=0, description="seconds between usage records of the served models"
     )

@@ -48,6 +48,7 @@ class ServedModel:
     version: int | None = None
     key: str | None = None
     warmup: Any = field(default=None, repr=False)  # () -> None: one dummy predict per session
+    embeds: bool = False  # its batcher answers [probabilities | embedding] (prediction log)
     users: int = field(default=0, repr=False)  # requests holding it (see ServerState.acquire)
 
     def __post_init__(self) -> None:
@@ -57,6 +58,13 @@ class ServedModel:
     @property
     def labels(self) -> list[str]:
         return self.package.labels
+
+    def split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The batcher's answer -> (probabilities, embeddings or None)."""
+        if not self.embeds:
+            return y, None
+        n = len(self.package.labels)
+        return y[:, :n], y[:, n:]
 
     @property
     def version_label(self) -> str:
@@ -139,6 +147,8 @@ class ServerState:
         self.pool: ThreadPoolExecutor | None = None
         self.shadow: ShadowRunner | None = None  # --shadow: the challenger, off the response path
         self.drift: Any = None  # the drift watcher behind the autovision_drift gauges
+        self.plog: Any = None  # the prediction log (monitoring.log.PredictionLogger), or None
+        self.retention: Any = None  # its purge thread
         self.ready = False
         self.watcher: Any = None
         self._lock = threading.Lock()  # lookups + acquire vs. switches
@@ -189,6 +199,7 @@ class ServerState:
         the server stays up, unready when :meth:`is_ready` says."""
         log_audit_check(self.ws.audit_log_path)
         s = self.settings
+        self._start_log()
         for ref in self.model_ids():
             try:
                 target = resolve_target(self.ws, ref)
@@ -253,18 +264,27 @@ class ServerState:
         workers = s.inference_workers or (1 if package.on_gpu else os.cpu_count() or 1)
         # under load: single-threaded calls side by side; a lone batch: the every-core session
         side_by_side = package.new_session(threads=1, spinning=False) if workers > 1 else None
+        # with the prediction log, the embedding comes out of the same run, beside the probs
+        embeds = self.plog is not None and package.has_embedding()
+
+        def predict(x, session=None):
+            if not embeds:
+                pkg = served.package
+                return pkg.predict_array(x) if session is None else pkg.predict_array(x, session)
+            probs, emb = served.package.predict_with_embeddings(x, session)
+            return np.concatenate([probs, emb], axis=1)
 
         def run(x):
-            return served.package.predict_array(x, side_by_side)
+            return predict(x, side_by_side)
 
         def run_alone(x):
-            return served.package.predict_array(x)
+            return predict(x)
 
         def warmup() -> None:
             size = package.preprocessing.input_size
             x = np.zeros((1, 3, size, size), dtype=np.float32)
             for fn in (run, run_alone):
-                y = fn(x)
+                y = served.split(fn(x))[0]
                 if y.shape != (1, len(package.labels)):
                     raise AutovisionError(f"warm-up answered shape {y.shape}")
 
@@ -278,8 +298,30 @@ class ServerState:
             workers=workers,
             run_alone=run_alone if side_by_side is not None else None,
         )
-        served = ServedModel(model_id, package, batcher, name, version, key, warmup)
+        served = ServedModel(model_id, package, batcher, name, version, key, warmup, embeds)
         return served
+
+    def _start_log(self) -> None:
+        """The prediction log's writer and its retention thread (unless ``--no-log``)."""
+        from autovision.monitoring.log import PredictionLogger, RetentionThread
+
+        s = self.settings
+        if s.log_predictions and s.log_rate > 0:
+            dropped = self.metrics.add_counter(
+                "autovision_prediction_log_dropped_total",
+                "Prediction log records dropped because the log queue was full.",
+                (),
+            )
+            self.plog = PredictionLogger(
+                self.ws,
+                rate=s.log_rate,
+                store_images=s.log_store_images,
+                queue_limit=s.log_queue_limit,
+                on_drop=lambda n: dropped.inc(n),
+            )
+        if s.retention:
+            self.retention = RetentionThread(self.ws, s.retention)
+            self.retention.start()
 
     # ---- hot switch ------------------------------------------------------------------
 
@@ -360,6 +402,10 @@ class ServerState:
         if self.drift is not None:
             self.drift.stop()
         self.usage.close()
+        if self.plog is not None:
+            self.plog.close()
+        if self.retention is not None:
+            self.retention.stop()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None

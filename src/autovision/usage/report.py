@@ -12,7 +12,7 @@ from typing import Any
 from autovision.errors import AutovisionError
 from autovision.usage.records import hist_percentile, read_records
 
-PREDICTION_LOG_NOTE = "no prediction log yet: nothing stored"
+PREDICTION_LOG_NOTE = "images of the logged predictions (those a dataset uses count there)"
 
 
 class UsageError(AutovisionError):
@@ -142,7 +142,7 @@ def _ms(seconds: float | None) -> float | None:
 def storage(ws: Any, refs: dict[str, str] | None = None) -> dict[str, Any]:
     """Bytes stored now: per dataset the unique blobs of all its versions' items (a blob
     shared by two datasets counts in both; ``blobs_bytes`` counts it once), per model its
-    package directory, and prediction logs (not built yet: 0)."""
+    package directory, and the prediction log's images (blobs no dataset uses)."""
     from sqlalchemy import select
 
     from autovision.workspace.db import DatasetRow, ItemRow, VersionRow
@@ -167,6 +167,7 @@ def storage(ws: Any, refs: dict[str, str] | None = None) -> dict[str, Any]:
         }
         for name, shas in sorted(blobs.items())
     ]
+    logs = _log_storage(ws, sizes)
     refs = refs if refs is not None else model_refs(ws)
     models = []
     for m in ws.list_models():
@@ -182,9 +183,31 @@ def storage(ws: Any, refs: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "datasets": datasets,
         "models": models,
-        "prediction_logs": {"bytes": 0, "note": PREDICTION_LOG_NOTE},
-        "blobs_bytes": sum(v or 0 for v in sizes.values()),
-        "total_bytes": sum(v or 0 for v in sizes.values()) + sum(m["bytes"] for m in models),
+        "prediction_logs": logs,
+        "blobs_bytes": sum(v or 0 for v in sizes.values()) + logs["bytes"],
+        "total_bytes": sum(v or 0 for v in sizes.values())
+        + logs["bytes"]
+        + sum(m["bytes"] for m in models),
+    }
+
+
+def _log_storage(ws: Any, dataset_sizes: dict[str, int | None]) -> dict[str, Any]:
+    """Records of the prediction log and the bytes of their image blobs, counting only the
+    blobs no dataset uses (a fed-back image counts under its dataset)."""
+    from sqlalchemy import func, select
+
+    from autovision.workspace.db import PredictionLogRow as R
+
+    with ws.Session() as s:
+        records = s.scalar(select(func.count()).select_from(R)) or 0
+        shas = set(s.scalars(select(R.image_sha256).where(R.image_sha256.is_not(None))))
+    own = shas - set(dataset_sizes)
+    return {
+        "records": records,
+        "images": len(shas),
+        "shared_with_datasets": len(shas) - len(own),
+        "bytes": sum(_blob_size(ws.blobs, sha) or 0 for sha in own),
+        "note": PREDICTION_LOG_NOTE,
     }
 
 

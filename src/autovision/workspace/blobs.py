@@ -78,6 +78,15 @@ class BlobStore:
                 return fh.read()
         return self.fs.cat_file(self._path(sha))
 
+    def delete(self, sha: str) -> bool:
+        """Remove one blob; False when it was not there."""
+        path = self._path(sha)
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            return False
+        return True
+
     def encrypt_existing(self) -> int:
         """Encrypt every plaintext blob in place with the store's key; the number encrypted."""
         if self.key is None:

@@ -167,6 +167,39 @@ class ShadowRecordRow(Base):
     challenger_labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
+class PredictionLogRow(Base):
+    """One image of a served prediction (``autovision serve``; see ``monitoring/log.py``):
+    what came in, what the model said, and, later, what a reviewer or the client said."""
+
+    __tablename__ = "prediction_log"
+    __table_args__ = (Index("ix_prediction_log_name_time", "name", "time"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    request_id: Mapped[str] = mapped_column(String(128), default="", index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    name: Mapped[str] = mapped_column(String(200), default="", index=True)
+    model_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    route: Mapped[str] = mapped_column(String(32), default="")
+    instance: Mapped[int] = mapped_column(Integer, default=0)
+    probs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    top_label: Mapped[str] = mapped_column(String(200), default="")
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    margin: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    embedding: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    image_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    review_status: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    review_labels: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    reviewer: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    feedback: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

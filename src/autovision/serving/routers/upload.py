@@ -56,4 +56,5 @@ async def upload(
         keys=names,
         threshold=confidenceThreshold,
         max_predictions=maxPredictions,
+        route="upload",
     )

@@ -266,7 +266,7 @@ async def infer(
         def prepare(spec=spec) -> np.ndarray:
             return prepare_pixels(pixels, spec, max_pixels)
 
-    probs = np.asarray(await classify(state, served, n, prepare), dtype=np.float32)
+    probs = np.asarray(await classify(state, served, n, prepare, route="v2"), dtype=np.float32)
     return _response(served, req, probs, outputs)
 
 
