@@ -138,3 +138,28 @@ def test_server_registers_the_gauges_unless_off(monitored_ws, tiny_package):
             assert (state.drift is not None) is expected
             assert ("# HELP autovision_drift " in client.get("/metrics").text) is expected
         assert state.drift is None or not state.drift._thread.is_alive()
+
+
+def test_monitor_reads_the_prediction_log(monitored_ws, records, images):
+    """Through the real table: the newest --last records of that model version only."""
+    from autovision.monitoring.log import new_prediction_id
+    from autovision.workspace.db import PredictionLogRow
+
+    dark = [ImageEnhance.Brightness(im).enhance(0.6) for im in images(40)]
+    with monitored_ws.Session() as s:
+        for model_id, recs in (("m-drift", records(dark)), ("m-other", records(images(40)))):
+            for r in recs:
+                s.add(
+                    PredictionLogRow(
+                        id=new_prediction_id(),
+                        model_id=model_id,
+                        name="toy",
+                        probs=r["probs"],
+                        embedding=r["embedding"],
+                        stats=r["stats"],
+                    )
+                )
+        s.commit()
+    out = monitor_mod.monitor(monitored_ws, "toy", last=500)
+    assert out["samples"] == 40 and out["verdict"] == "drift"
+    assert monitor_mod.monitor(monitored_ws, "toy", last=10)["verdict"] == "not_enough_data"
