@@ -122,3 +122,14 @@ def test_reference_round_trip(tmp_path):
     np.testing.assert_allclose(
         back.sample.stats["brightness"], ref.sample.stats["brightness"], rtol=1e-6
     )
+
+
+def test_reference_is_encrypted_with_a_configured_key(tmp_path, monkeypatch):
+    from autovision.monitoring.reference import REFERENCE_FILE, Reference
+    from autovision.security import crypto
+
+    monkeypatch.setenv(crypto.ENV_KEY, crypto.new_key())
+    rng = np.random.default_rng(9)
+    Reference("m-1", LABELS, "toy@1", "test", _sample(rng, 40), "").save(tmp_path)
+    assert crypto.is_encrypted((tmp_path / REFERENCE_FILE).read_bytes())
+    assert len(Reference.load(tmp_path)) == 40
