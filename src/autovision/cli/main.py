@@ -31,6 +31,7 @@ _GROUPS = [
     ("autovision.cli.encryption", "app", "encryption"),
     ("autovision.cli.audit", "app", "audit"),
     ("autovision.cli.usage", "register", None),
+    ("autovision.cli.monitor", "register", None),
     ("autovision.cli.logs", "app", "logs"),
     ("autovision.cli.review", "app", "review"),
 ]

@@ -33,6 +33,15 @@ def _describe(target, poll_s: float) -> str:
     return line
 
 
+def _every(text: str | None) -> float | None:
+    """``--monitor-every``: a duration (15m, 1h, 90s) or 0 / off."""
+    from autovision.search.budget import parse_duration
+
+    if text is None:
+        return None
+    return 0.0 if text.strip().lower() in ("0", "off", "never") else parse_duration(text)
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve", no_args_is_help=False)(serve)
 
@@ -132,6 +141,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    monitor_every: Annotated[
+        str | None,
+        typer.Option(
+            help="How often drift is recomputed for the autovision_drift gauges (15m, 1h; 0: "
+            "off) [default: 15m].",
+            show_default=False,
+        ),
+    ] = None,
     log_rate: Annotated[
         float | None,
         typer.Option(min=0.0, max=1.0, help="Share of requests logged [default: 1]."),
@@ -183,6 +200,7 @@ def serve(
             shadow=shadow,
             shadow_rate=shadow_rate,
             alias_poll_s=alias_poll_s,
+            monitor_every_s=_every(monitor_every),
             log_rate=log_rate,
             retention=retention,
         ),

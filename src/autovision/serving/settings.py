@@ -89,6 +89,9 @@ class ServerSettings(BaseSettings):
     alias_poll_s: float = Field(
         2.0, gt=0, description="how often a served alias is checked for a move (seconds)"
     )
+    monitor_every_s: float = Field(
+        900.0, ge=0, description="seconds between drift recomputations (the gauges); 0: off"
+    )
 
     key_cache_ttl_s: float = Field(2.0, ge=0)
     auth: Literal["required", "auto", "off"] = Field(

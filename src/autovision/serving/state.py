@@ -21,6 +21,7 @@ import numpy as np
 
 from autovision.errors import AutovisionError, ModelError
 from autovision.models.package import ModelPackage
+from autovision.monitoring.monitor import start_drift_watcher
 from autovision.security.audit import AuditLog, RefusalAggregator, audit_event, audited, check_tail
 from autovision.security.keys import KeyStore
 from autovision.serving.batching import DynamicBatcher
@@ -146,6 +147,7 @@ class ServerState:
         self.explicit = bool(settings.model_ids)
         self.pool: ThreadPoolExecutor | None = None
         self.shadow: ShadowRunner | None = None  # --shadow: the challenger, off the response path
+        self.drift: Any = None  # the drift watcher behind the autovision_drift gauges
         self.plog: Any = None  # the prediction log (monitoring.log.PredictionLogger), or None
         self.retention: Any = None  # its purge thread
         self.ready = False
@@ -230,6 +232,7 @@ class ServerState:
         for m in self.models.values():
             m.batcher.start()
         self.shadow = start_shadow(self)
+        self.drift = start_drift_watcher(self)
         self.ready = True
         self.usage.start()
         log.info(
@@ -431,6 +434,8 @@ class ServerState:
             m.batcher.stop()
         if self.shadow is not None:
             self.shadow.close()
+        if self.drift is not None:
+            self.drift.stop()
         self.usage.close()
         if self.plog is not None:
             self.plog.close()
