@@ -78,5 +78,12 @@ def _print(r: dict[str, Any]) -> None:
             f"[{style[t['verdict']]}]{t['verdict']}[/]",
         )
     console.print(table)
+    out = r.get("outliers") or {}
+    if out.get("checked"):
+        console.print(
+            f"outliers: {out['flagged']} of {out['checked']} predictions far from the reference "
+            f"(k-NN cosine distance > {out['threshold']:.3g}); {out['queued']} newly queued for "
+            "review (`autovision review list`)"
+        )
     if r.get("report"):
         console.print(f"report: {r['report']}")

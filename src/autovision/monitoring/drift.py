@@ -287,3 +287,60 @@ def mmd_permutation_test(
         if stat(rng.permutation(base)) >= observed:
             exceed += 1
     return observed, (1 + exceed) / (1 + permutations), float(np.sqrt(sigma2))
+
+
+# ---- outliers: single records far from everything the model was tested on ------------------
+
+OUTLIER_K = 5
+"""Neighbours in the reference whose mean cosine distance scores a record."""
+OUTLIER_QUANTILE = 0.99
+"""A record is an outlier when its score passes this quantile of the reference's own
+leave-one-out scores (about 1% of in-distribution images are flagged by chance)."""
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def knn_scores(reference: np.ndarray, points: np.ndarray, *, k: int = OUTLIER_K) -> np.ndarray:
+    """Mean cosine distance of each of ``points`` to its ``k`` nearest reference embeddings."""
+    ref, pts = _unit(reference), _unit(points)
+    dist = 1.0 - pts @ ref.T
+    k = max(1, min(k, ref.shape[0]))
+    return np.sort(dist, axis=1)[:, :k].mean(axis=1)
+
+
+def outlier_threshold(reference: np.ndarray, *, k: int = OUTLIER_K) -> float:
+    """The ``OUTLIER_QUANTILE`` of the reference's leave-one-out k-NN scores."""
+    ref = _unit(reference)
+    dist = 1.0 - ref @ ref.T
+    np.fill_diagonal(dist, np.inf)
+    k = max(1, min(k, ref.shape[0] - 1))
+    own = np.sort(dist, axis=1)[:, :k].mean(axis=1)
+    return float(np.quantile(own, OUTLIER_QUANTILE))
+
+
+def find_outliers(
+    reference: Sample, records: Sequence[dict[str, Any]], *, k: int = OUTLIER_K
+) -> dict[str, Any]:
+    """Records whose embedding is far from the reference's (k-NN cosine distance over the
+    reference's own 99th percentile): ``{"threshold", "checked", "ids", "scores"}``, worst
+    first; nothing is checked without embeddings on both sides or under 10 reference images."""
+    with_emb = [r for r in records if r.get("embedding") is not None and r.get("id")]
+    if reference.embeddings is None or len(reference.embeddings) < 10 or not with_emb:
+        return {"threshold": None, "checked": 0, "ids": [], "scores": []}
+    width = reference.embeddings.shape[1]
+    with_emb = [r for r in with_emb if len(r["embedding"]) == width]
+    if not with_emb:
+        return {"threshold": None, "checked": 0, "ids": [], "scores": []}
+    threshold = outlier_threshold(reference.embeddings, k=k)
+    scores = knn_scores(reference.embeddings, np.array([r["embedding"] for r in with_emb]), k=k)
+    order = np.argsort(-scores, kind="stable")
+    flagged = [int(i) for i in order if scores[i] > threshold]
+    return {
+        "threshold": round(threshold, 6),
+        "checked": len(with_emb),
+        "ids": [with_emb[i]["id"] for i in flagged],
+        "scores": [round(float(scores[i]), 6) for i in flagged],
+    }

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from autovision.errors import AutovisionError
-from autovision.monitoring.drift import DriftResult, Sample, detect
+from autovision.monitoring.drift import DriftResult, Sample, detect, find_outliers
 from autovision.monitoring.reference import Reference, ensure_reference
 
 log = logging.getLogger("autovision.monitoring")
@@ -90,6 +90,7 @@ def monitor(
             "created_at": reference.created_at,
         },
         "daily": daily(reference, records, alpha=alpha),
+        "outliers": flag_outliers(ws, reference, records),
     }
     if report is not None:
         from autovision.monitoring.report import write_report
@@ -98,6 +99,24 @@ def monitor(
         write_report(path, out, reference, Sample.from_records(_usable(reference, records)))
         out["report"] = str(path)
     return out
+
+
+def flag_outliers(
+    ws: Any, reference: Reference, records: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Records far from the reference in embedding space enter the review queue (those not
+    reviewed yet); ``{"threshold", "checked", "flagged", "queued", "ids" (worst 20)}``."""
+    from autovision.monitoring.review import mark_outliers
+
+    found = find_outliers(reference.sample, records)
+    queued = mark_outliers(ws, found["ids"]) if found["ids"] else 0
+    return {
+        "threshold": found["threshold"],
+        "checked": found["checked"],
+        "flagged": len(found["ids"]),
+        "queued": queued,
+        "ids": found["ids"][:20],
+    }
 
 
 def _usable(reference: Reference, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -149,6 +168,7 @@ class DriftWatcher:
                     self._references[model_id] = ensure_reference(self.ws, model_id)
                 records = recent_records(self.ws, model_id, since=self.since)
                 self.latest[key] = check(self._references[model_id], records, alpha=self.alpha)
+                flag_outliers(self.ws, self._references[model_id], records)
             except Exception as exc:  # noqa: BLE001 - monitoring must never stop the server
                 log.warning("drift of %s not computed: %s", key, exc)
 
