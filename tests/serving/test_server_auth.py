@@ -140,7 +140,7 @@ def test_audit_of_429(make_client, served_ws, body):
     gate = threading.Event()
     pkg = server.models[MODEL].package
     real = pkg.predict_array
-    pkg.predict_array = lambda x: (gate.wait(10), real(x))[1]
+    pkg.predict_array = lambda x, *session: (gate.wait(10), real(x, *session))[1]
     t = threading.Thread(target=client.post, args=(URL,), kwargs={"json": body})
     t.start()
     while server.models[MODEL].batcher.pending == 0:

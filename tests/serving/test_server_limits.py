@@ -144,9 +144,9 @@ def _block_model(server, gate: threading.Event):
     pkg = server.models[MODEL].package
     real = pkg.predict_array
 
-    def slow(x):
+    def slow(x, *session):  # the side-by-side path passes its own session
         gate.wait(10)
-        return real(x)
+        return real(x, *session)
 
     pkg.predict_array = slow
 
@@ -190,7 +190,7 @@ def test_internal_error_is_500_without_details(make_client, image_bytes):
     pkg = client.app.state.server.models[MODEL].package
     real = pkg.predict_array
 
-    def broken(x):
+    def broken(x, *session):
         raise RuntimeError("secret detail in /work/somewhere")
 
     pkg.predict_array = broken
