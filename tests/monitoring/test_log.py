@@ -277,3 +277,17 @@ def test_logged_statistics_of_a_large_jpeg_match_the_data_report(
     assert (row["width"], row["height"]) == (512, 512)
     for key in ("brightness", "contrast", "sharpness", "entropy"):
         assert row["stats"][key] == pytest.approx(expected[key], rel=0.1), key
+
+
+def test_embeddings_are_stored_as_float16_and_read_back_as_lists():
+    import numpy as np
+
+    from autovision.monitoring.log import decode_embedding, encode_embedding
+
+    v = np.random.default_rng(0).standard_normal(1280).astype(np.float32)
+    stored = encode_embedding(v)
+    assert stored.startswith("f16:") and len(stored) < 4000  # a JSON list is ~11 KB
+    back = decode_embedding(stored)
+    assert isinstance(back, list) and len(back) == 1280
+    np.testing.assert_allclose(back, v, rtol=1e-3, atol=1e-4)
+    assert decode_embedding([0.5, 1.0]) == [0.5, 1.0] and decode_embedding(None) is None

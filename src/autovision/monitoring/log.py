@@ -9,6 +9,7 @@ counts it: logging never slows or fails a prediction.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -44,6 +45,24 @@ def input_stats(img: Any) -> dict[str, float]:
     from autovision.data.quality import analyze
 
     return {k: float(v) for k, v in analyze(img).items() if v is not None}
+
+
+EMBEDDING_PREFIX = "f16:"
+
+
+def encode_embedding(vector: np.ndarray) -> str:
+    """An embedding as stored: ``f16:`` + base64 of little-endian float16 (a quarter of its
+    JSON list's size, and ~25x cheaper to write; drift's statistics need no more precision)."""
+    raw = np.asarray(vector, dtype="<f2").tobytes()
+    return EMBEDDING_PREFIX + base64.b64encode(raw).decode("ascii")
+
+
+def decode_embedding(value: Any) -> list[float] | None:
+    """A stored embedding (``f16:`` string or a plain list) as a list of floats."""
+    if isinstance(value, str) and value.startswith(EMBEDDING_PREFIX):
+        raw = base64.b64decode(value[len(EMBEDDING_PREFIX) :])
+        return np.frombuffer(raw, dtype="<f2").astype(np.float64).tolist()
+    return value
 
 
 def parse_age(text: str | float | timedelta) -> timedelta:
@@ -226,7 +245,7 @@ class PredictionLogger:
         cap = e.capture
         # vectorised rounding: a Python loop over 1,280 floats per image is the writer's cost
         probs_lists = np.round(probs.astype(np.float64), 6).tolist()
-        embs = None if e.embedding is None else np.round(e.embedding.astype(np.float64), 5).tolist()
+        embs = None if e.embedding is None else [encode_embedding(v) for v in e.embedding]
         rows = []
         for i, row in enumerate(probs):
             order = np.argsort(-row, kind="stable")
@@ -295,7 +314,7 @@ def record_dict(r: Any) -> dict[str, Any]:
         "width": r.width,
         "height": r.height,
         "stats": r.stats,
-        "embedding": r.embedding,
+        "embedding": decode_embedding(r.embedding),
         "image_sha256": r.image_sha256,
         "review_status": r.review_status,
         "review_labels": r.review_labels,
