@@ -26,55 +26,33 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _server  # noqa: E402
+from _server import free_port, stop  # noqa: E402
 from bench_batch_predict import (  # noqa: E402
     CACHE,
-    REPO,
     bench_package,
     machine,
     print_table,
     say,
     write_results,
 )
-from bench_serving import MODEL_ID, _load, free_port, request_bodies, sequential  # noqa: E402
+from bench_serving import MODEL_ID, _load, request_bodies, sequential  # noqa: E402
 
 TARGET = 0.95
 
 
 def start_server(ws_dir: Path, port: int, logging_on: bool) -> subprocess.Popen:
     """``autovision serve`` of the bench model, with or without the prediction log, ready."""
-    cmd = [sys.executable, "-m", "autovision.cli.main", "serve", MODEL_ID]
-    cmd += ["--port", str(port), "--workspace", str(ws_dir)]
-    if not logging_on:
-        cmd += ["--no-log"]
-    log = open(CACHE / "bench-plog-server.log", "a")  # noqa: SIM115 - lives with the process
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server not ready after 120 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    extra = () if logging_on else ("--no-log",)
+    return _server.start_server(
+        MODEL_ID, ws_dir, port, CACHE / "bench-plog-server.log", extra, append=True
+    )
 
 
 def dropped(port: int) -> float:

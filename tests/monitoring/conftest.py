@@ -98,25 +98,9 @@ DRIFT_MODEL = "m-drift"
 
 
 @pytest.fixture(scope="session")
-def tiny_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from autovision.models.package import save_package
-    from autovision.models.preprocess import Preprocessing
-    from autovision.models.registry import create_model, get_backbone_cfg
-
-    torch.manual_seed(0)
-    cfg = get_backbone_cfg("compact_cnn")
-    model = create_model("compact_cnn", num_classes=len(LABELS), pretrained=False)
-    spec = Preprocessing(input_size=cfg.input_size, mean=cfg.mean, std=cfg.std)
-    return save_package(
-        tmp_path_factory.mktemp("drift") / DRIFT_MODEL,
-        model,
-        labels=LABELS,
-        task="single-label",
-        backbone="compact_cnn",
-        preprocessing=spec,
-    )
+def tiny_package(serving_package: Path) -> Path:
+    """The serving tests' package (compact CNN, 3 labels, seed 0); copied before it is changed."""
+    return serving_package
 
 
 @pytest.fixture
