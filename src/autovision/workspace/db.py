@@ -209,6 +209,22 @@ class ModelSettingRow(Base):
     value: Mapped[Any] = mapped_column(JSON)
 
 
+class DatasetCheckRow(Base):
+    """The latest result of one model-based check (``label_issues``, ``outliers``,
+    ``content_duplicates``) of one dataset version; see :mod:`autovision.checks.store`."""
+
+    __tablename__ = "dataset_checks"
+    __table_args__ = (UniqueConstraint("dataset", "version", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
