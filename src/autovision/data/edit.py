@@ -69,11 +69,14 @@ def issue_exclusions(report: dict[str, Any], issues: Iterable[str]) -> set[int]:
     names = set(issues)
     drop: set[int] = set()
 
+    # The report lists each group once (a conflicting exact group is not repeated under
+    # exact_duplicates), so duplicates are found by each group's "duplicate" kind.
+    kinds = {k for k, issue in _DUPLICATE_ISSUES.items() if issue in names}
     dup_groups = [
         list(g.get("images", []))
-        for kind in ("exact_duplicates", "near_duplicates")
-        if kind in names
-        for g in found.get(kind, [])
+        for listed in GROUP_ISSUES
+        for g in found.get(listed, [])
+        if _duplicate_kind(listed, g) in kinds
     ]
     for members in _merge(dup_groups):
         keep = min(members, key=lambda m: (_split_rank(m.get("split")), m["id"]))
@@ -82,7 +85,12 @@ def issue_exclusions(report: dict[str, Any], issues: Iterable[str]) -> set[int]:
         for g in found.get("conflicting_labels", []):
             drop.update(m["id"] for m in g.get("images", []))
     if "split_leakage" in names:
-        for g in found.get("split_leakage", []):
+        # a conflicting group that also straddles splits is listed once, with its "splits"
+        leaks = [
+            *found.get("split_leakage", []),
+            *(g for g in found.get("conflicting_labels", []) if g.get("splits")),
+        ]
+        for g in leaks:
             members = g.get("images", [])
             if members:
                 keep_split = min((m.get("split") for m in members), key=_split_rank)
@@ -92,6 +100,16 @@ def issue_exclusions(report: dict[str, Any], issues: Iterable[str]) -> set[int]:
     for flag in sorted(flags):
         drop.update(e["id"] for e in quality.get(flag, []))
     return drop
+
+
+_DUPLICATE_ISSUES = {"exact": "exact_duplicates", "near": "near_duplicates"}
+
+
+def _duplicate_kind(listed: str, group: dict[str, Any]) -> str | None:
+    """``exact`` or ``near``: a group's ``duplicate`` (older reports: the list it is in)."""
+    if "duplicate" in group:
+        return group["duplicate"]
+    return {"exact_duplicates": "exact", "near_duplicates": "near"}.get(listed)
 
 
 def _split_rank(split: Any) -> int:
