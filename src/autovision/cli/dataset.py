@@ -77,6 +77,11 @@ def render_import(result: dict[str, Any], out: Console = console, limit: int = 2
         )
     if result["problems"]:
         out.print(_problems_table(result["problems"], limit))
+    counts = result.get("checks_summary")
+    if counts is not None:
+        from autovision.data.report import summary_line
+
+        out.print(f"Checks: {escape(summary_line(counts, result['dataset']))}", highlight=False)
 
 
 def _short(source: Any, width: int = 32) -> str:
@@ -203,8 +208,10 @@ def import_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Import images from a folder per label, a CSV or a JSONL file, or a .zip/.tar(.gz) of
-    one. Rows may only name files inside the file's folder (or an --allow-root); remote URLs
-    need --allow-urls; only regular files up to --max-file-mb are read."""
+    one; a folder holding dataset.csv/dataset.jsonl (an export) imports as that file. Rows
+    may only name files inside the file's folder (or an --allow-root); remote URLs need
+    --allow-urls; only regular files up to --max-file-mb are read. Ends with a line of what
+    the duplicate, conflict, leakage and quality checks found."""
     from autovision.data.importer import ImportFailed, import_dataset
 
     ws = open_workspace(workspace)
