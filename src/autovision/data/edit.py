@@ -133,7 +133,7 @@ def issue_exclusions_by_issue(report: dict[str, Any], issues: Iterable[str]) -> 
     return out
 
 
-def missing_checks(ws: Any, ds: DatasetVersion, issues: Iterable[str]) -> dict[str, Any]:
+def required_checks(ws: Any, ds: DatasetVersion, issues: Iterable[str]) -> dict[str, Any]:
     """``load_checks(ws, ds)``, or a :class:`DatasetError` naming the ``dataset check`` to
     run when a model-based issue among ``issues`` was never computed for ``ds``."""
     from autovision.checks.store import load_checks
@@ -211,7 +211,7 @@ def exclude(
     by_issue: dict[str, set[int]] = {}
     if issues is not None:
         names = parse_issues(issues)
-        checks = missing_checks(ws, ds, names)
+        checks = required_checks(ws, ds, names)
         by_issue = issue_exclusions_by_issue(report_with_checks(ds, checks), names)
         found = set().union(*by_issue.values()) & known.keys()
         drop |= found
@@ -309,7 +309,7 @@ def relabel_suggestions(
         raise DatasetError(f"min_score must be between 0 and 1, got {min_score}")
     ds = ws.dataset(ref)
     names = ["label_issues", *(["label_issues_test"] if include_test else [])]
-    check = missing_checks(ws, ds, names)["label_issues"]
+    check = required_checks(ws, ds, names)["label_issues"]
     entries = [e for n in names for e in check.get(n) or []]
     known = ds.by_id()
     wanted: set[int] | None = None

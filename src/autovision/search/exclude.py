@@ -27,7 +27,7 @@ def excluded_for_training(
     from autovision.data import edit
 
     names = edit.parse_issues(issues)
-    checks = edit.missing_checks(ws, ds, names)
+    checks = edit.required_checks(ws, ds, names)
     by_issue = edit.issue_exclusions_by_issue(edit.report_with_checks(ds, checks), names)
     trained = {it.id for it in ds.items if it.split in TRAINING_SPLITS and it.labels}
     kept = {name: sorted(ids & trained) for name, ids in by_issue.items()}
