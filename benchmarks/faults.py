@@ -32,6 +32,7 @@ planted fault with its parameters). Images over the importer's pixel limit are l
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import shutil
@@ -147,15 +148,13 @@ def _min_side(path: Path) -> int:
             return min(im.size)
 
 
-def _photos() -> list[tuple[str, Image.Image]]:
+@functools.cache
+def _photo(name: str) -> Image.Image:
     import skimage.data
 
-    out = []
-    for name in PHOTOS:
-        arr = getattr(skimage.data, name)()
-        arr = arr[0] if isinstance(arr, tuple) else arr
-        out.append((name, Image.fromarray(np.asarray(arr)).convert("RGB")))
-    return out
+    arr = getattr(skimage.data, name)()
+    arr = arr[0] if isinstance(arr, tuple) else arr
+    return Image.fromarray(np.asarray(arr)).convert("RGB")
 
 
 def make_faults(
@@ -237,17 +236,15 @@ def make_faults(
             row["area"] = round(area, 3)
             row["pos"] = [round(float(rng.random()), 4), round(float(rng.random()), 4)]
         rows.append(row)
-    photos = _photos() if n_out else []
-    photo_order = [int(i) for i in rng.permutation(len(photos))] if photos else []
+    photo_order = [int(i) for i in rng.permutation(len(PHOTOS))] if n_out else []
     for j in range(n_out):
-        name, _ = photos[photo_order[j % len(photos)]]
+        name = PHOTOS[photo_order[j % len(PHOTOS)]]
         side = float(rng.uniform(0.5, 1.0))
         rows.append(
             {
                 "key": ("out", j),
                 "kind": "outlier",
                 "original": f"skimage.data.{name}",
-                "photo": photo_order[j % len(photos)],
                 "true_label": None,
                 "label": classes[int(rng.integers(len(classes)))],
                 "ext": ".jpg",
@@ -274,6 +271,8 @@ def make_faults(
         file_of[r["key"]] = f"images/{pos:0{width}d}{r['ext']}"
 
     if out.exists():
+        if any(out.iterdir()) and not (out / "truth.json").is_file():
+            raise ValueError(f"{out}: not empty and not a faults folder; not replacing it")
         shutil.rmtree(out)
     (out / "images").mkdir(parents=True)
     files: dict[str, dict[str, Any]] = {}
@@ -306,7 +305,7 @@ def make_faults(
                 img.load()
                 img.transpose(Image.FLIP_LEFT_RIGHT).save(dest, format="PNG")
         else:  # outlier
-            photo = photos[r["photo"]][1]
+            photo = _photo(r["original"].removeprefix("skimage.data."))
             w, h = photo.size
             cw, ch = max(1, round(w * r["side"])), max(1, round(h * r["side"]))
             left, top = round((w - cw) * r["pos"][0]), round((h - ch) * r["pos"][1])
