@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -129,7 +130,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     say("baseline: naive pages (whole version loaded) ...")
     row("naive first page", lambda: naive_page(ws, ref), naive=True, repeat=3)
-    row("naive page after id 45,000", lambda: naive_page(ws, ref, after=deep), naive=True, repeat=3)
+    row(
+        f"naive page after id {deep:,}",
+        lambda: naive_page(ws, ref, after=deep),
+        naive=True,
+        repeat=3,
+    )
     row("naive label filter", lambda: naive_page(ws, ref, label="rare"), naive=True, repeat=3)
 
     page = lambda **kw: lambda: G.gallery_page(ws, ref, **kw)  # noqa: E731
@@ -183,7 +189,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     relabels = tmp / "relabel.csv"
     relabels.write_text("7,class_00\n8,class_01\n")
     v3 = relabel(ws, v2.ref, relabels)
-    row("version diff (50,000 vs 50,000)", lambda: G.version_diff(ws, "big", 1, v3.version))
+    row(
+        f"version diff ({args.items:,} vs {args.items:,})",
+        lambda: G.version_diff(ws, "big", 1, v3.version),
+    )
 
     table = ["| query | kind | first (ms) | median (ms) |", "|---|---|---:|---:|"]
     for r in rows:
@@ -207,6 +216,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_console.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "bench_console.md").write_text("\n".join(table) + "\n")
+    ws.engine.dispose()
+    shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 

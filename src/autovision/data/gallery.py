@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,6 +47,16 @@ from autovision.errors import DatasetError
 from autovision.security import crypto
 from autovision.workspace.db import DatasetCheckRow, DatasetRow, ItemRow, VersionRow
 
+__all__ = [
+    "ISSUES",
+    "distribution",
+    "gallery_page",
+    "issue_index",
+    "item_detail",
+    "item_thumbnail",
+    "version_diff",
+]
+
 DEFAULT_LIMIT = 60
 MAX_LIMIT = 500
 GROUP_ISSUES = ("exact_duplicates", "near_duplicates", "conflicting_labels", "split_leakage")
@@ -70,17 +81,24 @@ class _Version:
 
 
 class _Memo(OrderedDict):
-    """A small LRU: versions are immutable, so what is computed of one stays true."""
+    """A small LRU: versions are immutable, so what is computed of one stays true. Locked:
+    the console answers requests from several threads."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
+        self.lock = threading.Lock()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self.lock:
+            return super().get(key, default)
 
     def put(self, key: Any, value: Any) -> Any:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
+        with self.lock:
+            self[key] = value
+            self.move_to_end(key)
+            while len(self) > self.size:
+                self.popitem(last=False)
         return value
 
 

@@ -23,6 +23,8 @@ from autovision.data.decode import decode_image
 from autovision.errors import DatasetError, ImageDecodeError
 from autovision.security import crypto
 
+__all__ = ["MEDIA_TYPE", "make_thumbnail", "thumbnail", "thumbnail_path"]
+
 DEFAULT_SIZE = 256
 MIN_SIZE, MAX_SIZE = 16, 1024
 FORMAT = "WEBP" if features.check("webp") else "JPEG"
