@@ -57,7 +57,15 @@ class VersionRow(Base):
 
 class ItemRow(Base):
     __tablename__ = "items"
-    __table_args__ = (UniqueConstraint("version_id", "item_id"),)
+    __table_args__ = (
+        UniqueConstraint("version_id", "item_id"),
+        # The console gallery's filtered pages in item id order (data/gallery.py).
+        Index("ix_items_version_split_item", "version_id", "split", "item_id"),
+        # PostgreSQL cannot index a json column: the labels index is for SQLite.
+        Index("ix_items_version_labels_item", "version_id", "labels", "item_id").ddl_if(
+            dialect="sqlite"
+        ),
+    )
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
     item_id: Mapped[int] = mapped_column(Integer)
@@ -243,6 +251,9 @@ def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     Base.metadata.create_all(engine)
+    # create_all adds indexes with new tables only: ones added later to an existing table.
+    for index in ItemRow.__table__.indexes:
+        index.create(engine, checkfirst=True)
     return engine
 
 
