@@ -169,7 +169,9 @@ class ImportJobs:
 
 def _hide(text: str | None, folder: Path) -> str | None:
     """Messages name the upload's files relative to the upload, not the server's temp path."""
-    return text.replace(f"{folder}{os.sep}", "") if text else text
+    if not text:
+        return text
+    return text.replace(f"{folder}{os.sep}data{os.sep}", "").replace(f"{folder}{os.sep}", "")
 
 
 def _problem(p: Any) -> dict[str, Any]:

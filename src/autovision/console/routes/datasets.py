@@ -4,6 +4,7 @@ server (admins only), each followed by a progress bar (htmx polling of the impor
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from typing import Annotated, Any
 
@@ -65,6 +66,13 @@ def _form_error(request: Request, message: str, status: int = 400) -> Response:
     )
 
 
+def _safe_name(filename: str | None, suffix: str) -> str:
+    """The uploaded file's base name made harmless (problems name the file as the user
+    knows it); never a path."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(filename or ""))[:100]
+    return base if base.lower().endswith(suffix) and not base.startswith(".") else f"upload{suffix}"
+
+
 async def _save(upload: UploadFile, path: str) -> int:
     size = 0
     with open(path, "wb") as out:
@@ -114,7 +122,7 @@ async def import_upload(
         else:
             data = folder / "data"
             data.mkdir()
-            source = str(data / f"index{index_suffix}")
+            source = str(data / _safe_name(file.filename, index_suffix))
             await _save(file, source)
             images_path = None
             if has_images:
