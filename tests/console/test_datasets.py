@@ -263,3 +263,21 @@ def test_list_figures_are_cached_per_content_hash(client_as, image_folder, works
     assert isinstance(cache, SummaryCache)
     second = client.get("/datasets/table").text
     assert "analysing" not in second and "every 2s" not in second
+
+
+def test_a_running_import_shows_a_progress_bar_that_polls(client_as):
+    from autovision.console.imports import ImportJob
+
+    client, _ = client_as("trainer")
+    job = ImportJob(id="job-1", dataset="pets", user="trainer-user", source="pets.zip")
+    job.status, job.done, job.total = "importing", 30, 120
+    client.app.state.console.imports._jobs[job.id] = job
+    html = client.get("/datasets/imports/job-1").text
+    assert '<progress max="100" value="25"' in html and "30 of 120 images" in html
+    assert 'hx-get="/datasets/imports/job-1"' in html and "HX-Trigger" not in html
+    job.status = "done"
+    splits = {"train": 96, "validation": 12, "test": 12}
+    job.result = {"dataset": "pets", "version": 1, "images": 120, "labels": 2,
+                  "label_names": ["a", "b"], "splits": splits}  # fmt: skip
+    done = client.get("/datasets/imports/job-1")
+    assert "hx-get" not in done.text and done.headers["hx-trigger"] == "datasets-changed"

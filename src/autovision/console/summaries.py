@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 from autovision.workspace.db import DatasetRow, ItemRow, VersionRow
 
 ISSUE_NAMES = {
-    "exact_duplicates": "exact duplicates",
-    "near_duplicates": "near duplicates",
-    "conflicting_labels": "conflicting labels",
-    "split_leakage": "split leakage",
+    "exact_duplicates": ("exact-duplicate group", "exact-duplicate groups"),
+    "near_duplicates": ("near-duplicate group", "near-duplicate groups"),
+    "conflicting_labels": ("label conflict", "label conflicts"),
+    "split_leakage": ("split leak", "split leaks"),
 }
 
 
@@ -72,18 +72,15 @@ def dataset_rows(ws: Any) -> list[dict[str, Any]]:
 def summary_of(report: dict[str, Any]) -> dict[str, Any]:
     """The list's figures from a data report: labels, and issues by kind with a total."""
     summary = report.get("summary") or {}
-    issues = {
-        ISSUE_NAMES[k]: int(summary.get(k, {}).get("groups", 0))
-        for k in ISSUE_NAMES
-        if summary.get(k, {}).get("groups")
-    }
-    quality = sum(int(v) for v in (summary.get("quality") or {}).values())
-    if quality:
-        issues["quality flags"] = quality
+    counts = {names: int(summary.get(k, {}).get("groups", 0)) for k, names in ISSUE_NAMES.items()}
+    counts[("quality flag", "quality flags")] = sum(
+        int(v) for v in (summary.get("quality") or {}).values()
+    )
     warnings = summary.get("label_warnings") or {}
-    label_warnings = int(warnings.get("error", 0)) + int(warnings.get("warning", 0))
-    if label_warnings:
-        issues["label warnings"] = label_warnings
+    counts[("label warning", "label warnings")] = int(warnings.get("error", 0)) + int(
+        warnings.get("warning", 0)
+    )
+    issues = {(one if n == 1 else many): n for (one, many), n in counts.items() if n}
     return {
         "labels": len(report.get("labels") or {}),
         "issues": issues,
