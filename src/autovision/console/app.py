@@ -113,7 +113,7 @@ def _error_pages(app: FastAPI) -> None:
 
 
 def _error(request: Request, status: int, title: str, message: str) -> Response:
-    current_user(request) if hasattr(request.app.state, "console") else None
+    current_user(request)  # the error page shows the nav of a logged-in user
     if is_htmx(request):
         return render(request, "_error.html", status_code=status, title=title, message=message)
     return render(request, "error.html", status_code=status, title=title, message=message)
