@@ -34,6 +34,7 @@ _GROUPS = [
     ("autovision.cli.monitor", "register", None),
     ("autovision.cli.logs", "app", "logs"),
     ("autovision.cli.review", "app", "review"),
+    ("autovision.cli.jobs", "app", "jobs"),
 ]
 
 
