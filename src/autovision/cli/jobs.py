@@ -62,7 +62,8 @@ def list_cmd(
         print_json(jobs)
         return
     table = Table()
-    for col in ("job", "kind", "status", "dataset", "user", "created", "model"):
+    table.add_column("job", no_wrap=True)
+    for col in ("kind", "status", "dataset", "user", "created", "model"):
         table.add_column(col, overflow="fold")
     for j in jobs:
         table.add_row(
@@ -71,7 +72,7 @@ def list_cmd(
             _status(j["status"]),
             escape(str(j["dataset"])),
             escape(str(j["user"] or "-")),
-            (j["created_at"] or "")[:19],
+            (j["created_at"] or "")[:16].replace("T", " "),
             escape(j["model"] or "-"),
         )
     console.print(table if jobs else "no jobs")
@@ -94,7 +95,7 @@ def show(
         return
     head = Table(show_header=False, box=None, pad_edge=False)
     head.add_row("job", f"{st['id']} ({st['kind']})")
-    head.add_row("status", _status(st["status"]) + (f" (attempt {st['attempts']})"))
+    head.add_row("status", f"{_status(st['status'])} (attempt {st['attempts']})")
     head.add_row("dataset", escape(str(st["dataset"])))
     head.add_row("user", escape(str(st["user"] or "-")))
     b = st["budget"]

@@ -77,9 +77,9 @@ def _train_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
         if key == "space" and hasattr(value, "to_dict"):
             value = value.to_dict()
         try:
-            store.plain(value)
+            store.plain(value, strict=True)
         except (TypeError, ValueError) as exc:
-            raise JobError(f"training option {key!r} is not a JSON value: {exc}") from None
+            raise JobError(f"training option {key!r}: {exc}") from None
         out[key] = value
     return out
 

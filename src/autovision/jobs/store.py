@@ -48,9 +48,10 @@ def aware_iso(text: str) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def plain(value: Any) -> Any:
+def plain(value: Any, *, strict: bool = False) -> Any:
     """A JSON-safe copy (numpy scalars to numbers, NaN and infinities to None): what a
-    browser's ``JSON.parse`` reads."""
+    browser's ``JSON.parse`` reads. Other objects become their text, or (``strict``) a
+    TypeError."""
 
     def fix(v: Any) -> Any:
         if isinstance(v, float):
@@ -66,6 +67,8 @@ def plain(value: Any) -> Any:
             return v.item()
         if hasattr(v, "tolist"):
             return v.tolist()
+        if strict:
+            raise TypeError(f"{type(v).__name__} is not a JSON value")
         return str(v)
 
     return fix(json.loads(json.dumps(value, default=other, allow_nan=True)))

@@ -233,7 +233,6 @@ class DatasetCheckRow(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-
 class JobRow(Base):
     """A background job (first kind: ``train``) run by a worker process; see
     :mod:`autovision.jobs`. ``status``: queued, running, done, failed, interrupted, cancelled."""
