@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -199,3 +200,19 @@ def test_recover_marks_lost_workers_and_leaves_the_rest(workspace) -> None:
     assert [j["id"] for j in list_jobs(workspace, status="cancelled")] == [cancelled]
     with pytest.raises(JobError, match="unknown job status"):
         list_jobs(workspace, status="sleeping")
+
+
+def test_a_worker_on_another_machine_is_judged_by_its_heartbeat(workspace) -> None:
+    fresh = store.create(workspace, "train", {}, None)
+    store.claim(workspace, fresh, _dead_pid())  # that pid means nothing on this machine
+    store.set_fields(workspace, fresh, host="elsewhere")
+    quiet = store.create(workspace, "train", {}, None)
+    store.claim(workspace, quiet, _dead_pid())
+    old = datetime.now(UTC) - timedelta(minutes=5)
+    store.set_fields(workspace, quiet, host="elsewhere", heartbeat_at=old)
+
+    actions = recover_jobs(workspace, resume=False, stale_after_s=60)
+
+    assert [(a["id"], a["action"]) for a in actions] == [(quiet, "interrupted")]
+    assert actions[0]["why"].startswith("no heartbeat for 30")
+    assert job_status(workspace, fresh)["status"] == "running"

@@ -36,7 +36,9 @@ def stale_s() -> float:
     return float(os.environ.get("AUTOVISION_JOB_STALE_S", STALE_S))
 
 
-def start_training_job(ws: Any, dataset_ref: str, *, user: str | None = None, **train_kwargs):
+def start_training_job(
+    ws: Any, dataset_ref: str, *, user: str | None = None, **train_kwargs: Any
+) -> str:
     """Record a training job of ``dataset_ref`` and start its worker; the job id.
 
     ``train_kwargs`` go to :func:`autovision.search.run.train` as they are (``budget``,
@@ -100,7 +102,7 @@ def _spawn(ws: Any, job_id: str) -> None:
         _finish(ws, job_id, store.FAILED, error=f"cannot start the worker: {exc}")
         raise JobError(f"job {job_id}: cannot start the worker: {exc}") from exc
     # the worker writes its own pid when it takes the job; this covers the seconds before
-    store.set_fields(ws, job_id, when=(QUEUED,), pid=pid)
+    store.set_fields(ws, job_id, when=(QUEUED,), pid=pid, host=store.this_host())
 
 
 def _finish(ws: Any, job_id: str, status: str, **fields: Any) -> bool:
@@ -117,6 +119,7 @@ def job_status(ws: Any, job_id: str) -> dict[str, Any]:
     """The job (``id``, ``kind``, ``status``, ``user``, times, ``attempts``, ``error``,
     ``result``) and its progress: ``trials``, ``current``, ``best``, ``budget``,
     ``stop_reason``, ``model`` (``NAME@VERSION``) and ``last_seq`` (poll events after it)."""
+    process.reap()
     job = store.get(ws, job_id)
     events = store.events(ws, job_id)
     job["dataset"] = job["params"].get("dataset_ref")
@@ -179,7 +182,10 @@ def cancel_job(ws: Any, job_id: str) -> dict[str, Any]:
 def _stale(job: dict[str, Any], limit_s: float) -> str | None:
     """Why an active job has lost its worker (None: it has not)."""
     now = utcnow()
-    alive = process.alive(job["pid"], job["id"])
+    if job["host"] not in (None, store.this_host()):  # a worker elsewhere: its heartbeat tells
+        alive = True
+    else:
+        alive = process.alive(job["pid"], job["id"])
     if job["status"] == QUEUED:
         if job["pid"] and not alive:
             return f"worker {job['pid']} exited before it started"
@@ -211,7 +217,8 @@ def recover_jobs(
             why = _stale(job, limit_s)
             if why is None:
                 continue
-            if process.alive(job["pid"], job_id):  # hung: stop it before another starts
+            if job["host"] in (None, store.this_host()) and process.alive(job["pid"], job_id):
+                # hung: stop it before another starts
                 process.stop(job["pid"], job_id)
             if not store.set_fields(
                 ws, job_id, when=(job["status"],), expect_pid=job["pid"], status=INTERRUPTED

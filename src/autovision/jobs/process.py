@@ -57,6 +57,12 @@ def spawn(ws: Any, job_id: str) -> int:
     return proc.pid
 
 
+def reap() -> None:
+    """Collect the exit status of this process's finished workers (no zombies left)."""
+    for child in list(_CHILDREN.values()):
+        child.poll()
+
+
 def _cmdline(pid: int) -> list[str] | None:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -80,7 +86,6 @@ def alive(pid: int | None, job_id: str | None = None) -> bool:
         return False
     child = _CHILDREN.get(pid)
     if child is not None and child.poll() is not None:
-        _CHILDREN.pop(pid, None)
         return False
     try:
         os.kill(pid, 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import socket
 import time
 import uuid
 from collections.abc import Iterable
@@ -90,6 +91,7 @@ def _row_dict(r: JobRow) -> dict[str, Any]:
         "finished_at": iso(r.finished_at),
         "heartbeat_at": iso(r.heartbeat_at),
         "pid": r.pid,
+        "host": r.host,
         "attempts": r.attempts,
         "result": r.result,
         "error": r.error,
@@ -145,6 +147,10 @@ def set_fields(
         return s.execute(q.values(**values)).rowcount > 0
 
 
+def this_host() -> str:
+    return socket.gethostname()
+
+
 def claim(ws: Any, job_id: str, pid: int) -> int | None:
     """A worker takes a queued job: running, with its pid; its attempt number (None when the
     job is no longer queued, e.g. cancelled before the worker started)."""
@@ -156,6 +162,7 @@ def claim(ws: Any, job_id: str, pid: int) -> int | None:
             .values(
                 status=RUNNING,
                 pid=pid,
+                host=this_host(),
                 heartbeat_at=now,
                 started_at=func.coalesce(JobRow.started_at, now),
                 attempts=JobRow.attempts + 1,
