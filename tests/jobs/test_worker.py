@@ -46,7 +46,9 @@ def test_worker_outlives_its_parent_and_trains_to_a_model_version(workspace, tin
         from autovision.workspace import Workspace
         from autovision.jobs import start_training_job
         with acting_as(user="ana", role="trainer", via="console"):
-            print(start_training_job(Workspace(sys.argv[1]), "tiny", trials=1, seed=1))
+            ws = Workspace(sys.argv[1])
+            opts = {"trials": 1, "seed": 1, "exclude_issues": "exact_duplicates"}
+            print(start_training_job(ws, "tiny", **opts))
         """
     )
     out = subprocess.run(
@@ -71,6 +73,7 @@ def test_worker_outlives_its_parent_and_trains_to_a_model_version(workspace, tin
     assert trial["state"] == "COMPLETE" and trial["trial"] == 0
     assert (trial["backbone"], trial["mode"], trial["size"]) == ("compact_cnn", "scratch", 16)
     assert trial["score"] is not None and trial["seconds"] > 0
+    assert st["result"]["excluded"]["issues"] == ["exact_duplicates"]  # options pass through
     assert st["best"]["trial"] == 0 and st["budget"]["used_trials"] == 1
     assert st["budget"]["left_trials"] == 0
 
@@ -85,6 +88,7 @@ def test_worker_outlives_its_parent_and_trains_to_a_model_version(workspace, tin
     audit = list(read_audit(workspace.audit_log_path))
     start = next(e for e in audit if e["action"] == "job.start")
     assert start["user"] == "ana" and start["via"] == "console" and start["target"] == job_id
+    assert start["exclude_issues"] == "exact_duplicates"
     end = next(e for e in audit if e["action"] == "train.end")  # written by the worker
     assert end["user"] == "ana" and end["job"] == job_id and end["version"] == "tiny@1"
     wait_for(lambda: not process.alive(pid, job_id), timeout=60)  # and then it exits
@@ -139,3 +143,17 @@ def test_cancel_stops_the_worker_and_it_is_never_resumed(workspace, tiny_ws) -> 
     assert job_status(workspace, job_id)["status"] == "cancelled"
     audit = [e for e in read_audit(workspace.audit_log_path) if e["action"] == "train.end"]
     assert audit and audit[-1]["outcome"] == "interrupted"  # stopped like Ctrl-C, audited
+
+
+def test_a_failing_training_ends_the_job_failed_with_its_reason(workspace, tiny_ws) -> None:
+    tiny_ws()
+    job_id = start_training_job(workspace, "tiny", trials=1, exclude_issues="label_issues")
+    st = wait_for(lambda: _finished(workspace, job_id))
+    assert st["status"] == "failed" and "label_issues" in st["error"], st
+    assert job_events(workspace, job_id)[-1] == {
+        **job_events(workspace, job_id)[-1],
+        "event": "job",
+        "status": "failed",
+        "error": st["error"],
+    }
+    assert recover_jobs(workspace) == []  # a failed job is not retried

@@ -25,7 +25,10 @@ TRAIN = "train"
 HEARTBEAT_S = 5.0  # how often a worker writes its heartbeat
 STALE_S = 60.0  # a running job whose heartbeat is older than this has lost its worker
 _NOT_KWARGS = ("progress", "ws", "dataset_ref")  # the job's to give, not the caller's
-_AUDITED = ("budget", "node_hours", "trials", "task", "base_model", "name", "resume", "seed")
+_AUDITED = (
+    *("budget", "node_hours", "trials", "task", "base_model", "name", "resume", "seed"),
+    "exclude_issues",
+)
 
 
 def heartbeat_s() -> float:
