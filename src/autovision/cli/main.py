@@ -36,6 +36,7 @@ _GROUPS = [
     ("autovision.cli.review", "app", "review"),
     ("autovision.cli.console", "register", None),
     ("autovision.cli.users", "app", "users"),
+    ("autovision.cli.jobs", "app", "jobs"),
 ]
 
 
