@@ -37,3 +37,7 @@ class TrainingError(AutovisionError):
 
 class EncryptionError(WorkspaceError):
     """Encrypted data cannot be read: no key, the wrong key, or the data was changed."""
+
+
+class JobError(AutovisionError):
+    """A background job is unknown, cannot start, or cannot be cancelled or resumed."""

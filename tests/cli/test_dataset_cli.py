@@ -43,6 +43,8 @@ def test_import(tmp_path: Path, source: Path) -> None:
     res = run(ws, "import", "pets", str(source), "--split", "50/25/25", "--seed", "3", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
+    checks = out.pop("checks_summary")  # its own test: test_import_ends_with_the_checks
+    assert checks["exact_duplicates"] == 0 and checks["quality"] == {"small": 12}
     assert out == {
         "dataset": "pets",
         "version": 1,
@@ -66,6 +68,44 @@ def test_import(tmp_path: Path, source: Path) -> None:
     res = run(ws, "import", "pets", str(source), "--split", "1/2")
     assert res.exit_code == 1 and "invalid split" in res.stderr
     assert json.loads(run(ws, "list", "--json").stdout)[0]["latest_version"] == 2
+
+
+def _text(output: str) -> str:
+    return " ".join(output.split())  # Rich wraps long lines at the terminal width
+
+
+def test_import_ends_with_the_checks(tmp_path: Path, source: Path) -> None:
+    ws = tmp_path / "ws"
+    res = run(ws, "import", "pets", str(source))
+    assert res.exit_code == 0, res.output
+    assert _text(res.stdout).endswith(
+        "Checks: no duplicates, conflicts or leaks found; 12 quality flags: "
+        "see `autovision dataset show pets`"
+    )
+    (source / "dog" / "copy.png").write_bytes((source / "cat" / "0.png").read_bytes())
+    (source / "cat" / "copy.png").write_bytes((source / "cat" / "1.png").read_bytes())
+    res = run(ws, "import", "pets", str(source))
+    assert res.exit_code == 0, res.output
+    line = _text(res.stdout)
+    assert "1 conflicting label" in line and "see `autovision dataset show pets`" in line
+    assert "no duplicates" not in line
+    out = json.loads(run(ws, "import", "pets", str(source), "--json").stdout)
+    assert out["checks_summary"]["conflicting_labels"] == 1
+    assert out["checks_summary"]["exact_duplicates"] >= 1  # 1.png and its copy at least
+    assert out["checks_summary"]["quality"] == {"small": 14}
+
+
+def test_import_of_an_exported_folder(ws: Path, tmp_path: Path) -> None:
+    shown = json.loads(run(ws, "show", "pets", "--json").stdout)
+    for fmt in ("csv", "jsonl"):
+        out = tmp_path / f"out-{fmt}"
+        assert run(ws, "export", "pets", str(out), "--format", fmt).exit_code == 0
+        res = run(ws, "import", f"back-{fmt}", str(out), "--json")
+        assert res.exit_code == 0, res.output
+        back = json.loads(res.stdout)
+        assert (back["labels"], back["splits"]) == (shown["labels"], shown["splits"])
+    res = run(ws, "import", "folders", str(tmp_path / "out-csv"), "--format", "folder", "--json")
+    assert json.loads(res.stdout)["labels"] == {"images": 12}
 
 
 def test_import_flags_allow_root_urls_max_file_mb_and_zip(tmp_path: Path, source: Path) -> None:

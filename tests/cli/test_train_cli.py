@@ -57,6 +57,7 @@ def test_train_json_then_models(tiny_ws) -> None:
         "trials",
         "stop_reason",
         "seconds",
+        "excluded",
     }
     assert out["stop_reason"] == "TRIALS_DONE" and out["trials"] == 1
     assert (out["name"], out["version"]) == ("tiny", 1)  # the dataset's name by default

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from autovision.checks.store import load_checks, save_check
 from autovision.data import edit
-from autovision.data.edit import exclude, issue_exclusions, relabel
+from autovision.data.edit import exclude, issue_exclusions, relabel, relabel_suggestions
 from autovision.data.export import export_dataset
 from autovision.data.importer import import_dataset
 from autovision.errors import DatasetError
@@ -109,10 +110,162 @@ def test_issue_exclusions_rules(issues: str, dropped: set[int]) -> None:
 
 
 def test_exclude_by_issues_uses_the_report(workspace, pets, monkeypatch) -> None:
-    monkeypatch.setattr(edit._report, "dataset_report", lambda ds: FAKE_REPORT)
+    monkeypatch.setattr(edit._report, "dataset_report", lambda ds, **kw: FAKE_REPORT)
     new = exclude(workspace, "pets", issues=["exact_duplicates", "blurry"])
     assert sorted(set(range(1, 21)) - {it.id for it in new.items}) == [3, 5, 13]
     assert "exact_duplicates, blurry" in new.note and new.parent_version == 1
+
+
+def test_a_duplicate_group_listed_once_elsewhere_still_dedupes() -> None:
+    """The report lists each finding once (a conflicting exact group is not also under
+    exact_duplicates); its "duplicate" tag keeps exact_duplicates cleaning it."""
+    report = {
+        "issues": {
+            "exact_duplicates": [],
+            "conflicting_labels": [
+                {"duplicate": "exact", "images": [_img(7, "train"), _img(8, "train", ("dog",))]}
+            ],
+            "split_leakage": [
+                {"duplicate": "near", "images": [_img(11, "test"), _img(12, "train")]}
+            ],
+        }
+    }
+    assert issue_exclusions(report, ["exact_duplicates"]) == {8}
+    assert issue_exclusions(report, ["near_duplicates"]) == {11}
+    by_issue = edit.issue_exclusions_by_issue(report, ["exact_duplicates", "conflicting_labels"])
+    assert by_issue == {"exact_duplicates": {8}, "conflicting_labels": {7, 8}}
+
+
+# ---- model-based issues (stored by `dataset check`) --------------------------------------
+
+
+def _entry(it, suggested: str, score: float, suggested_score: float) -> dict[str, Any]:
+    return {
+        "id": it.id,
+        "source": it.source,
+        "split": it.split,
+        "label": it.labels[0],
+        "suggested": suggested,
+        "score": score,
+        "suggested_score": suggested_score,
+    }
+
+
+@pytest.fixture
+def checked(workspace, pets):
+    """pets@1 with a stored label-issue check (two train/validation items, one test item)
+    and an outlier check (one item): ``(ds, {"train": [...], "test": [...], "outlier": id})``."""
+    fit = [it for it in pets.items if it.split in ("train", "validation")]
+    test = [it for it in pets.items if it.split == "test"]
+    flips = {"cat": "dog", "dog": "cat"}
+    a, b, t = fit[0], fit[-1], test[0]
+    save_check(
+        workspace,
+        pets,
+        "label_issues",
+        {
+            "method": "test",
+            "folds": 5,
+            "checked": len(fit),
+            "checked_test": len(test),
+            "multi_label": False,
+            "label_issues": [
+                _entry(a, flips[a.labels[0]], 0.05, 0.9),
+                _entry(b, flips[b.labels[0]], 0.2, 0.4),
+            ],
+            "label_issues_test": [_entry(t, flips[t.labels[0]], 0.1, 0.8)],
+        },
+        {"folds": 5},
+    )
+    outlier = fit[1]
+    save_check(
+        workspace,
+        pets,
+        "outliers",
+        {
+            "method": "test",
+            "k": 5,
+            "threshold": 1.0,
+            "checked": 20,
+            "outliers": [{"id": outlier.id, "score": 3.0}],
+            "ranking": [{"id": outlier.id, "score": 3.0}],
+        },
+    )
+    return pets, {"train": [a, b], "test": [t], "outlier": outlier.id}
+
+
+def test_exclude_label_issues_and_outliers(workspace, checked) -> None:
+    ds, flagged = checked
+    a, b = flagged["train"]
+    new = exclude(workspace, "pets", issues="label_issues")
+    assert {it.id for it in ds.items} - {it.id for it in new.items} == {a.id, b.id}
+    assert flagged["test"][0].id in new.by_id()  # the test-split finding stays
+    assert new.params["excluded"] == sorted([a.id, b.id])
+    assert new.params["excluded_issues"] == {"label_issues": sorted([a.id, b.id])}
+    assert "label_issues" in new.note and new.parent_version == 1
+
+    new = exclude(workspace, "pets@1", issues="label_issues_test,outliers")
+    t = flagged["test"][0].id
+    assert {it.id for it in ds.items} - {it.id for it in new.items} == {t, flagged["outlier"]}
+    assert new.params["excluded_issues"] == {
+        "label_issues_test": [t],
+        "outliers": [flagged["outlier"]],
+    }
+
+
+def test_exclude_a_check_never_computed(workspace, pets) -> None:
+    with pytest.raises(DatasetError, match=r"run `autovision dataset check pets@1 --label-issues`"):
+        exclude(workspace, "pets", issues="exact_duplicates,label_issues")
+    with pytest.raises(DatasetError, match=r"dataset check pets@1 --label-issues --outliers`"):
+        exclude(workspace, "pets", issues="label_issues_test,outliers")
+    assert workspace.versions("pets") == [1]
+
+
+def test_a_check_of_another_version_does_not_count(workspace, checked) -> None:
+    exclude(workspace, "pets", ids=[checked[0].items[-1].id])  # pets@2: no check stored
+    with pytest.raises(DatasetError, match="dataset check pets@2 --outliers"):
+        exclude(workspace, "pets", issues="outliers")
+
+
+def test_relabel_suggestions(workspace, checked) -> None:
+    ds, flagged = checked
+    a, b = flagged["train"]
+    computed = load_checks(workspace, ds)["label_issues"]["computed_at"]
+    new = relabel_suggestions(workspace, "pets")  # min_score 0.5: a (0.9), not b (0.4)
+    assert new.params["relabeled"] == [a.id] and new.parent_version == 1
+    assert new.by_id()[a.id].labels != a.labels and new.by_id()[b.id].labels == b.labels
+    assert new.by_id()[flagged["test"][0].id].labels == flagged["test"][0].labels
+    (s,) = new.params["suggestions"]
+    assert s == {
+        "id": a.id,
+        "from": a.labels[0],
+        "to": new.by_id()[a.id].labels[0],
+        "score": 0.05,
+        "suggested_score": 0.9,
+        "check_computed_at": computed,
+    }
+    assert [it.split for it in new.items] == [it.split for it in ds.items]
+
+    low = relabel_suggestions(workspace, "pets@1", min_score=0.3, include_test=True)
+    assert low.params["relabeled"] == sorted([a.id, b.id, flagged["test"][0].id])
+    only = relabel_suggestions(workspace, "pets@1", min_score=0.0, ids=[b.id])
+    assert only.params["relabeled"] == [b.id]
+    assert relabel_suggestions(workspace, "pets@1", min_score=0.95).version == 1  # none
+
+
+def test_relabel_suggestions_errors(workspace, pets, checked) -> None:
+    ds, flagged = checked
+    t = flagged["test"][0].id
+    other = next(it.id for it in ds.items if it.id not in {t, *(e.id for e in flagged["train"])})
+    with pytest.raises(DatasetError, match=f"no stored label suggestion .* id {other}$"):
+        relabel_suggestions(workspace, "pets", ids=[other])
+    with pytest.raises(DatasetError, match=rf"\(train or validation\) for id {t}$"):
+        relabel_suggestions(workspace, "pets", ids=[t])  # a test-split one needs include_test
+    with pytest.raises(DatasetError, match="between 0 and 1"):
+        relabel_suggestions(workspace, "pets", min_score=2)
+    exclude(workspace, "pets", ids=[1])
+    with pytest.raises(DatasetError, match="dataset check pets@2 --label-issues"):
+        relabel_suggestions(workspace, "pets")
 
 
 # ---- relabel -----------------------------------------------------------------------------

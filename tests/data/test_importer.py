@@ -87,7 +87,8 @@ def bad_csv(tmp_path: Path) -> Path:
 def test_every_problem_reason_is_reported(workspace, bad_csv: Path) -> None:
     result = import_dataset(workspace, "mixed", bad_csv)
     out = result.to_dict()
-    assert list(out) == ["dataset", "version", "images", "labels", "splits", "problems"]
+    keys = ["dataset", "version", "images", "labels", "splits", "problems", "checks_summary"]
+    assert list(out) == keys
     assert out["dataset"] == "mixed" and out["version"] == 1 and out["images"] == 3
     assert out["labels"] == {"cat": 1, "dog": 2}
     assert sum(out["splits"].values()) == 3 and out["splits"]["test"] == 1
@@ -356,3 +357,136 @@ def test_keep_splits_off_splits_afresh(workspace, tmp_path: Path) -> None:
     result = import_dataset(workspace, "off", src, keep_splits=False)
     assert "previous" not in result.to_dict()
     assert not {it.id for it in one.items} & {it.id for it in result.version.items}
+
+
+# ---- an exported folder imports as its CSV/JSONL ------------------------------------------
+
+
+def _key(ds) -> list[tuple[str, tuple[str, ...], str, tuple[tuple[str, str], ...]]]:
+    """What a round trip keeps: content, labels, split and metadata of every image."""
+    return sorted(
+        (it.sha256, it.labels, it.split, tuple(sorted(it.metadata.items()))) for it in ds.items
+    )
+
+
+@pytest.fixture
+def exportable(workspace, tmp_path: Path):
+    """A CSV import with every split, metadata and an unlabeled image: what an export keeps."""
+    d = tmp_path / "orig"
+    rows = []
+    for i in range(15):
+        save(d / f"{i}.png", i)
+        use = ("TRAIN", "VALIDATION", "TEST")[i % 3]
+        label = "" if i == 14 else ("cat" if i % 2 else "dog")
+        rows.append(f"{use},{i}.png,{label},meta:n={i}")
+    (d / "d.csv").write_text("\n".join(rows) + "\n")
+    return import_dataset(workspace, "orig", d / "d.csv", strict=True).version
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_exported_folder_imports_as_its_index_file(
+    workspace, exportable, tmp_path: Path, fmt: str
+) -> None:
+    from autovision.data.export import export_dataset
+
+    out = tmp_path / f"exported-{fmt}"
+    export_dataset(workspace, "orig", out, format=fmt)
+    # No --allow-root: the rows name images/<id>.png inside the folder of dataset.<fmt>.
+    back = import_dataset(workspace, "back", out, strict=True).version
+    assert _key(back) == _key(exportable)
+    assert back.label_counts() == {"cat": 7, "dog": 7}  # not {"images": 15}
+    assert back.params["format"] == fmt and back.source == str(out / f"dataset.{fmt}")
+    again = tmp_path / f"again-{fmt}"
+    export_dataset(workspace, "back", again, format=fmt)
+    assert _key(import_dataset(workspace, "again", again, format=fmt).version) == _key(back)
+
+
+def test_an_exported_folder_read_as_class_folders_on_request(
+    workspace, exportable, tmp_path: Path
+) -> None:
+    from autovision.data.export import export_dataset
+
+    out = tmp_path / "exported"
+    export_dataset(workspace, "orig", out, format="csv")
+    result = import_dataset(workspace, "folders", out, format="folder")
+    assert result.version.label_counts() == {"images": 15}
+    assert result.version.params["format"] == "folder"
+    assert [(Path(p["source"]).name, p["reason"]) for p in result.problems] == [
+        ("dataset.csv", "unsupported_format")
+    ]
+
+
+def test_an_exported_folder_stays_contained(workspace, exportable, tmp_path: Path) -> None:
+    from autovision.data.export import export_dataset
+
+    out = tmp_path / "exported"
+    export_dataset(workspace, "orig", out, format="csv")
+    save(tmp_path / "outside.png", 99)
+    with open(out / "dataset.csv", "a") as fh:
+        fh.write(f"TRAIN,../outside.png,cat\nTRAIN,{tmp_path / 'outside.png'},cat\n")
+    result = import_dataset(workspace, "back", out)
+    assert [p["reason"] for p in result.problems] == ["path_not_allowed"] * 2
+    assert len(result.version.items) == 15
+    allowed = import_dataset(workspace, "back", out, allow_roots=[tmp_path], strict=True)
+    assert len(allowed.version.items) == 17
+
+
+def test_folder_index_file_rules(workspace, tmp_path: Path) -> None:
+    from autovision.data.readers import detect_format, resolve_source
+
+    d = tmp_path / "both"
+    save(d / "images" / "1.png", 1)
+    (d / "dataset.csv").write_text("images/1.png,cat\n")
+    assert detect_format(str(d)) == "csv"
+    assert resolve_source(str(d)) == ("csv", str(d / "dataset.csv"))
+    assert resolve_source(str(d), "folder") == ("folder", str(d))
+    (d / "dataset.jsonl").write_text('{"imageGcsUri": "images/1.png"}\n')
+    with pytest.raises(DatasetError, match="both dataset.csv and dataset.jsonl"):
+        import_dataset(workspace, "x", d)
+    assert import_dataset(workspace, "x", d, format="jsonl").version.label_counts() == {}
+    assert import_dataset(workspace, "x", d, format="csv").version.label_counts() == {"cat": 1}
+    plain = tmp_path / "plain"
+    save(plain / "cat" / "1.png", 1)
+    assert detect_format(str(plain)) == "folder"
+    with pytest.raises(DatasetError, match="a folder without dataset.csv"):
+        import_dataset(workspace, "y", plain, format="csv")
+
+
+def test_a_zipped_export_imports_with_its_splits(workspace, exportable, tmp_path: Path) -> None:
+    import zipfile
+
+    from autovision.data.export import export_dataset
+
+    out = tmp_path / "exported"
+    export_dataset(workspace, "orig", out, format="jsonl")
+    with zipfile.ZipFile(tmp_path / "export.zip", "w") as zf:
+        for f in sorted(out.rglob("*")):
+            zf.write(f, f"exported/{f.relative_to(out)}")
+    back = import_dataset(workspace, "zipped", tmp_path / "export.zip", strict=True).version
+    assert _key(back) == _key(exportable)
+
+
+# ---- the summary of the rule-based checks -------------------------------------------------
+
+
+def test_import_result_counts_what_the_checks_found(workspace, tmp_path: Path) -> None:
+    from autovision.data.report import checks_summary, dataset_report
+
+    d = tmp_path / "src"
+    for i in range(12):
+        save(d / f"{i}.png", i)
+    for name in ("dup-a", "dup-b", "conflict", "leak"):
+        shutil.copy(d / "0.png" if name != "leak" else d / "1.png", d / f"{name}.png")
+    (d / "d.csv").write_text(
+        "".join(f"TRAIN,{i}.png,{'cat' if i % 2 else 'dog'}\n" for i in range(12))
+        + "TRAIN,dup-a.png,dog\nTRAIN,dup-b.png,dog\n"  # exact copies of 0.png (dog)
+        + "TRAIN,conflict.png,cat\n"  # 0.png again, labelled cat
+        + "TEST,leak.png,cat\n"  # 1.png (cat, train) in test
+    )
+    result = import_dataset(workspace, "checked", d / "d.csv")
+    counts = result.to_dict()["checks_summary"]
+    assert counts == checks_summary(dataset_report(result.version))
+    assert counts["conflicting_labels"] == 1 and counts["split_leakage"] == 1
+    assert counts["exact_duplicates"] >= 1 and counts["near_duplicates"] >= 0
+    assert counts["quality"] == {"small": 16} and counts["quality_flags"] == 16
+    json.dumps(counts)

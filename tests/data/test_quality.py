@@ -99,13 +99,34 @@ def test_low_information_blank_image_is_not_also_blurry() -> None:
     assert found["blurry"] == []
 
 
+def colour_items(n: int, first_id: int = 100) -> list[Item]:
+    return [item_for(photo(first_id + i), first_id + i) for i in range(n)]
+
+
+def grayscale_ids(items: list[Item]) -> list[int]:
+    return [e["id"] for e in Q.quality_flags(items)["grayscale"]]
+
+
 def test_grayscale_including_jpeg_recompressed() -> None:
+    # Among colour images: a lone grayscale image is flagged only in a mostly colour set.
     gray = photo(7).convert("L").convert("RGB")
-    assert flags_of(item_for(gray)) == {"grayscale"}
     buf = io.BytesIO()
     gray.save(buf, format="JPEG", quality=40)
     jpeg = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    assert "grayscale" in flags_of(item_for(jpeg))
+    items = [item_for(gray, 1), item_for(jpeg, 2), *colour_items(3)]
+    assert grayscale_ids(items) == [1, 2]
+    assert {f for f, e in Q.quality_flags(items[2:]).items() if e} == set()
+
+
+def test_grayscale_is_flagged_only_in_a_mostly_colour_dataset() -> None:
+    grays = [item_for(photo(30 + i).convert("L").convert("RGB"), 30 + i) for i in range(4)]
+    assert grayscale_ids(grays) == []  # digits, X-rays: all grayscale, nothing to flag
+    assert grayscale_ids([*grays[:3], *colour_items(10)]) == [30, 31, 32]
+    assert grayscale_ids([*grays[:2], *colour_items(2)]) == []  # 50% colour is not most
+    assert grayscale_ids([*grays[:2], *colour_items(3)]) == [30, 31]
+    # Images without stats are not counted either way.
+    bare = [Item(200 + i, "s", "a.png", ("a",), "train", 64, 64, "PNG") for i in range(9)]
+    assert grayscale_ids([*grays[:1], *colour_items(2), *bare]) == [30]
 
 
 def test_stats_hardly_depend_on_the_source_size() -> None:
@@ -147,8 +168,9 @@ def test_items_without_stats_are_checked_for_size_only() -> None:
 
 
 def test_dataset_wide_flags() -> None:
-    gray = [item_for(photo(i).convert("L").convert("RGB"), i) for i in range(3)]
-    items = [*gray, item_for(photo(20), 20)]
+    # Dark, not grayscale: a grayscale majority is no longer flagged at all.
+    dark = [item_for(Image.eval(photo(i), lambda v: int(v * 0.2)), i) for i in range(3)]
+    items = [*dark, item_for(photo(20), 20)]
     flags = Q.quality_flags(items)
-    assert Q.dataset_wide_flags(flags, len(items)) == {"grayscale": 0.75}
+    assert Q.dataset_wide_flags(flags, len(items)) == {"dark": 0.75}
     assert Q.dataset_wide_flags(flags, 0) == {}

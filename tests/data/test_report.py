@@ -14,7 +14,7 @@ from PIL import Image
 from autovision.data.dataset import DatasetVersion, Item
 from autovision.data.duplicates import perceptual_hash
 from autovision.data.quality import analyze
-from autovision.data.report import dataset_report
+from autovision.data.report import checks_summary, dataset_report, summary_line
 
 from ._images import photo
 
@@ -223,11 +223,13 @@ def test_quality_flags_in_report(make_item, make_image) -> None:
 
 
 def test_dataset_wide_flag_is_a_note(make_item, make_image) -> None:
-    gray = [make_image(i % 2, 64, 50 + i).convert("L").convert("RGB") for i in range(4)]
+    # Small, not grayscale: an all-grayscale set gets no grayscale flags (data/quality.py).
+    gray = [make_image(i % 2, 16, 50 + i).convert("L").convert("RGB") for i in range(4)]
     items = [make_item(i, "cat" if i % 2 else "dog", img=g) for i, g in enumerate(gray)]
     report = dataset_report(version(items))
-    assert len(report["issues"]["quality"]["grayscale"]) == 4
-    assert any(note.startswith("grayscale: 100%") for note in report["summary"]["notes"])
+    assert len(report["issues"]["quality"]["small"]) == 4
+    assert report["issues"]["quality"]["grayscale"] == []
+    assert [note.split(":")[0] for note in report["summary"]["notes"]] == ["small"]
 
 
 def test_multi_label_conflicts_compare_label_sets(make_item, make_image) -> None:
@@ -417,3 +419,51 @@ def test_model_based_checks_are_shown_when_computed() -> None:
     assert report["checks"]["outliers"]["found"] == 1
     assert report["checks"]["outliers"]["threshold"] == 0.6
     json.dumps(report)  # plain JSON for --json
+
+
+# ---- checks_summary / summary_line (the line an import ends with) ------------------------
+
+
+def test_checks_summary_counts_the_report(make_item, make_image) -> None:
+    img = make_image(0, 64, 70)
+    items = [
+        make_item(1, "cat", img=img),
+        make_item(2, "cat", "test", img=img),  # leaks 1 into test
+        make_item(3, "dog", seed=71),
+        make_item(4, "dog", img=make_image(1, 16, 72)),  # small
+    ]
+    report = dataset_report(version(items))
+    counts = checks_summary(report)
+    assert counts["split_leakage"] == 1 and counts["conflicting_labels"] == 0
+    assert counts["quality"] == {"small": 1} and counts["quality_flags"] == 1
+    assert set(counts) >= {"exact_duplicates", "near_duplicates", "quality"}
+    # Model-based kinds are counted when the report has them (ints or group counts).
+    report["summary"]["label_issues"] = 3
+    report["summary"]["outliers"] = {"images": 2}
+    assert checks_summary(report)["label_issues"] == 3
+    assert checks_summary(report)["outliers"] == 2
+
+
+def test_summary_line_names_only_what_was_found() -> None:
+    clean = {"exact_duplicates": 0, "conflicting_labels": 0, "split_leakage": 0}
+    assert summary_line(clean, "pets") == "no duplicates, conflicts or leaks found"
+    found = {
+        "exact_duplicates": 12,
+        "near_duplicates": 0,
+        "conflicting_labels": 3,
+        "split_leakage": 4,
+        "quality_flags": 7,
+    }
+    assert summary_line(found, "pets") == (
+        "12 exact duplicate groups, 3 conflicting labels, 4 leaks across splits, "
+        "7 quality flags: see `autovision dataset show pets`"
+    )
+    one = {"exact_duplicates": 1, "split_leakage": 1, "label_issues": 1, "outliers": 2}
+    assert summary_line(one, "p@2") == (
+        "1 exact duplicate group, 1 leak across splits, 1 likely label error, 2 outliers: "
+        "see `autovision dataset show p@2`"
+    )
+    assert summary_line({**clean, "quality_flags": 1}, "pets") == (
+        "no duplicates, conflicts or leaks found; 1 quality flag: "
+        "see `autovision dataset show pets`"
+    )

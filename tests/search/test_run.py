@@ -27,6 +27,7 @@ KEYS = {
     "trials",
     "stop_reason",
     "seconds",
+    "excluded",
 }
 
 

@@ -77,6 +77,11 @@ def render_import(result: dict[str, Any], out: Console = console, limit: int = 2
         )
     if result["problems"]:
         out.print(_problems_table(result["problems"], limit))
+    counts = result.get("checks_summary")
+    if counts is not None:
+        from autovision.data.report import summary_line
+
+        out.print(f"Checks: {escape(summary_line(counts, result['dataset']))}", highlight=False)
 
 
 def _short(source: Any, width: int = 32) -> str:
@@ -287,8 +292,10 @@ def import_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Import images from a folder per label, a CSV or a JSONL file, or a .zip/.tar(.gz) of
-    one. Rows may only name files inside the file's folder (or an --allow-root); remote URLs
-    need --allow-urls; only regular files up to --max-file-mb are read."""
+    one; a folder holding dataset.csv/dataset.jsonl (an export) imports as that file. Rows
+    may only name files inside the file's folder (or an --allow-root); remote URLs need
+    --allow-urls; only regular files up to --max-file-mb are read. Ends with a line of what
+    the duplicate, conflict, leakage and quality checks found."""
     from autovision.data.importer import ImportFailed, import_dataset
 
     ws = open_workspace(workspace)
@@ -492,18 +499,59 @@ def exclude_cmd(
 def relabel_cmd(
     ref: Annotated[str, typer.Argument(metavar="NAME[@N]", help="Dataset to edit.")],
     file: Annotated[
-        str, typer.Option("--file", help="CSV of id,label[,label...] rows.", show_default=False)
-    ],
+        str | None,
+        typer.Option("--file", help="CSV of id,label[,label...] rows.", show_default=False),
+    ] = None,
+    accept_suggestions: Annotated[
+        bool,
+        typer.Option(
+            "--accept-suggestions",
+            help="Take the labels `dataset check --label-issues` suggested.",
+        ),
+    ] = False,
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            "--min-score",
+            help="With --accept-suggestions: only suggestions whose probability is at least "
+            "this (0..1, default 0.5).",
+            show_default=False,
+        ),
+    ] = None,
+    include_test: Annotated[
+        bool,
+        typer.Option(
+            "--include-test", help="With --accept-suggestions: also relabel test-split images."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Make a new version with labels changed from a CSV file."""
-    from autovision.data.edit import relabel
+    """Make a new version with labels changed from a CSV file or from the label-issue
+    suggestions."""
+    from autovision.data.edit import relabel, relabel_suggestions
 
+    if (file is None) == (not accept_suggestions):
+        fail("give either --file or --accept-suggestions", code=2)
+    if not accept_suggestions and (min_score is not None or include_test):
+        fail("--min-score and --include-test go with --accept-suggestions", code=2)
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        fail(f"--min-score must be between 0 and 1, got {min_score:g}", code=2)
     ws = open_workspace(workspace)
     old = ws.dataset(ref)
-    new = relabel(ws, old.ref, file)
-    _print_edit(_edit_summary(new, old, "relabeled"), json_out)
+    if accept_suggestions:
+        new = relabel_suggestions(
+            ws,
+            old.ref,
+            min_score=0.5 if min_score is None else min_score,
+            include_test=include_test,
+        )
+    else:
+        new = relabel(ws, old.ref, file)
+    summary = _edit_summary(new, old, "relabeled")
+    if accept_suggestions:
+        summary["suggestions"] = new.params.get("suggestions", []) if summary["changed"] else []
+    _print_edit(summary, json_out)
 
 
 @app.command("export")

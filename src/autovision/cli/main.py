@@ -34,6 +34,9 @@ _GROUPS = [
     ("autovision.cli.monitor", "register", None),
     ("autovision.cli.logs", "app", "logs"),
     ("autovision.cli.review", "app", "review"),
+    ("autovision.cli.console", "register", None),
+    ("autovision.cli.users", "app", "users"),
+    ("autovision.cli.jobs", "app", "jobs"),
 ]
 
 

@@ -154,6 +154,10 @@ def _print_result(r: dict[str, Any]) -> None:
     table.add_row("stop reason", r["stop_reason"])
     table.add_row("time", format_seconds(r["seconds"]))
     console.print(table)
+    if r.get("excluded"):
+        from autovision.search.exclude import describe
+
+        console.print(describe(r["excluded"]), highlight=False)
 
 
 def _fmt(v: Any) -> str:
@@ -201,6 +205,15 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the latest unfinished run of DATASET.")
     ] = False,
+    exclude_issues: Annotated[
+        str | None,
+        typer.Option(
+            "--exclude-issues",
+            help="Leave the images these issues flag out of training and validation (never "
+            "out of the test split), e.g. label_issues,exact_duplicates,outliers.",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -217,9 +230,14 @@ def train(
         seed=seed,
         resume=resume,
         name=name,
+        exclude_issues=exclude_issues,
     )
     if resume and (budget or budget_node_hours or trials):
         err_console.print("note: --resume keeps the run's original budget", highlight=False)
+    if resume and exclude_issues:
+        err_console.print(
+            "note: --resume keeps the images the run's first session left out", highlight=False
+        )
     if json_output:
         result = run_train(ws, dataset, **kwargs)
         print_json(result.to_dict())

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from autovision.data.dataset import DatasetVersion, Item
+from autovision.data.readers import INDEX_FILES
 from autovision.errors import DatasetError
 from autovision.security.audit import audited
 
@@ -73,14 +74,14 @@ def export_dataset(
         )
     _prepare(out)
     if format == "csv":
-        target = out / "dataset.csv"
+        target = out / INDEX_FILES["csv"]
         with open(target, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             for item, name in _write_images(ws, ds, out / "images"):
                 meta = [f"meta:{k}={v}" for k, v in sorted(item.metadata.items())]
                 writer.writerow([_CSV_ML_USE[item.split], f"images/{name}", *item.labels, *meta])
     elif format == "jsonl":
-        target = out / "dataset.jsonl"
+        target = out / INDEX_FILES["jsonl"]
         with open(target, "w", encoding="utf-8") as fh:
             for item, name in _write_images(ws, ds, out / "images"):
                 row: dict[str, Any] = {"imageGcsUri": f"images/{name}"}

@@ -25,8 +25,9 @@ from autovision.data.dataset import SPLITS, DatasetVersion, Item
 from autovision.data.decode import DEFAULT_MAX_PIXELS, decode_image
 from autovision.data.fetch import DEFAULT_MAX_FILE_MB, DEFAULT_TIMEOUT_S, ReadRefused, read_uri
 from autovision.data.problems import Problem
-from autovision.data.readers import Scope, detect_format, get_reader
+from autovision.data.readers import Scope, get_reader, resolve_source
 from autovision.data.readers._base import Record, is_url
+from autovision.data.report import checks_summary, dataset_report
 from autovision.data.split import SplitEntry, assign_splits, parse_fractions
 from autovision.errors import DatasetError, ImageDecodeError
 from autovision.security.audit import audited
@@ -58,11 +59,13 @@ class ImportResult:
     previous_version: int | None = None
     kept_splits: int = 0
     reassigned: int = 0
+    checks_summary: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """The import JSON: dataset, version, images, labels, splits, problems; and for a new
-        version of an existing dataset ``previous``: its version, how many images kept their
-        split, how many ML_USE moved."""
+        """The import JSON: dataset, version, images, labels, splits, problems,
+        ``checks_summary`` (:func:`~autovision.data.report.checks_summary` of the new
+        version); and for a new version of an existing dataset ``previous``: its version, how
+        many images kept their split, how many ML_USE moved."""
         ds = self.version
         counts = ds.split_counts()
         out = {
@@ -72,6 +75,7 @@ class ImportResult:
             "labels": ds.label_counts(),
             "splits": {s: counts.get(s, 0) for s in SPLITS},
             "problems": [_problem_json(p) for p in self.problems],
+            "checks_summary": self.checks_summary,
         }
         if self.previous_version is not None:
             out["previous"] = {
@@ -272,7 +276,7 @@ def _import(
 ) -> ImportResult:
     """The import of a folder/CSV/JSONL ``source``; ``shown`` names it in reports when it was
     ``unpacked`` from an archive (whose refused entries are ``found``)."""
-    fmt = format or detect_format(source)
+    fmt, source = resolve_source(source, format)
     reader = get_reader(fmt)
 
     records: list[Record] = []
@@ -400,6 +404,8 @@ def _import(
         previous_version=previous.version if previous else None,
         kept_splits=kept,
         reassigned=len(result.reassigned),
+        # The rule-based checks once, on the stored version: what `dataset show` will list.
+        checks_summary=checks_summary(dataset_report(version)),
     )
 
 

@@ -44,6 +44,10 @@ near-uniform or few-tone images. Photos score 5 to 7.7, 8x8 digits 1.4 to 3."""
 GRAYSCALE_MAX_CHANNEL_DIFF = 0.04
 """``grayscale``: no pixel's channels differ by more than this (about 10/255), which
 tolerates JPEG chroma rounding."""
+GRAYSCALE_MIN_COLOUR_FRACTION = 0.5
+"""``grayscale`` is flagged only when more than this fraction of the measured images is in
+colour: a grayscale image among colour ones may be a stray scan, but in a digits or X-ray set
+every image is grayscale and flagging them all is noise."""
 DATASET_WIDE_FRACTION = 0.5
 """A flag on at least this fraction of images describes the dataset, not single images."""
 
@@ -155,8 +159,11 @@ def quality_flags(items: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
     ``bright``, ``sharpness`` for ``blurry``, ``entropy`` for ``low_information`` and
     ``channel_diff`` for ``grayscale``. Items without stats are only checked for size.
     A low-information image is not also called blurry: without content, blur means nothing.
+    Grayscale images are flagged only in a dataset mostly in colour
+    (``GRAYSCALE_MIN_COLOUR_FRACTION``), so ``items`` should be the whole dataset.
     """
     flags: dict[str, list[dict[str, Any]]] = {flag: [] for flag in FLAGS}
+    measured = 0
     for item in sorted(items, key=lambda it: it.id):
         w, h = int(item.width or 0), int(item.height or 0)
         if w > 0 and h > 0:
@@ -180,16 +187,22 @@ def quality_flags(items: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
         if sharpness is not None and not low_info and sharpness < BLURRY_MAX_SHARPNESS:
             flags["blurry"].append(_entry(item, sharpness))
         channel_diff = _stat(item, "channel_diff")
-        if channel_diff is not None and channel_diff <= GRAYSCALE_MAX_CHANNEL_DIFF:
-            flags["grayscale"].append(_entry(item, channel_diff))
+        if channel_diff is not None:
+            measured += 1
+            if channel_diff <= GRAYSCALE_MAX_CHANNEL_DIFF:
+                flags["grayscale"].append(_entry(item, channel_diff))
+    colour = measured - len(flags["grayscale"])
+    if colour <= GRAYSCALE_MIN_COLOUR_FRACTION * measured:
+        flags["grayscale"] = []
     return flags
 
 
 def dataset_wide_flags(flags: dict[str, list[dict[str, Any]]], n_images: int) -> dict[str, float]:
     """Flags on at least ``DATASET_WIDE_FRACTION`` of the images, with that fraction.
 
-    Such a flag (all digits are grayscale, every image is upscaled) describes the data, so
-    reports mention it once instead of presenting thousands of individual issues.
+    Such a flag (all digits are small, every image is upscaled) describes the data, so
+    reports mention it once instead of presenting thousands of individual issues. Grayscale
+    never gets here: :func:`quality_flags` raises it only on a minority of the images.
     """
     if n_images <= 0:
         return {}

@@ -322,3 +322,71 @@ def dataset_report(
         "summary": summary,
         "problems": [dict(p) for p in ds.problems],
     }
+
+
+# ---- the one-line summary an import ends with ---------------------------------------------
+
+_SUMMARY_KINDS = (
+    # (key, singular, plural): the order the summary line names them
+    ("exact_duplicates", "exact duplicate group", "exact duplicate groups"),
+    ("near_duplicates", "near-duplicate group", "near-duplicate groups"),
+    ("conflicting_labels", "conflicting label", "conflicting labels"),
+    ("split_leakage", "leak across splits", "leaks across splits"),
+    ("quality_flags", "quality flag", "quality flags"),
+    ("label_issues", "likely label error", "likely label errors"),
+    ("label_issues_test", "likely label error in test", "likely label errors in test"),
+    ("outliers", "outlier", "outliers"),
+)
+_CLEAN_KINDS = ("exact_duplicates", "near_duplicates", "conflicting_labels", "split_leakage")
+
+
+def _count(value: Any) -> int:
+    """A summary entry as one number: an int, ``{"groups": n}``, ``{"images": n}`` or a list."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict):
+        for key in ("groups", "images", "count"):
+            if isinstance(value.get(key), int):
+                return value[key]
+        return 0
+    if isinstance(value, list):
+        return len(value)
+    return 0
+
+
+def checks_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What the checks of a :func:`dataset_report` found, as counts (the import's JSON).
+
+    Groups for the duplicate, conflict and leakage kinds, flagged (image, flag) pairs for
+    ``quality_flags`` with ``quality`` per flag, and the model-based kinds when the report
+    has them. Counts come from ``report["summary"]``, so they match ``dataset show``.
+    """
+    summary = report.get("summary") or {}
+    quality = {flag: int(n) for flag, n in (summary.get("quality") or {}).items() if n}
+    out: dict[str, Any] = {name: _count(summary.get(name)) for name in GROUP_ISSUES}
+    out["quality_flags"] = sum(quality.values())
+    out["quality"] = quality
+    for name in ("label_issues", "label_issues_test", "outliers"):
+        if name in summary:
+            out[name] = _count(summary[name])
+    return out
+
+
+def summary_line(counts: dict[str, Any], ref: str) -> str:
+    """One line of what :func:`checks_summary` counted, naming only the kinds found:
+    "2 exact duplicate groups, 1 leak across splits: see `autovision dataset show NAME`"."""
+    found = [
+        f"{n} {one if n == 1 else many}"
+        for key, one, many in _SUMMARY_KINDS
+        if (n := int(counts.get(key) or 0)) > 0
+    ]
+    clean = not any(counts.get(key) for key in _CLEAN_KINDS)
+    head = "no duplicates, conflicts or leaks found"
+    if not found:
+        return head
+    text = ", ".join(found)
+    if clean:
+        text = f"{head}; {text}"
+    return f"{text}: see `autovision dataset show {ref}`"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from autovision.data.dataset import parse_ref
 from autovision.errors import TrainingError
 from autovision.search import cache, metrics
 from autovision.search.budget import Budget
+from autovision.search.exclude import excluded_for_training, training_view
 from autovision.search.prepare import TrainData, prepare_data
 from autovision.search.search import Progress, Search
 from autovision.search.space import SearchSpace, TrialConfig
@@ -46,6 +48,7 @@ class TrainResult:
     run_id: str = ""
     name: str = ""
     version: int = 0
+    excluded: dict[str, Any] | None = None  # what --exclude-issues left out (None: not used)
 
     @property
     def ref(self) -> str:
@@ -65,13 +68,24 @@ class TrainResult:
             "trials": self.trials,
             "stop_reason": self.stop_reason,
             "seconds": round(self.seconds, 2),
+            "excluded": self.excluded,
         }
 
 
 @audited(
     "train",
     start=True,
-    args=("dataset_ref", "name", "budget", "node_hours", "trials", "task", "base_model", "resume"),
+    args=(
+        "dataset_ref",
+        "name",
+        "budget",
+        "node_hours",
+        "trials",
+        "task",
+        "base_model",
+        "resume",
+        "exclude_issues",
+    ),
     result=lambda r: {
         "model": r.model,
         "version": r.ref,
@@ -94,6 +108,7 @@ def train(
     progress: Progress | None = None,
     space: SearchSpace | None = None,
     name: str | None = None,
+    exclude_issues: str | Sequence[str] | None = None,
 ) -> TrainResult:
     """Search for the best model of ``dataset_ref`` (``NAME`` or ``NAME@N``) within the budget,
     write its package into ``ws.models_dir`` and register it.
@@ -106,6 +121,9 @@ def train(
     ``AUTOVISION_SEARCH_SPACE`` or the whole registry). ``name``: the named model the result
     becomes the next version of (default: the dataset's name; see :mod:`autovision.versions`).
     ``base_model`` may be a model id or a version reference (``NAME@production``).
+    ``exclude_issues`` (``"label_issues,exact_duplicates"``, or a list) leaves the images those
+    issues flag out of the train and validation data (never out of the test split; see
+    :mod:`autovision.search.exclude`); a resumed run keeps what its first session left out.
     """
     import torch
 
@@ -124,11 +142,16 @@ def train(
         space = SearchSpace.from_dict(state.space)
         task, seed, base_model = state.task, state.seed, state.base_model
         name = name or state.name
+        excluded = state.excluded
     else:
         dv = ws.dataset(dataset_ref)
         plan_budget = Budget.from_args(budget, node_hours, trials)
         space = space or SearchSpace.from_env()
         state = None
+        excluded = excluded_for_training(ws, dv, exclude_issues) if exclude_issues else None
+    stored_hash = dv.content_hash  # the stored version's, also when training on a view
+    if excluded:
+        dv = training_view(dv, excluded["ids"])
     data = prepare_data(dv, task=task, seed=seed)
     if base_model:  # a version reference: record the concrete model id it names now
         base_model = ws.model(base_model)["model"]
@@ -144,6 +167,8 @@ def train(
             base_model=base_model,
             name=name,
             space=space.to_dict(),
+            exclude_issues=excluded["issues"] if excluded else None,
+            excluded=excluded,
         )
     state.save(ws)
     deterministic = plan_budget.trials is not None and not plan_budget.timed
@@ -158,7 +183,7 @@ def train(
             progress(
                 {"event": "export", "elapsed": search.spent(), "time_left": search.time_left()}
             )
-        out = _export(ws, rt, search, result, state, base_model)
+        out = _export(ws, rt, search, result, state, base_model, stored_hash)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
     if progress:
@@ -198,7 +223,13 @@ def _load_base(ws: Any, model_id: str, data: TrainData) -> Any:
 
 
 def _export(
-    ws: Any, rt: Runtime, search: Search, result: Any, state: RunState, base_model: str | None
+    ws: Any,
+    rt: Runtime,
+    search: Search,
+    result: Any,
+    state: RunState,
+    base_model: str | None,
+    dataset_hash: str,
 ) -> TrainResult:
     from autovision.models.package import new_model_id, save_package
     from autovision.models.registry import create_model, get_backbone_cfg
@@ -239,12 +270,13 @@ def _export(
             "name": data.dataset.name,
             "version": data.dataset.version,
             "ref": data.dataset.ref,
-            "content_hash": data.dataset.content_hash,
+            "content_hash": dataset_hash,
             "train_images": len(data.train),
             "validation_images": len(data.val),
             "validation_source": data.validation_source,
             "label_counts": data.label_counts,
             "profile": data.profile.to_dict(),
+            "excluded": state.excluded,
         },
         "validation": validation,
         "validation_of": (
@@ -294,6 +326,7 @@ def _export(
             "trials": result.trials,
             "run_id": state.run_id,
             "base_model": base_model,
+            "excluded": state.excluded,
         },
         name=state.name,
     )
@@ -317,4 +350,5 @@ def _export(
         run_id=state.run_id,
         name=version.name,
         version=version.version,
+        excluded=state.excluded,
     )

@@ -41,6 +41,10 @@ class RunState:
     base_model: str | None = None
     name: str | None = None  # the named model the result becomes a version of
     space: dict[str, Any] = field(default_factory=dict)
+    # --exclude-issues: the issue names and what they left out when the run began (a resumed
+    # run trains on the same images even if the checks were recomputed meanwhile)
+    exclude_issues: list[str] | None = None
+    excluded: dict[str, Any] | None = None
     status: str = "running"  # running | finished
     spent_s: float = 0.0
     trials_done: int = 0

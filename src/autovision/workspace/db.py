@@ -57,7 +57,15 @@ class VersionRow(Base):
 
 class ItemRow(Base):
     __tablename__ = "items"
-    __table_args__ = (UniqueConstraint("version_id", "item_id"),)
+    __table_args__ = (
+        UniqueConstraint("version_id", "item_id"),
+        # The console gallery's filtered pages in item id order (data/gallery.py).
+        Index("ix_items_version_split_item", "version_id", "split", "item_id"),
+        # PostgreSQL cannot index a json column: the labels index is for SQLite.
+        Index("ix_items_version_labels_item", "version_id", "labels", "item_id").ddl_if(
+            dialect="sqlite"
+        ),
+    )
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
     item_id: Mapped[int] = mapped_column(Integer)
@@ -225,6 +233,64 @@ class DatasetCheckRow(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class ConsoleUserRow(Base):
+    """A password login of the web console (``autovision users create``); see
+    :mod:`autovision.console.auth`. ``password_hash`` is an argon2id string."""
+
+    __tablename__ = "console_users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ConsoleSessionRow(Base):
+    """A logged-in browser: ``id`` is the SHA-256 of the cookie's token (the token itself is
+    never stored), ``csrf`` the token every state-changing request must echo."""
+
+    __tablename__ = "console_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(String(200), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobRow(Base):
+    """A background job (first kind: ``train``) run by a worker process; see
+    :mod:`autovision.jobs`. ``status``: queued, running, done, failed, interrupted, cancelled."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    user: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the worker's machine
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # worker starts (resumes + 1)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class JobEventRow(Base):
+    """One progress event of a job, append-only, numbered 1, 2, ... within the job (what the
+    console polls or streams with ``after_seq``)."""
+
+    __tablename__ = "job_events"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    event: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -243,6 +309,9 @@ def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     Base.metadata.create_all(engine)
+    # create_all adds indexes with new tables only: ones added later to an existing table.
+    for index in ItemRow.__table__.indexes:
+        index.create(engine, checkfirst=True)
     return engine
 
 

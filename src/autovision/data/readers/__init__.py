@@ -17,9 +17,12 @@ READERS: dict[str, type[Reader]] = {
 }
 FORMATS = tuple(READERS)
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+INDEX_FILES = {"csv": "dataset.csv", "jsonl": "dataset.jsonl"}
+"""The file a folder written by ``dataset export --format csv|jsonl`` holds at its root."""
 
 __all__ = [
     "FORMATS",
+    "INDEX_FILES",
     "READERS",
     "Reader",
     "Record",
@@ -27,6 +30,7 @@ __all__ = [
     "check_label",
     "detect_format",
     "get_reader",
+    "resolve_source",
 ]
 
 
@@ -40,8 +44,17 @@ def get_reader(name: str) -> Reader:
         ) from None
 
 
+def _index_formats(folder: Path) -> list[str]:
+    return [fmt for fmt, name in INDEX_FILES.items() if (folder / name).is_file()]
+
+
 def detect_format(source: str) -> str:
-    """``folder`` for a folder, ``csv``/``jsonl`` from the suffix or the first characters."""
+    """``folder`` for a folder, ``csv``/``jsonl`` from the suffix or the first characters.
+
+    A folder with ``dataset.csv`` (or ``dataset.jsonl``) at its root is what ``dataset
+    export`` writes: it is that CSV (JSONL), with its splits and labels, not a folder per
+    label (whose one "label" would be ``images``). ``--format folder`` still reads it as one.
+    """
     lp = local_path(source)
     if lp is None:
         suffix = Path(source.split("?", 1)[0]).suffix.lower()
@@ -53,7 +66,13 @@ def detect_format(source: str) -> str:
         )
     path = Path(lp).expanduser()
     if path.is_dir():
-        return "folder"
+        found = _index_formats(path)
+        if len(found) > 1:
+            raise DatasetError(
+                f"{source}: holds both {' and '.join(INDEX_FILES[f] for f in found)}; "
+                "pass --format csv, jsonl or folder"
+            )
+        return found[0] if found else "folder"
     if not path.exists():
         raise DatasetError(f"{source}: no such file or folder")
     if not path.is_file():
@@ -72,3 +91,23 @@ def detect_format(source: str) -> str:
     except UnicodeDecodeError:
         raise DatasetError(f"{source}: not a dataset (a folder, CSV or JSONL file)") from None
     return "jsonl" if text.lstrip().startswith("{") else "csv"
+
+
+def resolve_source(source: str, format: str | None = None) -> tuple[str, str]:
+    """``(format, what the reader reads)``: the format given or detected, and for a local
+    folder read as ``csv``/``jsonl`` its ``dataset.csv``/``dataset.jsonl`` (an export).
+
+    The file's rows then name images relative to that folder, which is the folder a CSV's
+    rows may always name: an export imports without ``--allow-root``.
+    """
+    fmt = format or detect_format(source)
+    lp = local_path(source)
+    if fmt in INDEX_FILES and lp is not None and Path(lp).expanduser().is_dir():
+        index = Path(lp).expanduser() / INDEX_FILES[fmt]
+        if not index.is_file():
+            raise DatasetError(
+                f"{source}: a folder without {INDEX_FILES[fmt]}; pass the {fmt.upper()} file, "
+                "or --format folder for a folder per label"
+            )
+        return fmt, str(index)
+    return fmt, source
