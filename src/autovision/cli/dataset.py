@@ -142,7 +142,10 @@ def render_report(report: dict[str, Any], out: Console = console, limit: int = 5
         itable.add_column(escape(f"first {limit}: id source [labels/split]"), overflow="fold")
         for name in ("exact_duplicates", "near_duplicates", "conflicting_labels", "split_leakage"):
             groups = issues.get(name, [])
-            shown = "\n".join(_group_text(g) for g in groups[:limit])
+            shown = "\n".join(
+                _group_text(g) + (escape(f" (by {g['method']})") if g.get("method") else "")
+                for g in groups[:limit]
+            )
             itable.add_row(name, f"{len(groups)} groups", shown)
         for flag, entries in (issues.get("quality") or {}).items():
             shown = "\n".join(
@@ -150,10 +153,91 @@ def render_report(report: dict[str, Any], out: Console = console, limit: int = 5
                 for e in entries[:limit]
             )
             itable.add_row(f"quality: {flag}", f"{len(entries)} images", shown)
+        for name in ("label_issues", "label_issues_test", "outliers"):
+            if name in issues:
+                itable.add_row(
+                    name, f"{len(issues[name])} images", "(below)" if issues[name] else ""
+                )
         out.print(itable)
+    _render_checks(report, out, limit)
     problems = report.get("problems") or []
     if problems:
         out.print(_problems_table(problems, limit))
+
+
+def _labels_text(value: Any) -> str:
+    return ",".join(value) if isinstance(value, list | tuple) else str(value or "-")
+
+
+def _render_checks(report: dict[str, Any], out: Console, limit: int) -> None:
+    """The model-based checks (``autovision dataset check``): tables once computed, else a
+    hint of the command that computes them."""
+    issues = report.get("issues") or {}
+    checks = report.get("checks") or {}
+    ref = f"{report.get('dataset')}@{report.get('version')}"
+    titles = {
+        "label_issues": "Likely label errors (train and validation), worst first",
+        "label_issues_test": "Likely label errors in the test split (they distort evaluation)",
+    }
+    for name, title in titles.items():
+        entries = issues.get(name) or []
+        if not entries:
+            continue
+        table = Table(title=title, title_justify="left")
+        for col in ("id", "source", "split", "label -> suggested"):
+            table.add_column(col, overflow="fold")
+        table.add_column("score", justify="right")
+        for e in entries[:limit]:
+            given = _labels_text(e.get("label", e.get("labels")))
+            table.add_row(
+                str(e.get("id")),
+                escape(_short(e.get("source", ""))),
+                str(e.get("split", "")),
+                escape(f"{given} -> {_labels_text(e.get('suggested'))}"),
+                f"{float(e.get('score', 0.0)):.3f}",
+            )
+        if len(entries) > limit:
+            table.caption = f"{len(entries) - limit} more (--limit, --json)"
+        out.print(table)
+    outliers = issues.get("outliers") or []
+    if outliers:
+        info = checks.get("outliers") or {}
+        table = Table(
+            title="Outliers (far from every other image), worst first", title_justify="left"
+        )
+        for col in ("id", "source", "split", "labels"):
+            table.add_column(col, overflow="fold")
+        table.add_column("score", justify="right")
+        for e in outliers[:limit]:
+            table.add_row(
+                str(e.get("id")),
+                escape(_short(e.get("source", ""))),
+                str(e.get("split", "")),
+                escape(_labels_text(e.get("labels"))),
+                f"{float(e.get('score', 0.0)):.3f}",
+            )
+        notes = ["score: mean cosine distance to the nearest images"]
+        if info.get("threshold") is not None:
+            notes[0] += f", flagged over {info['threshold']:.3f}"
+        if len(outliers) > limit:
+            notes.append(f"{len(outliers) - limit} more (--limit, --json)")
+        table.caption = "; ".join(notes)
+        out.print(table)
+    for kind, info in checks.items():
+        out.print(
+            escape(
+                f"{kind}: checked {info.get('computed_at') or '?'} ({info.get('method') or '?'})"
+            ),
+            style="dim",
+            highlight=False,
+        )
+    missing = [k for k in ("label_issues", "outliers", "content_duplicates") if k not in checks]
+    if missing:
+        out.print(
+            escape(f"Not checked yet: {', '.join(missing)}; run `autovision dataset check {ref}`"),
+            style="dim",
+            highlight=False,
+        )
 
 
 # ---- commands ----------------------------------------------------------------------------
@@ -295,12 +379,15 @@ def show_cmd(
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """The data report: counts per label and split, warnings, duplicates, leakage, quality."""
+    """The data report: counts per label and split, warnings, duplicates, leakage, quality,
+    and the label issues, outliers and content duplicates of `dataset check` once computed."""
+    from autovision.checks.store import load_checks
     from autovision.data.report import dataset_report
     from autovision.monitoring.feedback import feedback_count
 
-    ds = open_workspace(workspace).dataset(ref)
-    report = dataset_report(ds)
+    ws = open_workspace(workspace)
+    ds = ws.dataset(ref)
+    report = dataset_report(ds, checks=load_checks(ws, ds))
     report["feedback_items"] = feedback_count(ds)
     if json_out:
         print_json(report)

@@ -115,7 +115,12 @@ def issue_exclusions_by_issue(report: dict[str, Any], issues: Iterable[str]) -> 
         for g in found.get("conflicting_labels", []):
             out["conflicting_labels"].update(m["id"] for m in g.get("images", []))
     if "split_leakage" in names:
-        for g in found.get("split_leakage", []):
+        # a conflicting group that also straddles splits is listed once, with its "splits"
+        leaks = [
+            *found.get("split_leakage", []),
+            *(g for g in found.get("conflicting_labels", []) if g.get("splits")),
+        ]
+        for g in leaks:
             members = g.get("images", [])
             if members:
                 keep_split = min((m.get("split") for m in members), key=_split_rank)
