@@ -222,15 +222,7 @@ def _compute_report(ws: Any, ref: str) -> dict[str, Any]:
     ds = ws.dataset(ref)
     from autovision.checks.store import load_checks
 
-    checks = load_checks(ws, ds)
-    # ISSUE14: once dataset_report(ds, checks=...) is on main, call it directly (lead: drop
-    # this fallback after merging).
-    try:
-        return _report.dataset_report(ds, checks=checks)  # type: ignore[call-arg]
-    except TypeError as exc:
-        if "checks" not in str(exc):
-            raise
-        return _report.dataset_report(ds)
+    return _report.dataset_report(ds, checks=load_checks(ws, ds))
 
 
 def _entry(e: dict[str, Any]) -> dict[str, Any]:
