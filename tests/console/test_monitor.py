@@ -85,7 +85,8 @@ def test_label_confirm_and_skip_each_swap_in_the_next_item(client_as, workspace,
         data={"label": "dog"},
         headers={**HX, "X-CSRF-Token": csrf},
     )
-    assert r.status_code == 200 and r.text.lstrip().startswith('<section class="card" id="review">')
+    assert r.status_code == 200 and 'id="queued-stat" hx-swap-oob' in r.text
+    assert r.text.lstrip().startswith('<section class="card" id="review">')
     assert f'data-item="{second}"' in r.text
     r = client.post(  # Enter: the guess ("cat")
         f"/monitor/pets/review/{second}/label",

@@ -66,16 +66,16 @@ def line_chart(
     if segment:
         segments.append(segment)
     for seg in segments:
-        if len(seg) == 1:
-            cx, cy = seg[0].split(",")
-            parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{color}"/>')
-        else:
+        if len(seg) > 1:
             parts.append(
                 f'<polyline fill="none" stroke="{color}" stroke-width="2" '
                 f'stroke-linejoin="round" points="{" ".join(seg)}"/>'
             )
     for i, v in enumerate(values):
         if v is not None:
+            alone = (i == 0 or values[i - 1] is None) and (i == n - 1 or values[i + 1] is None)
+            if n <= 60 or alone:  # dots where they stay readable; a lone value is only a dot
+                parts.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}"/>')
             parts.append(
                 f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="6" fill="transparent">'
                 f"<title>{escape(ticks[i])}: {escape(_fmt(v))}{escape(unit)}</title></circle>"

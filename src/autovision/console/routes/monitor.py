@@ -206,7 +206,8 @@ def _review_answer(request: Request, name: str, error: str | None = None) -> Res
     if not is_htmx(request):
         return RedirectResponse(f"/monitor/{name}#review", status_code=303)
     ws = console_state(request).ws
-    return render(request, "_review.html", error=error, **_review_context(ws, name))
+    context = _review_context(ws, name)
+    return render(request, "_review.html", error=error, oob=True, **context)
 
 
 @router.post("/monitor/{name}/review/{prediction_id}/label")
