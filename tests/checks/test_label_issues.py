@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from autovision.checks import label_issues as li
 from autovision.checks.embeddings import dataset_embeddings
-from autovision.checks.label_issues import find_label_issues, fold_assignment
+from autovision.checks.label_issues import find_label_issues, fold_assignment, knn_probs
 
 
 def test_planted_flips_are_found_worst_first_with_the_true_label_suggested(
@@ -74,3 +75,37 @@ def test_multi_label_flips_are_found(workspace, planted_multi) -> None:
         assert isinstance(flagged[i]["label"], list)
     scores = [e["score"] for e in found["label_issues"]]
     assert scores == sorted(scores)
+
+
+def _clusters(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three tight clusters of 10 rows in 16 dimensions, class = cluster."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, 16)) * 5
+    y = np.repeat(np.arange(3), 10)
+    return centres[y] + rng.normal(scale=0.3, size=(30, 16)), y
+
+
+def test_knn_vote_follows_the_nearest_rows_and_never_gives_zero() -> None:
+    x, y = _clusters()
+    query = x[[0, 15, 25]] + 0.05
+    p = knn_probs(x, y, query, 3)
+    assert p.argmax(1).tolist() == [0, 1, 2]
+    assert np.allclose(p.sum(1), 1.0) and p.min() > 0  # smoothed: cleanlab needs no zeros
+    # more neighbours than rows: capped at n - 1, still a distribution
+    few = knn_probs(x[:4], y[:4], query[:1], 3, k=50)
+    assert np.allclose(few.sum(1), 1.0) and few[0, 0] > 0.9
+    # multi-label form: each label's weighted share of the neighbours
+    ind = np.eye(3, dtype=np.int64)[y]
+    ind[:, 2] = 1  # every row also has label 2
+    pm = knn_probs(x, ind, query, 3)
+    assert pm.shape == (3, 3) and (pm[:, 2] > 0.95).all()
+    assert pm[0, 0] > 0.9 and pm[0, 1] < 0.1
+
+
+def test_out_of_fold_probabilities_average_the_head_and_the_vote() -> None:
+    x, y = _clusters(1)
+    both = li._fit_predict(x[:24], y[:24], x[24:], 3)
+    head = li._head_probs(x[:24], y[:24], x[24:], 3)
+    vote = knn_probs(x[:24], y[:24], x[24:], 3)
+    assert np.allclose(both, (head + vote) / 2)
+    assert li.FILTER_BY == "prune_by_noise_rate"  # cleanlab's own default rule
