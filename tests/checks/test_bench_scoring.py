@@ -171,15 +171,38 @@ def test_score_label_issues(bench):
 
 def test_score_pairs_and_groups(bench):
     t = _truth(bench)
-    # 10~1 right; 11~2 through a chain 11-5-2 (found, but two wrong pairs); 4~6 natural
-    pairs = [(1, 10, 0.99), (11, 5, 0.9), (5, 2, 0.9), (4, 6, 0.95)]
+    # 10~1 right; 11~2 through a chain 11-5-2 (found; 11-5 wrong: a copy with another image;
+    # 5-2 unknown: two untouched images); 4~6 unknown (natural look-alikes?); 12-10 wrong
+    pairs = [(1, 10, 0.99), (11, 5, 0.9), (5, 2, 0.9), (4, 6, 0.95), (10, 12, 0.91)]
     s = bench.score_pairs(pairs, t)
-    assert s["resized_duplicate"] == {"planted": 1, "found": 1, "recall": 1.0}
-    assert s["crop"]["found"] == 1 and s["hflip"]["found"] == 0
+    assert s["resized_duplicate"] == {
+        "planted": 1,
+        "found": 1,
+        "recall": 1.0,
+        "pairs": 2,
+        "right": 1,
+        "precision": 0.5,
+    }
+    assert s["crop"]["found"] == 1 and s["crop"]["precision"] == 0.0
+    assert s["hflip"]["found"] == 0 and s["hflip"]["pairs"] == 1
+    assert s["crop_or_flip"]["recall"] == 0.5 and s["crop_or_flip"]["pairs"] == 2
     assert s["recall"] == pytest.approx(2 / 3, abs=1e-4)
-    assert (s["pairs"], s["right_pairs"], s["natural_pairs"]) == (4, 1, 1)
-    assert s["precision"] == 0.25 and s["precision_planted"] == pytest.approx(1 / 3, abs=1e-4)
-    assert s["natural_examples"] == [["src/4.png", "src/6.png"]]
+    # precision over the 3 pairs with a planted copy; the 2 others unknown, not wrong
+    assert (s["pairs"], s["copy_pairs"], s["right_pairs"], s["unknown_pairs"]) == (5, 3, 1, 2)
+    assert s["precision"] == pytest.approx(1 / 3, abs=1e-4)
+    assert s["unknown_examples"] == [
+        ["src/5.png", "src/2.png", 0.9],
+        ["src/4.png", "src/6.png", 0.95],
+    ]
+    assert s["wrong_examples"][0] == ["src/11.png", "src/5.png", 0.9]
+    # the strict figures: every pair; pairs with a member of a planted family (1, 2, 3 too)
+    assert s["precision_all"] == 0.2 and s["precision_planted"] == 0.25
+    assert s["natural_pairs"] == 1
+    # a copy with its original and with another copy of the same original: both right
+    t2 = _truth(bench)
+    t2.of[6], t2.kind[6] = 1, "crop"
+    both = bench.score_pairs([(1, 10, 0.99), (1, 6, 0.95), (6, 10, 0.94)], t2)
+    assert both["precision"] == 1.0 and both["crop"]["precision"] == 1.0
 
     report = {
         "issues": {
@@ -191,6 +214,7 @@ def test_score_pairs_and_groups(bench):
     assert groups == [[1, 10], [2, 11, 5]]
     g = bench.score_pairs(bench.group_pairs(groups), t)
     assert g["crop"]["recall"] == 1.0 and g["pairs"] == 4 and g["right_pairs"] == 2
+    assert g["copy_pairs"] == 3 and g["unknown_pairs"] == 1
 
 
 def test_score_outliers_and_goals(bench):
