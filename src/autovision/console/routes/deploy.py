@@ -157,14 +157,6 @@ def deploy_page(request: Request, user: Annotated[User, Depends(require("read"))
     return _page(request)
 
 
-@router.get("/deploy/targets")
-def try_targets(request: Request, user: Annotated[User, Depends(require("read"))]) -> Response:
-    """The try-it model choices (htmx refreshes them after an alias moves)."""
-    targets = _targets(_models(console_state(request).ws))
-    chosen = request.query_params.get("model")
-    return render(request, "_deploy_targets.html", targets=targets, chosen=chosen)
-
-
 # ---- promote and roll back (admins) --------------------------------------------------
 
 
@@ -183,7 +175,9 @@ def _seen(text: str) -> dict[str, int]:
     return out
 
 
-def _after_move(request: Request, name: str, ok: bool, message: str) -> Response:
+def _after_move(
+    request: Request, name: str, ok: bool, message: str, moved: str | None = None
+) -> Response:
     status = 200 if ok else 409
     flash = {"name": name, "ok": ok, "message": message}
     if not is_htmx(request):
@@ -195,10 +189,16 @@ def _after_move(request: Request, name: str, ok: bool, message: str) -> Response
         (model,) = _models(ws, name)
     except (ModelError, ValueError):
         return render(request, "_error.html", status_code=404, title="Not found", message=message)
-    response = render(request, "_deploy_model.html", status_code=status, m=model, flash=flash)
-    if ok:
-        response.headers["HX-Trigger"] = "deploy-changed"
-    return response
+    targets = _targets(_models(ws)) if ok else None
+    return render(
+        request,
+        "_deploy_moved.html",
+        status_code=status,
+        m=model,
+        flash=flash,
+        targets=targets,
+        chosen=moved,
+    )
 
 
 def _moved(ev: Any) -> str:
@@ -229,7 +229,7 @@ def promote(
             )
     except ModelError as exc:
         return _after_move(request, name, False, str(exc))
-    return _after_move(request, name, True, _moved(ev))
+    return _after_move(request, name, True, _moved(ev), f"{ev.name}@{ev.alias}")
 
 
 @router.post("/deploy/rollback")
@@ -251,7 +251,7 @@ def rollback(
             )
     except ModelError as exc:
         return _after_move(request, name, False, str(exc))
-    return _after_move(request, name, True, _moved(ev))
+    return _after_move(request, name, True, _moved(ev), f"{ev.name}@{ev.alias}")
 
 
 # ---- try it --------------------------------------------------------------------------
