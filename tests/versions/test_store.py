@@ -115,6 +115,33 @@ def test_rollback_skips_entries_naming_the_current_version(workspace, add_model)
         store.rollback(workspace, "pets", "prod")
 
 
+def test_rollback_target_says_where_rollback_goes(workspace, add_model) -> None:
+    add_model(), add_model(), add_model()
+    assert store.rollback_target(workspace, "pets", "staging") is None  # no such alias
+    store.set_alias(workspace, "pets", 1, "staging")
+    assert store.rollback_target(workspace, "pets", "staging") is None
+    store.set_alias(workspace, "pets", 2, "staging")
+    store.delete_alias(workspace, "pets", "staging")
+    store.set_alias(workspace, "pets", 2, "staging")
+    assert store.rollback_target(workspace, "pets", "staging") == 1  # skips 2 -> 2
+    store.set_alias(workspace, "pets", 3, "staging")
+    for expected in (2, 1):  # every step agrees with what rollback does
+        target = store.rollback_target(workspace, "pets", "staging")
+        assert target == expected
+        assert store.rollback(workspace, "pets", "staging").to_version == target
+    assert store.rollback_target(workspace, "pets", "staging") is None
+
+
+def test_rollback_with_expect_version_refuses_a_stale_page(workspace, add_model) -> None:
+    add_model(), add_model(), add_model()
+    for v in (1, 2, 3):
+        store.set_alias(workspace, "pets", v, "production")
+    assert store.rollback(workspace, "pets", "production", expect_version=3).to_version == 2
+    with pytest.raises(store.AliasMoved, match="names version 2, not the expected version 3"):
+        store.rollback(workspace, "pets", "production", expect_version=3)  # the second click
+    assert store.aliases(workspace, "pets")["production"] == 2
+
+
 def test_default_is_moved_never_deleted(workspace, add_model) -> None:
     add_model(), add_model()
     with pytest.raises(ModelError, match="cannot be deleted"):

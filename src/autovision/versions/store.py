@@ -619,11 +619,29 @@ def _drop_current(stack: list[int], current: int | None) -> None:
         stack.pop()
 
 
+def rollback_target(ws: Any, name: str, alias: str) -> int | None:
+    """The version :func:`rollback` would move ``alias`` back to now, or None when it would
+    be refused (what a page shows on its rollback button before anyone presses it)."""
+    _backfill(ws)
+    now = alias_target(ws, name, alias)
+    stack = _rollback_stack(ws, name, alias)
+    _drop_current(stack, None if now is None else now[1])
+    return stack[-1] if stack else None
+
+
 def rollback(
-    ws: Any, name: str, alias: str, *, reason: str | None = None, actor: str | None = None
+    ws: Any,
+    name: str,
+    alias: str,
+    *,
+    reason: str | None = None,
+    actor: str | None = None,
+    expect_version: int | str | None = None,
 ) -> AliasEvent:
     """Move ``alias`` back to the version it named before its last move; again steps further
-    back. Refused (ModelError) when the history holds nothing to go back to."""
+    back. Refused (ModelError) when the history holds nothing to go back to; with
+    ``expect_version`` (a version or ``ABSENT``) only if the alias still names that, else
+    :class:`AliasMoved` (a second click on a stale page does not step back twice)."""
     _backfill(ws)
     _need_name(ws, name)
     check_alias(alias)
@@ -638,7 +656,16 @@ def rollback(
             )
         return stack[-1]
 
-    return _move(ws, name, alias, "rollback", plan, reason=reason, actor=actor)
+    return _move(
+        ws,
+        name,
+        alias,
+        "rollback",
+        plan,
+        reason=reason,
+        actor=actor,
+        expect_version=expect_version,
+    )
 
 
 def record_decision(

@@ -1,4 +1,4 @@
 """One module per page group, each with a ``router`` (an ``APIRouter``); ``create_app``
 includes them in this order."""
 
-ROUTERS = ["session", "datasets", "models", "monitor", "label"]
+ROUTERS = ["session", "datasets", "models", "deploy", "monitor", "label", "usage"]
