@@ -53,8 +53,10 @@ __all__ = [
     "gallery_page",
     "issue_index",
     "item_detail",
+    "item_sha256",
     "item_thumbnail",
     "version_diff",
+    "version_info",
 ]
 
 DEFAULT_LIMIT = 60
@@ -425,6 +427,21 @@ def gallery_page(
     }
 
 
+def item_sha256(ws: Any, ref: str, item_id: int) -> str:
+    """The blob hash of one item: what its thumbnail is made of (the console's ETag, checked
+    before any thumbnail is read)."""
+    v = _resolve(ws, ref)
+    with ws.Session() as s:
+        sha = s.scalar(
+            select(ItemRow.sha256).where(
+                ItemRow.version_id == v.row_id, ItemRow.item_id == int(item_id)
+            )
+        )
+    if sha is None:
+        raise DatasetError(f"{v.ref} has no image with id {item_id}")
+    return sha
+
+
 def item_thumbnail(ws: Any, ref: str, item_id: int, size: int = 256) -> bytes:
     """The thumbnail of one item (errors name the item and the version)."""
     from autovision.data.thumbnails import thumbnail
@@ -601,3 +618,58 @@ def version_diff(ws: Any, name: str, a: int, b: int) -> dict[str, Any]:
         "relabeled": relabeled,
         "moved_split": moved,
     }
+
+
+def version_info(ws: Any, ref: str) -> dict[str, Any]:
+    """A version's own fields without its items: ``{"dataset", "version", "versions" (all
+    of the dataset), "parent_version", "created_at", "multi_label", "source", "note",
+    "images", "edits" (the lineage keys of an edit: excluded/relabeled counts), "checks":
+    {kind: {"computed_at", "counts": {list: n}}}}`` (stored model-based checks of this
+    content: label issues and outliers counted straight from the stored results)."""
+    v = _resolve(ws, ref)
+    with ws.Session() as s:
+        row = s.get(VersionRow, v.row_id)
+        assert row is not None
+        versions = list(
+            s.scalars(
+                select(VersionRow.version)
+                .where(VersionRow.dataset_id == row.dataset_id)
+                .order_by(VersionRow.version)
+            )
+        )
+        images = int(s.scalar(select(func.count()).where(ItemRow.version_id == v.row_id)) or 0)
+        stored = s.execute(
+            select(
+                DatasetCheckRow.kind,
+                DatasetCheckRow.created_at,
+                DatasetCheckRow.content_hash,
+                DatasetCheckRow.result,
+            ).where(DatasetCheckRow.dataset == v.name, DatasetCheckRow.version == v.version)
+        ).all()
+        params = dict(row.params or {})
+        info = {
+            "dataset": v.name,
+            "version": v.version,
+            "versions": versions,
+            "parent_version": row.parent_version,
+            "created_at": row.created_at,
+            "multi_label": bool(row.multi_label),
+            "source": row.source or "",
+            "note": row.note or "",
+            "images": images,
+        }
+    info["edits"] = {
+        k: len(params[k]) for k in ("excluded", "relabeled") if isinstance(params.get(k), list)
+    }
+    checks: dict[str, Any] = {}
+    for kind, at, chash, result in stored:
+        if chash and chash != v.content_hash:
+            continue
+        counts = {
+            k: len(val)
+            for k, val in (result or {}).items()
+            if isinstance(val, list) and k in (*CHECK_ISSUES, "pairs")
+        }
+        checks[kind] = {"computed_at": at, "counts": counts}
+    info["checks"] = checks
+    return info
