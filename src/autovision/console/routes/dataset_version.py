@@ -22,6 +22,7 @@ from autovision.console.checkjobs import of_app
 from autovision.console.deps import console_state, is_htmx, render, require
 from autovision.data import gallery as G
 from autovision.data.dataset import SPLITS
+from autovision.data.report import MIN_IMAGES_PER_LABEL, RECOMMENDED_IMAGES_PER_LABEL
 from autovision.errors import AutovisionError, DatasetError, ImageDecodeError
 
 router = APIRouter()
@@ -170,10 +171,12 @@ def version_page(
         filters=filters,
         page=_gallery(ws, name, version, filters, after),
         after=after,
-        splits=[s for s in (*SPLITS, *dist["splits"]) if s in dist["splits"]],
+        splits=[s for s in dict.fromkeys((*SPLITS, *dist["splits"])) if s in dist["splits"]],
         check_job=jobs.latest(name, version),
         issue_titles=ISSUE_TITLES,
         unchanged=unchanged,
+        min_images=MIN_IMAGES_PER_LABEL,
+        recommended_images=RECOMMENDED_IMAGES_PER_LABEL,
         **_issue_options(request, ref),
     )
 
