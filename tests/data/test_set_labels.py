@@ -94,3 +94,15 @@ def test_item_sha256(workspace, single):
     assert G.item_sha256(workspace, "ds@1", 3) == single.by_id()[3].sha256
     with pytest.raises(DatasetError, match="no image with id 42"):
         G.item_sha256(workspace, "ds@1", 42)
+
+
+def test_item_detail_without_issues_does_not_compute_the_index(workspace, single):
+    from pathlib import Path
+
+    detail = G.item_detail(workspace, "ds@1", 3, issues=False)
+    assert (
+        detail["issues_known"] is False and detail["issues"] == [] and detail["source"] == "f/3.png"
+    )
+    assert not list((Path(workspace.cache_dir) / "gallery").glob("*.json"))
+    assert G.item_detail(workspace, "ds@1", 3)["issues_known"] is True
+    assert list((Path(workspace.cache_dir) / "gallery").glob("*.json"))

@@ -458,9 +458,16 @@ def item_thumbnail(ws: Any, ref: str, item_id: int, size: int = 256) -> bytes:
     return thumbnail(ws, row[0], size, what=f"item {item_id} ({row[1]}) of {v.ref}")
 
 
-def item_detail(ws: Any, ref: str, item_id: int) -> dict[str, Any]:
+_NO_INDEX: dict[str, Any] = {"groups": {}, "entries": {}, "checks_computed": []}
+
+
+def item_detail(ws: Any, ref: str, item_id: int, *, issues: bool = True) -> dict[str, Any]:
     """Everything about one image: its fields, metadata and stats, the issues it has
-    (``[{"issue", ...details}]``) and the other members of its duplicate groups."""
+    (``[{"issue", ...details}]``) and the other members of its duplicate groups.
+
+    ``issues=False``: the fields only (``issues`` and ``duplicates`` empty, ``issues_known``
+    False), without computing the version's issue index (seconds at 50,000 images the first
+    time): the console asks so while that index is computed in the background."""
     v = _resolve(ws, ref)
     with ws.Session() as s:
         row = s.scalar(
@@ -468,19 +475,19 @@ def item_detail(ws: Any, ref: str, item_id: int) -> dict[str, Any]:
         )
         if row is None:
             raise DatasetError(f"{v.ref} has no image with id {item_id}")
-        index = _issue_index(ws, v)
-        issues: list[dict[str, Any]] = []
+        index = _issue_index(ws, v) if issues else _NO_INDEX
+        found: list[dict[str, Any]] = []
         related: set[int] = set()
         for kind in GROUP_ISSUES:
             for g in index["groups"].get(kind, []):
                 if row.item_id in g["ids"]:
-                    issues.append({"issue": kind, **{k: g[k] for k in g if k != "ids"}})
-                    issues[-1]["group"] = list(g["ids"])
+                    found.append({"issue": kind, **{k: g[k] for k in g if k != "ids"}})
+                    found[-1]["group"] = list(g["ids"])
                     related.update(g["ids"])
         for kind, by_id in index["entries"].items():
             entry = by_id.get(str(row.item_id))
             if entry is not None:
-                issues.append({"issue": kind, **entry})
+                found.append({"issue": kind, **entry})
         related.discard(row.item_id)
         members = []
         if related:
@@ -506,7 +513,8 @@ def item_detail(ws: Any, ref: str, item_id: int) -> dict[str, Any]:
             "phash": row.phash,
             "metadata": dict(row.meta or {}),
             "stats": dict(row.stats or {}),
-            "issues": issues,
+            "issues": found,
+            "issues_known": issues,
             "duplicates": members,
             "checks_computed": list(index["checks_computed"]),
         }

@@ -10,6 +10,7 @@ set_labels`) load the version, once, to write the new one.
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -49,6 +50,11 @@ PLACEHOLDER = (
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><rect width="64" height="64" '
     'fill="#f3f4f6"/><path d="M20 20l24 24M44 20L20 44" stroke="#b42318" stroke-width="3"/></svg>'
 )
+
+_diffs: dict[tuple[Any, ...], dict[str, Any]] = {}
+"""Diffs shown, by version pair: versions never change (the creation time guards against a
+dataset deleted and made again with the same numbers)."""
+_diffs_lock = threading.Lock()
 
 Reader = Annotated[User, Depends(require("read"))]
 Editor = Annotated[User, Depends(require("dataset.edit"))]
@@ -131,7 +137,15 @@ def _diff(ws: Any, name: str, info: dict[str, Any]) -> dict[str, Any] | None:
     parent = info["parent_version"]
     if parent is None or parent not in info["versions"]:
         return None
-    d = G.version_diff(ws, name, parent, info["version"])
+    key = (str(ws.root), name, parent, info["version"], info["created_at"])
+    d = _diffs.get(key)
+    if d is None:
+        d = G.version_diff(ws, name, parent, info["version"])
+        with _diffs_lock:
+            _diffs[key] = d
+            while len(_diffs) > 64:
+                _diffs.pop(next(iter(_diffs)))
+    d = dict(d)
     d["counts"] = {k: len(d[k]) for k in ("added", "removed", "relabeled", "moved_split")}
     d["shown"] = DIFF_SHOWN
     return d
@@ -223,8 +237,11 @@ def issue_filter(
 
 @router.get("/datasets/{name}/{version}/items/{item_id}")
 def item_panel(request: Request, name: str, version: int, item_id: int, user: Reader) -> Response:
+    ref = _ref(name, version)
+    _, warmer = of_app(request.app)
     try:
-        item = G.item_detail(console_state(request).ws, _ref(name, version), item_id)
+        # While the issue index is computed in the background, the fields only: never wait.
+        item = G.item_detail(console_state(request).ws, ref, item_id, issues=warmer.ready(ref))
     except DatasetError as exc:
         return _not_found(request, str(exc))
     return render(request, "_item_detail.html", item=item, issue_titles=ISSUE_TITLES)

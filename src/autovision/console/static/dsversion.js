@@ -42,7 +42,14 @@
   if (clear) clear.addEventListener("click", () => { for (const b of boxes()) b.checked = false; anchor = null; refresh(); });
   if (form) {
     form.addEventListener("submit", (event) => {
-      if (!boxes().some((b) => b.checked)) event.preventDefault();
+      if (!boxes().some((b) => b.checked)) {
+        event.preventDefault();
+        return;
+      }
+      // A large version takes a while to write: say so, and do not send it twice.
+      const note = form.querySelector(".hint");
+      if (note) note.textContent = "Making the new version…";
+      setTimeout(() => { for (const b of form.querySelectorAll("button")) b.disabled = true; }, 0);
     });
   }
 
