@@ -113,14 +113,17 @@ def test_exact_duplicates_and_conflicting_labels(make_item, make_image) -> None:
     ]
     report = dataset_report(version(items))
     issues = report["issues"]
-    assert [ids(g) for g in issues["exact_duplicates"]] == [[1, 2], [3, 4]]
+    # each finding once: the conflicting copies 1, 2 are not listed under exact_duplicates too
+    assert [ids(g) for g in issues["exact_duplicates"]] == [[3, 4]]
+    assert issues["exact_duplicates"][0]["duplicate"] == "exact"
     member = issues["exact_duplicates"][0]["images"][0]
-    assert member == {"id": 1, "source": "/data/1.png", "labels": ["cat"], "split": "train"}
+    assert member == {"id": 3, "source": "/data/3.png", "labels": ["cat"], "split": "train"}
     assert [(g["kind"], ids(g), g["labels"]) for g in issues["conflicting_labels"]] == [
         ("exact", [1, 2], [["cat"], ["dog"]])
     ]
+    assert issues["conflicting_labels"][0]["duplicate"] == "exact"
     assert issues["near_duplicates"] == [] and issues["split_leakage"] == []
-    assert report["summary"]["exact_duplicates"] == {"groups": 2, "images": 4}
+    assert report["summary"]["exact_duplicates"] == {"groups": 1, "images": 2}
     assert report["summary"]["conflicting_labels"] == {"groups": 1, "images": 2}
 
 
@@ -132,8 +135,10 @@ def test_near_duplicates_with_conflicting_labels(make_item) -> None:
         make_item(3, "bird", seed=12),
     ]
     issues = dataset_report(version(items))["issues"]
-    assert [ids(g) for g in issues["near_duplicates"]] == [[1, 2]]
+    assert issues["near_duplicates"] == []  # listed once, under conflicting_labels
     assert [(g["kind"], ids(g)) for g in issues["conflicting_labels"]] == [("near", [1, 2])]
+    assert issues["conflicting_labels"][0]["duplicate"] == "near"
+    assert issues["conflicting_labels"][0]["method"] == "phash"
 
 
 def test_near_group_is_not_a_conflict_only_because_of_its_exact_copies(make_item) -> None:
@@ -179,10 +184,11 @@ def test_a_chain_of_near_duplicates_is_not_a_conflict_or_a_leak() -> None:
 
     direct = [hashed(1, a, "cat"), hashed(2, b, "cat"), hashed(3, c, "dog", "test")]
     issues = dataset_report(version(direct), max_distance=4)["issues"]
-    assert [(g["kind"], ids(g), g["labels"]) for g in issues["conflicting_labels"]] == [
-        ("near", [2, 3], [["cat"], ["dog"]])
-    ]
-    assert [(ids(g), g["splits"]) for g in issues["split_leakage"]] == [([2, 3], ["train", "test"])]
+    # 2-3 disagree and straddle splits: listed once, under conflicting_labels, with its splits
+    assert [
+        (g["kind"], ids(g), g["labels"], g["splits"]) for g in issues["conflicting_labels"]
+    ] == [("near", [2, 3], [["cat"], ["dog"]], ["train", "test"])]
+    assert issues["split_leakage"] == []
 
 
 def test_split_leakage_exact_and_near(make_item) -> None:
@@ -271,8 +277,148 @@ def test_report_on_many_items() -> None:
         for i, h in enumerate(hashes)
     ]
     report = dataset_report(version(items))
-    assert report["summary"]["exact_duplicates"]["groups"] == 1000
+    # every copy pair differs in its label (19,000 % 7 == 2): conflicts, not also duplicates
+    assert report["summary"]["conflicting_labels"]["groups"] == 1000
+    assert report["summary"]["exact_duplicates"]["groups"] == 0
     assert report["images"] == 20_000
+
+
+# ---- each finding once, content pairs, model-based checks (issue 14) -------------------------
+
+
+def far_hashed(item_id: int, label: str, split: str = "train", sha: str | None = None) -> Item:
+    """Items whose pHashes are far apart (no phash pairs): only content pairs join them."""
+    value = int.from_bytes(hashlib.sha256(str(item_id).encode()).digest()[:8], "big")
+    return replace(hashed(item_id, value, label, split), sha256=sha or f"sha{item_id}")
+
+
+def content(*pairs: tuple[int, int, float]) -> dict:
+    result = {"method": "cosine", "threshold": 0.9, "checked": 9, "computed_at": "t"}
+    return {"content_duplicates": {**result, "pairs": [list(p) for p in pairs]}}
+
+
+def test_each_finding_is_listed_once_and_exclusions_are_unchanged(make_item, make_image) -> None:
+    """A conflicting or leaking group is not repeated under the duplicates; excluding
+    exact_duplicates still dedupes every exact group, whichever list shows it."""
+    from autovision.data.edit import issue_exclusions
+
+    a, b, c = make_image(0, 64, 1), make_image(1, 64, 2), make_image(2, 64, 3)
+    items = [
+        make_item(1, "cat", "train", img=a),
+        make_item(2, "dog", "test", img=a),  # conflicting and leaking: conflicting only
+        make_item(3, "cat", "train", img=b),
+        make_item(4, "cat", "test", img=b),  # leaking only
+        make_item(5, "cat", "train", img=c),
+        make_item(6, "cat", "train", img=c),  # plain duplicate
+    ]
+    report = dataset_report(version(items))
+    issues = report["issues"]
+    listed = {
+        name: [ids(g) for g in issues[name]]
+        for name in ("conflicting_labels", "split_leakage", "exact_duplicates", "near_duplicates")
+    }
+    assert listed == {
+        "conflicting_labels": [[1, 2]],
+        "split_leakage": [[3, 4]],
+        "exact_duplicates": [[5, 6]],
+        "near_duplicates": [],
+    }
+    assert issues["conflicting_labels"][0]["splits"] == ["train", "test"]
+    groups = [g for name in listed for g in issues[name]]
+    assert all(g["duplicate"] == "exact" for g in groups)
+    assert issue_exclusions(report, ["exact_duplicates"]) == {2, 4, 6}  # as before issue 14
+    assert issue_exclusions(report, ["split_leakage"]) == {2, 4}
+    assert issue_exclusions(report, ["conflicting_labels"]) == {1, 2}
+
+
+def test_content_pairs_join_the_near_duplicates() -> None:
+    items = [
+        far_hashed(1, "cat"),
+        far_hashed(2, "cat"),  # a crop of 1: only the embeddings see it
+        far_hashed(3, "cat"),
+        far_hashed(4, "dog"),  # content copy of 3 with another label
+        far_hashed(5, "cat", "test"),  # content copy of 1 in another split
+        far_hashed(6, "cat", sha="sha1"),  # exact copy of 1
+        far_hashed(7, "cat"),
+    ]
+    assert dataset_report(version(items))["issues"]["near_duplicates"] == []
+    checks = content((1, 2, 0.95), (3, 4, 0.93), (1, 5, 0.91), (1, 6, 1.0), (7, 99, 0.99))
+    report = dataset_report(version(items), checks=checks)
+    issues = report["issues"]
+    # 1, 2, 5 and the exact copy 6 are one group; 6-1 (same file) and 99 (not here) are no pairs
+    assert [(ids(g), g["method"], g["duplicate"]) for g in issues["near_duplicates"]] == [
+        ([1, 2, 5, 6], "content", "near")
+    ]
+    assert [(g["kind"], ids(g), g["method"]) for g in issues["conflicting_labels"]] == [
+        ("near", [3, 4], "content")
+    ]
+    assert [(ids(g), g["splits"]) for g in issues["split_leakage"]] == [([1, 5], ["train", "test"])]
+    assert issues["exact_duplicates"] == [
+        {
+            "duplicate": "exact",
+            "images": [m for m in issues["near_duplicates"][0]["images"] if m["id"] in (1, 6)],
+        }  # fmt: skip
+    ]
+    assert report["checks"]["content_duplicates"]["pairs"] == 5
+    from autovision.data.edit import issue_exclusions
+
+    assert issue_exclusions(report, ["near_duplicates"]) == {2, 4, 5, 6}
+
+
+def test_phash_and_content_pairs_say_both_methods(make_item) -> None:
+    img = photo(71)
+    items = [
+        make_item(1, "cat", img=img),
+        make_item(2, "cat", img=img.resize((80, 60)), fmt="JPEG", quality=30),
+        make_item(3, "cat", seed=72),
+    ]
+    report = dataset_report(version(items), checks=content((1, 2, 0.97)))
+    assert [(ids(g), g["method"]) for g in report["issues"]["near_duplicates"]] == [
+        ([1, 2], "content+phash")
+    ]
+
+
+def test_model_based_checks_are_shown_when_computed() -> None:
+    items = [far_hashed(1, "cat"), far_hashed(2, "dog", "validation"), far_hashed(3, "cat", "test")]
+    plain = dataset_report(version(items))
+    assert "label_issues" not in plain["issues"] and "outliers" not in plain["issues"]
+    assert plain["checks"] == {} and "label_issues" not in plain["summary"]
+    entry = {"id": 2, "source": "2.png", "split": "validation", "label": "dog",
+             "suggested": "cat", "score": 0.03, "suggested_score": 0.9}  # fmt: skip
+    checks = {
+        "label_issues": {
+            "method": "cleanlab", "folds": 5, "checked": 2, "checked_test": 1,
+            "multi_label": False, "label_issues": [entry],
+            "label_issues_test": [{**entry, "id": 3, "split": "test", "label": "cat",
+                                   "suggested": "dog"}],
+            "computed_at": "2026-01-01T00:00:00", "params": {},
+        },
+        "outliers": {
+            "method": "knn", "k": 10, "threshold": 0.6, "checked": 3,
+            "outliers": [{"id": 1, "score": 0.8}, {"id": 42, "score": 0.7}],
+            "ranking": [{"id": 1, "score": 0.8}], "computed_at": "2026-01-02T00:00:00",
+        },
+    }  # fmt: skip
+    report = dataset_report(version(items), checks=checks)
+    issues = report["issues"]
+    assert [(e["id"], e["suggested"], e["labels"]) for e in issues["label_issues"]] == [
+        (2, "cat", ["dog"])
+    ]
+    assert [(e["id"], e["split"]) for e in issues["label_issues_test"]] == [(3, "test")]
+    # an id not in this version (42) is left out; entries get source, split and labels
+    assert issues["outliers"] == [
+        {"id": 1, "score": 0.8, "source": "1.png", "split": "train", "labels": ["cat"]}
+    ]
+    assert report["summary"]["label_issues"] == 1
+    assert report["summary"]["label_issues_test"] == 1
+    assert report["summary"]["outliers"] == 1
+    assert report["checks"]["label_issues"] == {
+        "computed_at": "2026-01-01T00:00:00", "method": "cleanlab", "folds": 5,
+        "checked": 2, "checked_test": 1, "found": 1, "found_test": 1,
+    }  # fmt: skip
+    assert report["checks"]["outliers"]["found"] == 1
+    assert report["checks"]["outliers"]["threshold"] == 0.6
+    json.dumps(report)  # plain JSON for --json
 
 
 # ---- checks_summary / summary_line (the line an import ends with) ------------------------

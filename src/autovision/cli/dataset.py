@@ -142,7 +142,10 @@ def render_report(report: dict[str, Any], out: Console = console, limit: int = 5
         itable.add_column(escape(f"first {limit}: id source [labels/split]"), overflow="fold")
         for name in ("exact_duplicates", "near_duplicates", "conflicting_labels", "split_leakage"):
             groups = issues.get(name, [])
-            shown = "\n".join(_group_text(g) for g in groups[:limit])
+            shown = "\n".join(
+                _group_text(g) + (escape(f" (by {g['method']})") if g.get("method") else "")
+                for g in groups[:limit]
+            )
             itable.add_row(name, f"{len(groups)} groups", shown)
         for flag, entries in (issues.get("quality") or {}).items():
             shown = "\n".join(
@@ -150,10 +153,91 @@ def render_report(report: dict[str, Any], out: Console = console, limit: int = 5
                 for e in entries[:limit]
             )
             itable.add_row(f"quality: {flag}", f"{len(entries)} images", shown)
+        for name in ("label_issues", "label_issues_test", "outliers"):
+            if name in issues:
+                itable.add_row(
+                    name, f"{len(issues[name])} images", "(below)" if issues[name] else ""
+                )
         out.print(itable)
+    _render_checks(report, out, limit)
     problems = report.get("problems") or []
     if problems:
         out.print(_problems_table(problems, limit))
+
+
+def _labels_text(value: Any) -> str:
+    return ",".join(value) if isinstance(value, list | tuple) else str(value or "-")
+
+
+def _render_checks(report: dict[str, Any], out: Console, limit: int) -> None:
+    """The model-based checks (``autovision dataset check``): tables once computed, else a
+    hint of the command that computes them."""
+    issues = report.get("issues") or {}
+    checks = report.get("checks") or {}
+    ref = f"{report.get('dataset')}@{report.get('version')}"
+    titles = {
+        "label_issues": "Likely label errors (train and validation), worst first",
+        "label_issues_test": "Likely label errors in the test split (they distort evaluation)",
+    }
+    for name, title in titles.items():
+        entries = issues.get(name) or []
+        if not entries:
+            continue
+        table = Table(title=title, title_justify="left")
+        for col in ("id", "source", "split", "label -> suggested"):
+            table.add_column(col, overflow="fold")
+        table.add_column("score", justify="right")
+        for e in entries[:limit]:
+            given = _labels_text(e.get("label", e.get("labels")))
+            table.add_row(
+                str(e.get("id")),
+                escape(_short(e.get("source", ""))),
+                str(e.get("split", "")),
+                escape(f"{given} -> {_labels_text(e.get('suggested'))}"),
+                f"{float(e.get('score', 0.0)):.3f}",
+            )
+        if len(entries) > limit:
+            table.caption = f"{len(entries) - limit} more (--limit, --json)"
+        out.print(table)
+    outliers = issues.get("outliers") or []
+    if outliers:
+        info = checks.get("outliers") or {}
+        table = Table(
+            title="Outliers (far from every other image), worst first", title_justify="left"
+        )
+        for col in ("id", "source", "split", "labels"):
+            table.add_column(col, overflow="fold")
+        table.add_column("score", justify="right")
+        for e in outliers[:limit]:
+            table.add_row(
+                str(e.get("id")),
+                escape(_short(e.get("source", ""))),
+                str(e.get("split", "")),
+                escape(_labels_text(e.get("labels"))),
+                f"{float(e.get('score', 0.0)):.3f}",
+            )
+        notes = ["score: mean cosine distance to the nearest images"]
+        if info.get("threshold") is not None:
+            notes[0] += f", flagged over {info['threshold']:.3f}"
+        if len(outliers) > limit:
+            notes.append(f"{len(outliers) - limit} more (--limit, --json)")
+        table.caption = "; ".join(notes)
+        out.print(table)
+    for kind, info in checks.items():
+        out.print(
+            escape(
+                f"{kind}: checked {info.get('computed_at') or '?'} ({info.get('method') or '?'})"
+            ),
+            style="dim",
+            highlight=False,
+        )
+    missing = [k for k in ("label_issues", "outliers", "content_duplicates") if k not in checks]
+    if missing:
+        out.print(
+            escape(f"Not checked yet: {', '.join(missing)}; run `autovision dataset check {ref}`"),
+            style="dim",
+            highlight=False,
+        )
 
 
 # ---- commands ----------------------------------------------------------------------------
@@ -295,12 +379,15 @@ def show_cmd(
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """The data report: counts per label and split, warnings, duplicates, leakage, quality."""
+    """The data report: counts per label and split, warnings, duplicates, leakage, quality,
+    and the label issues, outliers and content duplicates of `dataset check` once computed."""
+    from autovision.checks.store import load_checks
     from autovision.data.report import dataset_report
     from autovision.monitoring.feedback import feedback_count
 
-    ds = open_workspace(workspace).dataset(ref)
-    report = dataset_report(ds)
+    ws = open_workspace(workspace)
+    ds = ws.dataset(ref)
+    report = dataset_report(ds, checks=load_checks(ws, ds))
     report["feedback_items"] = feedback_count(ds)
     if json_out:
         print_json(report)
@@ -491,3 +578,177 @@ def export_cmd(
             f"to {summary['path']} ({summary['format']})",
             highlight=False,
         )
+
+
+# ---- dataset check -------------------------------------------------------------------------
+
+
+def _label_text(label: Any) -> str:
+    if isinstance(label, list | tuple):
+        return ",".join(str(v) for v in label) or "-"
+    return "-" if label is None else str(label)
+
+
+def label_issues_table(entries: list[dict[str, Any]], title: str, limit: int) -> Table:
+    """Label issues as rows ``id, source, split, label -> suggested, score``, worst first."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("id", justify="right")
+    table.add_column("source", overflow="fold")
+    table.add_column("split")
+    table.add_column("label -> suggested", overflow="fold")
+    table.add_column("score", justify="right")
+    for e in entries[:limit]:
+        table.add_row(
+            str(e.get("id")),
+            escape(_short(e.get("source", ""))),
+            str(e.get("split", "")),
+            escape(f"{_label_text(e.get('label'))} -> {_label_text(e.get('suggested'))}"),
+            f"{float(e.get('score', 0.0)):.3f}",
+        )
+    if len(entries) > limit:
+        table.caption = f"... and {len(entries) - limit} more (--json lists them all)"
+    return table
+
+
+def _outliers_table(entries: list[dict[str, Any]], title: str, limit: int) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("id", "source", "split", "label", "score"):
+        table.add_column(col, justify="right" if col in ("id", "score") else "left")
+    for e in entries[:limit]:
+        table.add_row(
+            str(e.get("id")),
+            escape(_short(e.get("source", ""))),
+            str(e.get("split", "")),
+            escape(_label_text(e.get("label"))),
+            f"{float(e.get('score', 0.0)):.3f}",
+        )
+    if len(entries) > limit:
+        table.caption = f"... and {len(entries) - limit} more (--json lists them all)"
+    return table
+
+
+def render_check(result: dict[str, Any], out: Console = console, limit: int = 10) -> None:
+    """Readable tables of a :func:`autovision.checks.run.check_dataset` result."""
+    emb = result.get("embedding") or {}
+    out.print(
+        f"[bold]{result['dataset']}@{result['version']}[/]: checked in {result['seconds']:.1f}s; "
+        f"embeddings {emb.get('model')} at {emb.get('image_size')} px "
+        f"({emb.get('computed', 0)} computed, {emb.get('cached', 0)} cached)",
+        highlight=False,
+    )
+    checks = result.get("checks") or {}
+    if "label_issues" in checks:
+        found = checks["label_issues"]
+        issues, test = result.get("label_issues") or [], result.get("label_issues_test") or []
+        if found.get("skipped"):
+            out.print(f"label issues: not checked ({found['skipped']})", highlight=False)
+        else:
+            out.print(
+                label_issues_table(
+                    issues,
+                    f"{len(issues)} likely label error(s) in train/validation "
+                    f"(of {found.get('checked', 0)} checked)",
+                    limit,
+                )
+            )
+            out.print(
+                label_issues_table(
+                    test,
+                    f"{len(test)} likely label error(s) in the test split "
+                    f"(of {found.get('checked_test', 0)} checked)",
+                    limit,
+                )
+            )
+    if "outliers" in checks:
+        found = checks["outliers"]
+        flagged = result.get("outliers") or []
+        title = f"{len(flagged)} outlier(s) (of {found.get('checked', 0)} images)"
+        out.print(_outliers_table(flagged, title, limit))
+    content = result.get("content_duplicates")
+    if content:
+        pairs = content.get("pairs") or []
+        table = Table(
+            title=f"{len(pairs)} near-duplicate pair(s) by content "
+            f"(cosine similarity >= {content.get('threshold')})",
+            title_justify="left",
+        )
+        for col in ("id", "id", "similarity"):
+            table.add_column(col, justify="right")
+        for a, b, sim, *_ in pairs[:limit]:
+            table.add_row(str(a), str(b), f"{float(sim):.3f}")
+        if len(pairs) > limit:
+            table.caption = f"... and {len(pairs) - limit} more (--json lists them all)"
+        out.print(table)
+
+
+_STAGE_TEXT = {
+    "embedding": "embedding images",
+    "embedding_flipped": "embedding mirrored images",
+    "near_duplicates": "near duplicates",
+    "label_issues": "label issues",
+    "outliers": "outliers",
+}
+
+
+@app.command("check")
+@handle_errors
+def check_cmd(
+    ref: Annotated[str, typer.Argument(metavar="NAME[@N]", help="Dataset (latest) or version.")],
+    label_issues: Annotated[
+        bool, typer.Option("--label-issues", help="Likely label errors (cleanlab).")
+    ] = False,
+    outliers: Annotated[
+        bool, typer.Option("--outliers", help="Images that belong to none of the classes.")
+    ] = False,
+    near_duplicates: Annotated[
+        bool,
+        typer.Option("--near-duplicates", help="Near duplicates by content (crops, flips...)."),
+    ] = False,
+    folds: Annotated[
+        int, typer.Option("--folds", help="Cross-validation folds of the label check.", min=2)
+    ] = 5,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            "--budget", help="Time limit, e.g. 2m (embedding stops there).", show_default=False
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Rows shown per table.")] = 10,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Model-based checks (none selected: all three): label issues, outliers and near
+    duplicates by content, from frozen pretrained embeddings (cached, and reused by
+    `train`). The results are stored: `dataset show` lists them, `dataset exclude --issues`
+    and `train --exclude-issues` use them."""
+    from autovision.checks.run import check_dataset
+
+    if not (label_issues or outliers or near_duplicates):
+        label_issues = outliers = near_duplicates = True
+    ws = open_workspace(workspace)
+    kwargs: dict[str, Any] = dict(
+        label_issues=label_issues,
+        outliers=outliers,
+        near_duplicates=near_duplicates,
+        folds=folds,
+        budget=budget,
+    )
+    if json_out:
+        result = check_dataset(ws, ref, **kwargs)
+        print_json(result)
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=_STAGE_TEXT.get(stage, stage), completed=done, total=total)
+
+        result = check_dataset(ws, ref, progress=progress, **kwargs)
+    render_check(result, limit=limit)

@@ -7,7 +7,6 @@ When an edit changes nothing, no version is made and the given version is return
 from __future__ import annotations
 
 import csv
-import inspect
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -115,7 +114,12 @@ def issue_exclusions_by_issue(report: dict[str, Any], issues: Iterable[str]) -> 
         for g in found.get("conflicting_labels", []):
             out["conflicting_labels"].update(m["id"] for m in g.get("images", []))
     if "split_leakage" in names:
-        for g in found.get("split_leakage", []):
+        # a conflicting group that also straddles splits is listed once, with its "splits"
+        leaks = [
+            *found.get("split_leakage", []),
+            *(g for g in found.get("conflicting_labels", []) if g.get("splits")),
+        ]
+        for g in leaks:
             members = g.get("images", [])
             if members:
                 keep_split = min((m.get("split") for m in members), key=_split_rank)
@@ -151,23 +155,7 @@ def required_checks(ws: Any, ds: DatasetVersion, issues: Iterable[str]) -> dict[
 
 def report_with_checks(ds: DatasetVersion, checks: dict[str, Any]) -> dict[str, Any]:
     """The data report of ``ds`` with the stored model-based findings in ``issues``."""
-    if _accepts_checks(_report.dataset_report):
-        report = _report.dataset_report(ds, checks=checks)
-    else:
-        report = _report.dataset_report(ds)
-    # TEMPORARY (issue 14, slice "edits"): until data/report.py takes ``checks=`` and puts
-    # the stored lists into ``issues``, copy them here. Delete this block (and
-    # _accepts_checks) once the report does it.
-    issues = dict(report.get("issues") or {})
-    for key, (kind, _) in _CHECK_OF.items():
-        if key not in issues and kind in checks:
-            issues[key] = list(checks[kind].get(key) or [])
-    return {**report, "issues": issues}
-
-
-def _accepts_checks(fn: Any) -> bool:
-    params = inspect.signature(fn).parameters.values()
-    return any(p.name == "checks" or p.kind is p.VAR_KEYWORD for p in params)
+    return _report.dataset_report(ds, checks=checks)
 
 
 def _split_rank(split: Any) -> int:

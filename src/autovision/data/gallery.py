@@ -224,15 +224,7 @@ def _compute_report(ws: Any, ref: str) -> dict[str, Any]:
     ds = ws.dataset(ref)
     from autovision.checks.store import load_checks
 
-    checks = load_checks(ws, ds)
-    # ISSUE14: once dataset_report(ds, checks=...) is on main, call it directly (lead: drop
-    # this fallback after merging).
-    try:
-        return _report.dataset_report(ds, checks=checks)  # type: ignore[call-arg]
-    except TypeError as exc:
-        if "checks" not in str(exc):
-            raise
-        return _report.dataset_report(ds)
+    return _report.dataset_report(ds, checks=load_checks(ws, ds))
 
 
 def _entry(e: dict[str, Any]) -> dict[str, Any]:
@@ -251,6 +243,13 @@ def _index_from_report(report: dict[str, Any]) -> dict[str, Any]:
             listed.append({"ids": members, **{k: v for k, v in g.items() if k != "images"}})
         groups[kind] = listed
         ids[kind] = sorted({i for g in listed for i in g["ids"]})
+    # The report lists each group once (a leaking exact group under split_leakage only); the
+    # duplicate filters still show every group of their kind, whichever list has it.
+    for kind, tag in (("exact_duplicates", "exact"), ("near_duplicates", "near")):
+        tagged = (
+            g["ids"] for other in GROUP_ISSUES for g in groups[other] if g.get("duplicate") == tag
+        )
+        ids[kind] = sorted({*ids[kind], *(i for g in tagged for i in g)})
     flagged: set[int] = set()
     quality = found.get("quality") or {}
     for flag in sorted({*FLAGS, *quality}):

@@ -1,19 +1,33 @@
 """The data report of a dataset version.
 
-``dataset_report(ds) -> dict`` with keys:
+``dataset_report(ds, *, checks=None) -> dict`` with keys:
 ``dataset``, ``version``, ``images``, ``labels`` ({label: count}), ``splits``
 ({"train": n, "validation": n, "test": n}), ``multi_label``, ``label_split_counts``
 ({label: {split: n}}), ``imbalance_ratio`` (largest / smallest label, or null),
 ``label_warnings`` ([{"label", "count", "level": "error"|"warning", "message"}]),
 ``issues``: {
   ``exact_duplicates``, ``conflicting_labels``, ``near_duplicates``, ``split_leakage``:
-      lists of groups ``{"images": [{"id", "source", "labels", "split"}, ...]}``
-      (``conflicting_labels`` and ``split_leakage`` groups also have ``"kind":
-      "exact"|"near"`` and the differing ``"labels"`` or ``"splits"``),
-  ``quality``: {flag: [{"id", "source", "value"}]}},
+      lists of groups ``{"duplicate": "exact"|"near", "images": [{"id", "source", "labels",
+      "split"}, ...]}`` (near groups also say ``"method"``: ``phash``, ``content`` or
+      ``content+phash``; ``conflicting_labels`` and ``split_leakage`` groups also have
+      ``"kind": "exact"|"near"`` and the differing ``"labels"`` or ``"splits"``),
+  ``quality``: {flag: [{"id", "source", "value"}]},
+  and, once ``autovision dataset check`` has stored them (``checks``, from
+  :func:`autovision.checks.store.load_checks`): ``label_issues``, ``label_issues_test``,
+  ``outliers``: the stored entries (worst first) with each image's ``source``, ``split``
+  and ``labels``},
+``checks`` ({kind: {"computed_at", "method", counts}} of the stored checks),
 ``summary`` (counts per issue kind, label warnings per level, and ``notes`` for quality
 flags so common that they describe the dataset rather than single images),
 ``problems`` (the import problems stored with the version).
+
+Each finding is listed once, in the first list that applies: conflicting_labels,
+split_leakage, exact_duplicates, near_duplicates (a conflicting group that also straddles
+splits keeps its ``"splits"``). A near group larger than the conflicting or leaking pairs
+inside it stays listed: it says more. ``duplicate`` tells
+:func:`autovision.data.edit.issue_exclusions` which groups to dedupe, whichever list shows
+them. Near duplicates are pHash pairs plus the stored content pairs (embedding similarity:
+crops, flips, colour changes); pairs of one file are exact copies, not near ones.
 
 Conflicting labels: exact-duplicate groups whose labeled members carry different labels
 (label sets, for multi-label; ``"labels"`` lists them), and, of kind ``near``, images that
@@ -109,28 +123,128 @@ def _summary_counts(groups: list[dict[str, Any]]) -> dict[str, int]:
     return {"groups": len(groups), "images": sum(len(g["images"]) for g in groups)}
 
 
+def _content_pairs(checks: dict[str, Any], by_id: dict[int, Item]) -> list[tuple[int, int, float]]:
+    """The stored content pairs of items of this version that are different files."""
+    stored = (checks.get("content_duplicates") or {}).get("pairs") or []
+    out = []
+    for a, b, sim in stored:
+        ia, ib = by_id.get(int(a)), by_id.get(int(b))
+        if ia is not None and ib is not None and ia.sha256 != ib.sha256:
+            out.append((min(ia.id, ib.id), max(ia.id, ib.id), float(sim)))
+    return out
+
+
+def _with_exact_copies(
+    groups: list[list[int]], exact: list[list[int]], by_id: dict[int, Item]
+) -> list[list[int]]:
+    """Each group with the exact copies of its members; groups of a single file dropped."""
+    copies = {i: g for g in exact for i in g}
+    out = []
+    for g in groups:
+        members = sorted({j for i in g for j in copies.get(i, [i])})
+        if len({by_id[i].sha256 for i in members}) > 1:
+            out.append(members)
+    return sorted(out, key=lambda g: g[0])
+
+
+def _method(ids: Sequence[int], methods: dict[tuple[int, int], set[str]]) -> str:
+    """``phash``, ``content`` or ``phash+content``: what found the direct pairs of a group."""
+    members = set(ids)
+    found = set().union(*(m for (a, b), m in methods.items() if a in members and b in members))
+    return "+".join(sorted(found)) or "phash"
+
+
+def _entries(stored: list[dict[str, Any]], by_id: dict[int, Item]) -> list[dict[str, Any]]:
+    """Stored check entries of items of this version, with their source, split and labels."""
+    out = []
+    for e in stored or []:
+        it = by_id.get(int(e.get("id", -1)))
+        if it is not None:
+            out.append({**e, "source": it.source, "split": it.split, "labels": list(it.labels)})
+    return out
+
+
+def _check_sections(
+    checks: dict[str, Any], by_id: dict[int, Item]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """``issues`` lists and ``report["checks"]`` summaries of the stored model-based checks."""
+    issues: dict[str, list[dict[str, Any]]] = {}
+    info: dict[str, dict[str, Any]] = {}
+    for kind, result in checks.items():
+        if not isinstance(result, dict):
+            continue
+        head = {"computed_at": result.get("computed_at"), "method": result.get("method")}
+        if kind == "label_issues":
+            issues["label_issues"] = _entries(result.get("label_issues"), by_id)
+            issues["label_issues_test"] = _entries(result.get("label_issues_test"), by_id)
+            info[kind] = {
+                **head,
+                "folds": result.get("folds"),
+                "checked": result.get("checked"),
+                "checked_test": result.get("checked_test"),
+                "found": len(issues["label_issues"]),
+                "found_test": len(issues["label_issues_test"]),
+            }
+        elif kind == "outliers":
+            issues["outliers"] = _entries(result.get("outliers"), by_id)
+            info[kind] = {
+                **head,
+                "k": result.get("k"),
+                "threshold": result.get("threshold"),
+                "checked": result.get("checked"),
+                "found": len(issues["outliers"]),
+            }
+        elif kind == "content_duplicates":
+            info[kind] = {
+                **head,
+                "threshold": result.get("threshold"),
+                "checked": result.get("checked"),
+                "pairs": len(result.get("pairs") or []),
+            }
+    return issues, info
+
+
 def dataset_report(
-    ds: DatasetVersion, *, max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE
+    ds: DatasetVersion,
+    *,
+    max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE,
+    checks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The data report of a version: counts, label warnings, duplicates, leakage, quality."""
+    """The data report of a version: counts, label warnings, duplicates, leakage, quality,
+    and the model-based ``checks`` stored for it (``autovision.checks.store.load_checks``)."""
     items = ds.items
     by_id = {it.id: it for it in items}
     labels = ds.label_counts()
     splits = ds.split_counts()
+    checks = checks or {}
 
-    exact = [[by_id[i] for i in g] for g in exact_duplicate_groups(items)]
-    near_groups, near_pairs = near_duplicates(items, max_distance)
-    near = [[by_id[i] for i in g] for g in near_groups]
+    exact_ids = exact_duplicate_groups(items)
+    exact = [[by_id[i] for i in g] for g in exact_ids]
+    phash_groups, phash_pairs = near_duplicates(items, max_distance)
+    methods: dict[tuple[int, int], set[str]] = {p: {"phash"} for p in phash_pairs}
+    for a, b, _ in _content_pairs(checks, by_id):
+        methods.setdefault((a, b), set()).add("content")
+    near_pairs = sorted(methods)
+    near_ids = _with_exact_copies(merge_groups(phash_groups, near_pairs), exact_ids, by_id)
+    near = [[by_id[i] for i in g] for g in near_ids]
+
+    def near_group(members: Sequence[Item], **kw: Any) -> dict[str, Any]:
+        ids = [it.id for it in members]
+        return {"duplicate": "near", "method": _method(ids, methods), **kw, **_group(members)}
 
     conflicting: list[dict[str, Any]] = []
     leakage: list[dict[str, Any]] = []
     for members in exact:
         differing = _differing_labels(members)
         if differing:
-            conflicting.append({"kind": "exact", "labels": differing, **_group(members)})
+            conflicting.append(
+                {"kind": "exact", "duplicate": "exact", "labels": differing, **_group(members)}
+            )
         leaked = _splits(members)
         if leaked:
-            leakage.append({"kind": "exact", "splits": leaked, **_group(members)})
+            leakage.append(
+                {"kind": "exact", "duplicate": "exact", "splits": leaked, **_group(members)}
+            )
     # Near conflicts and leakage come from direct pairs, never from a chain of pairs.
     labeled_pairs = [
         (by_id[a], by_id[b]) for a, b in near_pairs if by_id[a].labels and by_id[b].labels
@@ -138,22 +252,42 @@ def dataset_report(
     disagree = [(a.id, b.id) for a, b in labeled_pairs if _label_set(a) != _label_set(b)]
     for group in merge_groups(disagree):
         members = [by_id[i] for i in group]
-        conflicting.append(
-            {"kind": "near", "labels": _differing_labels(members), **_group(members)}
-        )
+        conflicting.append(near_group(members, kind="near", labels=_differing_labels(members)))
     straddle = [(a.id, b.id) for a, b in labeled_pairs if a.split != b.split]
     for group in merge_groups(straddle):
         members = [by_id[i] for i in group]
-        leakage.append({"kind": "near", "splits": _splits(members), **_group(members)})
+        leakage.append(near_group(members, kind="near", splits=_splits(members)))
+
+    # Each finding once: conflicting_labels > split_leakage > exact > near duplicates. A
+    # conflicting group that also straddles splits keeps its "splits" (edit.py reads it).
+    listed: dict[frozenset[int], dict[str, Any]] = {}
+    for g in conflicting:
+        listed[frozenset(m["id"] for m in g["images"])] = g
+    kept_leaks = []
+    for g in leakage:
+        key = frozenset(m["id"] for m in g["images"])
+        if key in listed:
+            listed[key]["splits"] = g["splits"]
+        else:
+            listed[key] = g
+            kept_leaks.append(g)
+    exact_groups = [
+        {"duplicate": "exact", **_group(m)}
+        for m in exact
+        if frozenset(it.id for it in m) not in listed
+    ]
+    near_list = [near_group(m) for m in near if frozenset(it.id for it in m) not in listed]
 
     quality = quality_flags(items)
     issues: dict[str, Any] = {
-        "exact_duplicates": [_group(m) for m in exact],
+        "exact_duplicates": exact_groups,
         "conflicting_labels": conflicting,
-        "near_duplicates": [_group(m) for m in near],
-        "split_leakage": leakage,
+        "near_duplicates": near_list,
+        "split_leakage": kept_leaks,
         "quality": quality,
     }
+    found, check_info = _check_sections(checks, by_id)
+    issues.update(found)
     label_warnings = _label_warnings(labels)
     notes = [
         f"{flag}: {round(fraction * 100)}% of the images; this describes the dataset "
@@ -162,6 +296,8 @@ def dataset_report(
     ]
     summary: dict[str, Any] = {name: _summary_counts(issues[name]) for name in GROUP_ISSUES}
     summary["quality"] = {flag: len(entries) for flag, entries in quality.items()}
+    for name, entries in found.items():
+        summary[name] = len(entries)
     summary["label_warnings"] = {
         level: sum(1 for w in label_warnings if w["level"] == level)
         for level in ("error", "warning")
@@ -182,6 +318,7 @@ def dataset_report(
         ),
         "label_warnings": label_warnings,
         "issues": issues,
+        "checks": check_info,
         "summary": summary,
         "problems": [dict(p) for p in ds.problems],
     }

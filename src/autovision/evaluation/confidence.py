@@ -82,3 +82,40 @@ def _num(x: Any) -> float | None:
     """A finite float, or ``None`` for NaN/inf (strict JSON)."""
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def metrics_at(Y: np.ndarray, P: np.ndarray, task: str, threshold: float) -> dict[str, Any]:
+    """Precision, recall and F1 per label and micro-averaged at one confidence threshold,
+    with the definitions of :func:`threshold_table` (single-label: the top label counts
+    when its score is ``>= threshold``, else the model abstains; multi-label: each label
+    score on its own). Undefined values are ``None``. The console's slider computes the
+    same in JavaScript; this is its reference."""
+    if task == "single-label":
+        Yt = np.zeros(P.shape, dtype=np.int64)
+        if len(P):
+            top = P.argmax(axis=1)
+            keep = P[np.arange(len(P)), top] >= threshold
+            Yt[np.flatnonzero(keep), top[keep]] = 1
+    else:
+        Yt = np.greater_equal(P, threshold).astype(np.int64)
+    tp = (Yt & Y).sum(axis=0)
+    fp = (Yt & (1 - Y)).sum(axis=0)
+    fn = ((1 - Yt) & Y).sum(axis=0)
+
+    def prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
+        return {
+            "tp": int(tp),
+            "fp": int(fp),
+            "fn": int(fn),
+            "precision": tp / (tp + fp) if tp + fp else None,
+            "recall": tp / (tp + fn) if tp + fn else None,
+            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
+        }
+
+    micro = prf(int(tp.sum()), int(fp.sum()), int(fn.sum()))
+    micro["coverage"] = float(Yt.any(axis=1).mean()) if len(Yt) else None
+    return {
+        "threshold": float(threshold),
+        "micro": micro,
+        "per_label": [prf(int(a), int(b), int(c)) for a, b, c in zip(tp, fp, fn, strict=True)],
+    }

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from autovision.checks.outliers import knn_distances
+
 MIN_SAMPLES = 30
 """Fewest recent samples any test runs on: below it KS and chi-square have almost no power
 (with 10 classes, 30 images expect 3 per class) and the verdict is ``not_enough_data``."""
@@ -298,27 +300,15 @@ OUTLIER_QUANTILE = 0.99
 leave-one-out scores (about 1% of in-distribution images are flagged by chance)."""
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def knn_scores(reference: np.ndarray, points: np.ndarray, *, k: int = OUTLIER_K) -> np.ndarray:
-    """Mean cosine distance of each of ``points`` to its ``k`` nearest reference embeddings."""
-    ref, pts = _unit(reference), _unit(points)
-    dist = 1.0 - pts @ ref.T
-    k = max(1, min(k, ref.shape[0]))
-    return np.sort(dist, axis=1)[:, :k].mean(axis=1)
+    """Mean cosine distance of each of ``points`` to its ``k`` nearest reference embeddings
+    (blockwise, shared with the dataset check :mod:`autovision.checks.outliers`)."""
+    return knn_distances(reference, points, k=k)
 
 
 def outlier_threshold(reference: np.ndarray, *, k: int = OUTLIER_K) -> float:
     """The ``OUTLIER_QUANTILE`` of the reference's leave-one-out k-NN scores."""
-    ref = _unit(reference)
-    dist = 1.0 - ref @ ref.T
-    np.fill_diagonal(dist, np.inf)
-    k = max(1, min(k, ref.shape[0] - 1))
-    own = np.sort(dist, axis=1)[:, :k].mean(axis=1)
-    return float(np.quantile(own, OUTLIER_QUANTILE))
+    return float(np.quantile(knn_distances(reference, k=k), OUTLIER_QUANTILE))
 
 
 def find_outliers(

@@ -67,9 +67,12 @@ def monitor(
     last: int | None = None,
     alpha: float = 0.05,
     report: str | Path | None = None,
+    store: bool = True,
 ) -> dict[str, Any]:
     """Drift of ``ref`` (``NAME``, ``NAME@ALIAS``, ``NAME@3``, an id): the JSON of
-    ``autovision monitor``; the reference is computed and stored on first use."""
+    ``autovision monitor``; the reference is computed and stored on first use, and the
+    result (with its plots' data) is kept for the console (``store``; see
+    :mod:`autovision.monitoring.history`)."""
     from autovision.versions.store import resolve
 
     if since is not None and last is not None:
@@ -92,12 +95,17 @@ def monitor(
         "daily": daily(reference, records, alpha=alpha),
         "outliers": flag_outliers(ws, reference, records),
     }
+    recent = Sample.from_records(_usable(reference, records))
     if report is not None:
         from autovision.monitoring.report import write_report
 
         path = Path(report).resolve()
-        write_report(path, out, reference, Sample.from_records(_usable(reference, records)))
+        write_report(path, out, reference, recent)
         out["report"] = str(path)
+    if store:
+        from autovision.monitoring.history import plot_data, save_check
+
+        out["check_id"] = save_check(ws, out, plot_data(reference, recent))["id"]
     return out
 
 

@@ -7,12 +7,15 @@ the model's ``classifier`` (standardisation included), so the package is one net
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from autovision.models.preprocess import Preprocessing
 from autovision.search.augment import soft_targets, to_input
 from autovision.search.cache import EmbeddingCache
 from autovision.search.modes import build_model, classifier_of, set_trainable, state_dict_cpu
@@ -50,6 +53,55 @@ def embedded_rows(rt: Runtime, cfg: TrialConfig) -> int:
     return EmbeddingCache.rows_done(EmbeddingCache.path_for(*_cache_args(rt, cfg)))
 
 
+def fill_embeddings(
+    emb_cache: EmbeddingCache,
+    need: int,
+    model: torch.nn.Module,
+    pixels: Callable[[], np.ndarray],
+    rows: np.ndarray,
+    spec: Preprocessing,
+    device: torch.device,
+    *,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    heartbeat: Callable[[], None] | None = None,
+    batch: int = 32,
+    deadline: float | None = None,
+    flip: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, float, int]:
+    """The first ``need`` rows of ``emb_cache``: pooled pre-logit features of ``model`` (frozen,
+        eval mode) for rows ``rows`` of ``pixels()`` (uint8 [N, S, S, 3], only loaded when some
+        row is missing), ``flip`` mirrored left-right; with the seconds spent and the rows computed.
+    ``progress(rows_done, need)`` follows each batch.
+
+        One function for the linear mode and the data checks (:mod:`autovision.checks`), so both
+        fill the same cache the same way and neither embeds an image the other did. Raises
+        :class:`TimeoutError` past ``deadline`` (what was computed stays cached)."""
+    before = emb_cache.done
+    if before >= min(need, emb_cache.n_items):
+        return emb_cache.get(need, lambda a, b: np.zeros(0)), 0.0, 0
+    px = pixels()
+    t0 = time.monotonic()  # the embedding rate, decoding apart (the planner measures both)
+    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+
+    @torch.inference_mode()
+    def compute(start: int, stop: int) -> np.ndarray:
+        if heartbeat is not None:
+            heartbeat()
+        xb = torch.from_numpy(np.ascontiguousarray(px[rows[start:stop]])).to(device)
+        if flip:
+            xb = xb.flip(2)  # [B, H, W, C]: mirror the width axis
+        with autocast():
+            f = model.forward_head(model.forward_features(to_input(xb, mean, std)), pre_logits=True)
+        if progress is not None:
+            progress(stop, need)
+        return f.float().cpu().numpy()
+
+    emb = emb_cache.get(need, compute, batch=batch, deadline=deadline)
+    return emb, time.monotonic() - t0, min(need, emb_cache.n_items) - before
+
+
 def train_linear(
     rt: Runtime,
     cfg: TrialConfig,
@@ -69,32 +121,22 @@ def train_linear(
     model.eval().to(memory_format=torch.channels_last)
     head = classifier_of(model)
     n_val = len(data.val)
-    mean = torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=dev).view(1, 3, 1, 1)
     timings = {"embed_s": 0.0, "embed_images": 0, "threads": torch.get_num_threads()}
     emb_cache = embedding_cache(rt, cfg, head.in_features)
     need = n_val + plan.n_train
-    if emb_cache.done < need:
-        px = rt.pixels(spec)  # decoded once per size, shared with the image modes
-        rows = np.concatenate([np.arange(n_val), n_val + data.order])
-
-        @torch.inference_mode()
-        def compute(start: int, stop: int) -> np.ndarray:
-            if plan.heartbeat is not None:
-                plan.heartbeat()
-            xb = torch.from_numpy(np.ascontiguousarray(px[rows[start:stop]])).to(dev)
-            with rt.autocast():
-                f = model.forward_head(
-                    model.forward_features(to_input(xb, mean, std)), pre_logits=True
-                )
-            return f.float().cpu().numpy()
-
-        te, before = time.monotonic(), emb_cache.done
-        emb = emb_cache.get(need, compute, batch=128 if rt.gpu else 32, deadline=plan.deadline)
-        timings["embed_s"] = time.monotonic() - te
-        timings["embed_images"] = need - before
-    else:
-        emb = emb_cache.get(need, lambda a, b: np.zeros(0))
+    emb, timings["embed_s"], timings["embed_images"] = fill_embeddings(
+        emb_cache,
+        need,
+        model,
+        lambda: rt.pixels(spec),  # decoded once per size, shared with the image modes
+        np.concatenate([np.arange(n_val), n_val + data.order]),
+        spec,
+        dev,
+        autocast=rt.autocast,
+        heartbeat=plan.heartbeat,
+        batch=128 if rt.gpu else 32,
+        deadline=plan.deadline,
+    )
     eval_idx = np.arange(n_val) if plan.eval_idx is None else np.asarray(plan.eval_idx)
     x_val = torch.from_numpy(np.ascontiguousarray(emb[eval_idx])).to(dev)
     fit_rows, y_fit = data.fit_rows(plan.n_train, refit=plan.refit, cached=True)

@@ -291,6 +291,35 @@ class JobEventRow(Base):
     event: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class DriftCheckRow(Base):
+    """One run of ``autovision monitor`` (CLI or console): the verdict, the tests and the
+    histogram data of its plots, so the console shows the latest without recomputing."""
+
+    __tablename__ = "drift_checks"
+    __table_args__ = (Index("ix_drift_checks_name_created", "name", "created_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    model_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    verdict: Mapped[str] = mapped_column(String(32))
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LabelDraftRow(Base):
+    """A label a person gave an unlabeled image in the console's labeling queue, waiting
+    for "Save as new version" (:mod:`autovision.data.labeling`); ``labels`` empty: skipped."""
+
+    __tablename__ = "label_drafts"
+    dataset: Mapped[str] = mapped_column(String(200), primary_key=True)
+    item_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_version: Mapped[int] = mapped_column(Integer)
+    labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    user: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
