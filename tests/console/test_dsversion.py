@@ -208,7 +208,7 @@ def test_item_detail_has_fields_issues_and_duplicates(client_as, pets):
     wait_issues(client)
     text = page_of(client, "/datasets/pets/1/items/4")
     assert "Image #4" in text and "16 × 16 px" in text and "dog/photo_4.png" in text
-    assert "Exact duplicates" in text
+    assert "Conflicting labels" in text  # 1 (cat) and 4 (dog) are the same image
     assert "/thumbs/pets/1/1" in text  # its duplicate, with a thumbnail
     assert 'hx-get="/datasets/pets/1/items/1"' in text
     assert "cam-1" in text
@@ -372,6 +372,12 @@ def test_run_checks_in_the_background_then_show_counts(client_as, pets, fake_che
         "<strong>1</strong> likely label errors" in text and "<strong>2</strong> outliers" in text
     )
     assert "?issue=label_issues" in text and "Run the checks again" in text
+    # The findings are in the gallery's issue filter (the index was recomputed with them).
+    options = wait_issues(client)
+    assert re.search(r'value="label_issues"[^>]*>Label issues \(train/validation\) \(1\)', options)
+    assert re.search(r'value="outliers"[^>]*>Outliers \(2\)', options)
+    assert tile_ids(page_of(client, "/datasets/pets/1/gallery?issue=outliers")) == [11, 12]
+    assert "suggested" in page_of(client, "/datasets/pets/1/items/10")
     viewer, _ = client_as("viewer")
     seen = viewer.get("/datasets/pets/1").text
     assert "likely label errors" in seen and "Run the checks again" not in seen
