@@ -342,3 +342,44 @@ def relabel_suggestions(
     )
     taken.sort(key=lambda t: t["id"])
     return _new_version(ws, ds, items, note, relabeled=sorted(changes), suggestions=taken)
+
+
+@audited("dataset.set_labels", args=("ref", "labels"), result=lambda v: {"version": v.ref})
+def set_labels(ws: Any, ref: str, labels: dict[int, str | Sequence[str] | None]) -> DatasetVersion:
+    """A new version where each id of ``labels`` gets those labels (a label, a list of
+    labels, or ``None``/``[]``: unlabeled); the console's "Change label". Like
+    :func:`relabel` without the CSV: unknown ids, invalid labels and several labels on a
+    single-label dataset are refused, naming the id; no change, no new version."""
+    if not labels:
+        raise DatasetError("set_labels: give at least one image id")
+    ds = ws.dataset(ref)
+    known = ds.by_id()
+    unknown = {int(i) for i in labels} - known.keys()
+    if unknown:
+        raise DatasetError(f"{ds.ref} has no image with id {_id_list(unknown)}")
+    changes: dict[int, tuple[str, ...]] = {}
+    for raw_id, given in labels.items():
+        item_id = int(raw_id)
+        names = [given] if isinstance(given, str) else list(given or ())
+        clean: list[str] = []
+        for name in names:
+            label, why = check_label(name)
+            if label is None:
+                raise DatasetError(f"image {item_id} of {ds.ref}: {why}")
+            if label not in clean:
+                clean.append(label)
+        if len(clean) > 1 and not ds.multi_label:
+            raise DatasetError(
+                f"image {item_id} of {ds.ref}: {len(clean)} labels but the dataset is single-label"
+            )
+        changes[item_id] = tuple(sorted(clean))
+    changed = {i: labs for i, labs in changes.items() if known[i].labels != labs}
+    if not changed:
+        return ds
+    items = [replace(it, labels=changed[it.id]) if it.id in changed else it for it in ds.items]
+    targets = sorted({", ".join(labs) or "(unlabeled)" for labs in changed.values()})
+    note = (
+        f"relabeled {len(changed)} images of {ds.ref} as {'; '.join(targets[:5])}"
+        f"{' …' if len(targets) > 5 else ''}: ids {_id_list(changed)}"
+    )
+    return _new_version(ws, ds, items, note, relabeled=sorted(changed))

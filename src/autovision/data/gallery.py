@@ -53,8 +53,10 @@ __all__ = [
     "gallery_page",
     "issue_index",
     "item_detail",
+    "item_sha256",
     "item_thumbnail",
     "version_diff",
+    "version_info",
 ]
 
 DEFAULT_LIMIT = 60
@@ -424,6 +426,21 @@ def gallery_page(
     }
 
 
+def item_sha256(ws: Any, ref: str, item_id: int) -> str:
+    """The blob hash of one item: what its thumbnail is made of (the console's ETag, checked
+    before any thumbnail is read)."""
+    v = _resolve(ws, ref)
+    with ws.Session() as s:
+        sha = s.scalar(
+            select(ItemRow.sha256).where(
+                ItemRow.version_id == v.row_id, ItemRow.item_id == int(item_id)
+            )
+        )
+    if sha is None:
+        raise DatasetError(f"{v.ref} has no image with id {item_id}")
+    return sha
+
+
 def item_thumbnail(ws: Any, ref: str, item_id: int, size: int = 256) -> bytes:
     """The thumbnail of one item (errors name the item and the version)."""
     from autovision.data.thumbnails import thumbnail
@@ -440,9 +457,16 @@ def item_thumbnail(ws: Any, ref: str, item_id: int, size: int = 256) -> bytes:
     return thumbnail(ws, row[0], size, what=f"item {item_id} ({row[1]}) of {v.ref}")
 
 
-def item_detail(ws: Any, ref: str, item_id: int) -> dict[str, Any]:
+_NO_INDEX: dict[str, Any] = {"groups": {}, "entries": {}, "checks_computed": []}
+
+
+def item_detail(ws: Any, ref: str, item_id: int, *, issues: bool = True) -> dict[str, Any]:
     """Everything about one image: its fields, metadata and stats, the issues it has
-    (``[{"issue", ...details}]``) and the other members of its duplicate groups."""
+    (``[{"issue", ...details}]``) and the other members of its duplicate groups.
+
+    ``issues=False``: the fields only (``issues`` and ``duplicates`` empty, ``issues_known``
+    False), without computing the version's issue index (seconds at 50,000 images the first
+    time): the console asks so while that index is computed in the background."""
     v = _resolve(ws, ref)
     with ws.Session() as s:
         row = s.scalar(
@@ -450,19 +474,19 @@ def item_detail(ws: Any, ref: str, item_id: int) -> dict[str, Any]:
         )
         if row is None:
             raise DatasetError(f"{v.ref} has no image with id {item_id}")
-        index = _issue_index(ws, v)
-        issues: list[dict[str, Any]] = []
+        index = _issue_index(ws, v) if issues else _NO_INDEX
+        found: list[dict[str, Any]] = []
         related: set[int] = set()
         for kind in GROUP_ISSUES:
             for g in index["groups"].get(kind, []):
                 if row.item_id in g["ids"]:
-                    issues.append({"issue": kind, **{k: g[k] for k in g if k != "ids"}})
-                    issues[-1]["group"] = list(g["ids"])
+                    found.append({"issue": kind, **{k: g[k] for k in g if k != "ids"}})
+                    found[-1]["group"] = list(g["ids"])
                     related.update(g["ids"])
         for kind, by_id in index["entries"].items():
             entry = by_id.get(str(row.item_id))
             if entry is not None:
-                issues.append({"issue": kind, **entry})
+                found.append({"issue": kind, **entry})
         related.discard(row.item_id)
         members = []
         if related:
@@ -488,7 +512,8 @@ def item_detail(ws: Any, ref: str, item_id: int) -> dict[str, Any]:
             "phash": row.phash,
             "metadata": dict(row.meta or {}),
             "stats": dict(row.stats or {}),
-            "issues": issues,
+            "issues": found,
+            "issues_known": issues,
             "duplicates": members,
             "checks_computed": list(index["checks_computed"]),
         }
@@ -600,3 +625,58 @@ def version_diff(ws: Any, name: str, a: int, b: int) -> dict[str, Any]:
         "relabeled": relabeled,
         "moved_split": moved,
     }
+
+
+def version_info(ws: Any, ref: str) -> dict[str, Any]:
+    """A version's own fields without its items: ``{"dataset", "version", "versions" (all
+    of the dataset), "parent_version", "created_at", "multi_label", "source", "note",
+    "images", "edits" (the lineage keys of an edit: excluded/relabeled counts), "checks":
+    {kind: {"computed_at", "counts": {list: n}}}}`` (stored model-based checks of this
+    content: label issues and outliers counted straight from the stored results)."""
+    v = _resolve(ws, ref)
+    with ws.Session() as s:
+        row = s.get(VersionRow, v.row_id)
+        assert row is not None
+        versions = list(
+            s.scalars(
+                select(VersionRow.version)
+                .where(VersionRow.dataset_id == row.dataset_id)
+                .order_by(VersionRow.version)
+            )
+        )
+        images = int(s.scalar(select(func.count()).where(ItemRow.version_id == v.row_id)) or 0)
+        stored = s.execute(
+            select(
+                DatasetCheckRow.kind,
+                DatasetCheckRow.created_at,
+                DatasetCheckRow.content_hash,
+                DatasetCheckRow.result,
+            ).where(DatasetCheckRow.dataset == v.name, DatasetCheckRow.version == v.version)
+        ).all()
+        params = dict(row.params or {})
+        info = {
+            "dataset": v.name,
+            "version": v.version,
+            "versions": versions,
+            "parent_version": row.parent_version,
+            "created_at": row.created_at,
+            "multi_label": bool(row.multi_label),
+            "source": row.source or "",
+            "note": row.note or "",
+            "images": images,
+        }
+    info["edits"] = {
+        k: len(params[k]) for k in ("excluded", "relabeled") if isinstance(params.get(k), list)
+    }
+    checks: dict[str, Any] = {}
+    for kind, at, chash, result in stored:
+        if chash and chash != v.content_hash:
+            continue
+        counts = {
+            k: len(val)
+            for k, val in (result or {}).items()
+            if isinstance(val, list) and k in (*CHECK_ISSUES, "pairs")
+        }
+        checks[kind] = {"computed_at": at, "counts": counts}
+    info["checks"] = checks
+    return info
