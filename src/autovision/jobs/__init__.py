@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from autovision.jobs.api import (
     cancel_job,
+    check_train_options,
     job_events,
     job_status,
     list_jobs,
@@ -22,6 +23,7 @@ from autovision.jobs.store import STATUSES
 __all__ = [
     "STATUSES",
     "cancel_job",
+    "check_train_options",
     "job_events",
     "job_status",
     "list_jobs",

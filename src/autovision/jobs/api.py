@@ -53,10 +53,7 @@ def start_training_job(
     """
     kwargs = _train_kwargs(train_kwargs)
     _check_dataset(ws, dataset_ref)
-    if not kwargs.get("resume"):
-        from autovision.search.budget import Budget  # light: no torch
-
-        Budget.from_args(kwargs.get("budget"), kwargs.get("node_hours"), kwargs.get("trials"))
+    check_train_options(ws, kwargs)
     who = {**actor(), **({"user": user} if user else {})}
     params = {"dataset_ref": dataset_ref, "train": kwargs, "actor": who}
     job_id = store.create(ws, TRAIN, params, who.get("user"))
@@ -96,6 +93,32 @@ def _check_dataset(ws: Any, ref: str) -> None:
         raise DatasetError(f"dataset {name!r} has no version")
     if version is not None and version not in versions:
         raise DatasetError(f"dataset {name!r} has no version {version}")
+
+
+def check_train_options(ws: Any, options: dict[str, Any]) -> None:
+    """Raise the error the worker would meet later for a bad budget, task, model name, base
+    model or issue name (a form shows it at once). Cheap: nothing is loaded but the base
+    model's registry row. Whether a model-based issue was computed for the version is left
+    to the training (it needs the dataset loaded)."""
+    from autovision.data.edit import parse_issues
+    from autovision.search.budget import Budget  # light: no torch
+    from autovision.search.prepare import TASKS
+    from autovision.versions.refs import check_model_name
+
+    if not options.get("resume"):
+        Budget.from_args(options.get("budget"), options.get("node_hours"), options.get("trials"))
+    task = options.get("task", "auto")
+    if task not in TASKS:
+        raise JobError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    seed = options.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise JobError(f"the seed must be a whole number, got {seed!r}")
+    if options.get("name") is not None:
+        check_model_name(options["name"])
+    if options.get("base_model"):
+        ws.model(options["base_model"])  # ModelError naming the reference when it is unknown
+    if options.get("exclude_issues"):
+        parse_issues(options["exclude_issues"])
 
 
 def _spawn(ws: Any, job_id: str) -> None:
