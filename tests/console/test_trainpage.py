@@ -251,10 +251,14 @@ def test_the_job_page_shows_trials_best_budget_and_the_model_link(client_as, tin
     html = client.get(f"/train/jobs/{job_id}").text
     assert 'data-status="done"' in html and "data-events" not in html  # nothing to follow
     assert "hx-trigger" not in html.split('id="train-progress"')[1].split(">")[0]
-    rows = re.findall(r'<tr class="trial( best)?" data-trial="(\d+)">', html)
+    rows = re.findall(r'<tr class="trial( best)?" data-trial="(\d+)" data-phase="explore">', html)
     assert rows == [("", "0"), (" best", "1")]
     assert "0.750" in html and "compact_cnn · scratch · 16 px · trial 1" in html
-    assert "2 of 2 trials" in html and "TRIALS_DONE" in html
+    assert (
+        "2 of 2 trials" in html
+        and "TRIALS_DONE" in html
+        and "every trial of the budget ran" in html
+    )
     assert 'href="/models/tiny/1"' in html and ">tiny@1</a>" in html
     assert "Cancel</button>" not in html
     table = client.get("/train").text
@@ -450,7 +454,7 @@ def test_a_one_trial_training_through_the_console_to_its_model(client_as, tiny, 
     assert st["pid"] and st["pid"] != __import__("os").getpid()  # trained by a worker process
     page = client.get(f"/train/jobs/{job_id}").text
     assert 'href="/models/tiny/1"' in page and "TRIALS_DONE" in page
-    assert re.search(r'<tr class="trial best" data-trial="0">', page)
+    assert re.search(r'<tr class="trial best" data-trial="0" data-phase="explore">', page)
     assert "compact_cnn" in page and "1 of 1 trials" in page
     messages = _sse(client.get(f"/train/jobs/{job_id}/events").text)
     kinds = [d.get("event") for e, d, _ in messages if e == "progress"]

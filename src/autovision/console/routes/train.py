@@ -44,6 +44,12 @@ KEEPALIVE_S = 15.0
 STREAM_S = 300.0  # a stream ends after this; the browser reconnects from its last event id
 END_GRACE_S = 3.0  # a final status whose closing event is not written yet: wait this long
 MAX_TRIALS = 10_000
+STOP_REASONS = {
+    "TRIALS_DONE": "every trial of the budget ran",
+    "BUDGET_REACHED": "the time budget ran out",
+    "MODEL_CONVERGED": "the model stopped improving",
+}
+"""The search's stop reasons in words (an unknown one is shown as it is)."""
 
 
 def _ws(request: Request) -> Any:
@@ -51,9 +57,11 @@ def _ws(request: Request) -> Any:
 
 
 def seconds_text(value: Any) -> str:
-    """``0:42``, ``12:05``, ``1:02:09``; an empty string for no value."""
+    """``4.2 s``, ``12:05``, ``1:02:09``; an empty string for no value."""
     if value is None:
         return ""
+    if float(value) < 60:
+        return f"{max(0.0, float(value)):.1f} s"
     total = max(0, int(round(float(value))))
     h, rest = divmod(total, 3600)
     m, s = divmod(rest, 60)
@@ -237,9 +245,13 @@ def _job_context(job: dict[str, Any]) -> dict[str, Any]:
     if result.get("name") and result.get("version"):
         model_href = f"/models/{result['name']}/{result['version']}"
     best = job.get("best") or {}
+    explored = [t for t in job.get("trials") or [] if t.get("phase") != "refit"]
     return {
         "job": job,
         "bar": bar,
+        "explored": len(explored),
+        "stop_text": STOP_REASONS.get(job.get("stop_reason") or "", ""),
+        "task": result.get("task") or (job.get("options") or {}).get("task") or "auto",
         "model_href": model_href,
         "best_trial": best.get("trial"),
         "active": job["status"] in ACTIVE,
