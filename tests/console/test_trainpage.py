@@ -461,3 +461,35 @@ def test_a_one_trial_training_through_the_console_to_its_model(client_as, tiny, 
     assert kinds.index("search_start") < kinds.index("trial_end") < kinds.index("done")
     assert messages[-1][0] == "end" and messages[-1][1]["status"] == "done"
     assert tiny.model("tiny@1")["model"] == st["result"]["model"]
+
+
+# ---- retrain (the monitor page's entry point) -----------------------------------------------
+
+
+def test_retrain_starts_a_retrain_job_for_trainers_only(client_as, tiny, spawned, monkeypatch):
+    from autovision.versions import store as versions
+
+    monkeypatch.setattr(versions, "aliases", lambda ws, name: {"default": 1})
+    viewer, viewer_csrf = client_as("viewer")
+    r = viewer.post("/train/retrain", data={"csrf_token": viewer_csrf, "name": "tiny"})
+    assert r.status_code == 403 and spawned == []
+    client, csrf = client_as("trainer")
+    assert client.post("/train/retrain", data={"name": "tiny"}).status_code == 403  # no CSRF
+
+    form = {"csrf_token": csrf, "name": "tiny", "budget_kind": "trials", "trials": "2"}
+    r = client.post("/train/retrain", data=form, follow_redirects=False)
+
+    assert r.status_code == 303 and spawned
+    job_id = r.headers["location"].removeprefix("/train/jobs/")
+    st = job_status(tiny, job_id)
+    assert st["kind"] == "retrain" and st["retrain_of"] == "tiny" and st["user"] == "trainer-user"
+    assert st["options"] == {"trials": 2, "seed": 0, "alias": "production"}
+    assert "Retraining tiny" in client.get(f"/train/jobs/{job_id}").text
+    assert "model tiny" in client.get("/train").text
+
+
+def test_retrain_of_an_unknown_model_says_so(client_as, tiny, spawned) -> None:
+    client, csrf = client_as("trainer")
+    r = client.post("/train/retrain", data={"csrf_token": csrf, "name": "ghost"})
+    assert r.status_code == 400 and "Cannot retrain" in r.text and "ghost" in r.text
+    assert spawned == []

@@ -16,6 +16,7 @@ from autovision.jobs.api import (
     job_status,
     list_jobs,
     recover_jobs,
+    start_retrain_job,
     start_training_job,
 )
 from autovision.jobs.store import STATUSES
@@ -28,5 +29,6 @@ __all__ = [
     "job_status",
     "list_jobs",
     "recover_jobs",
+    "start_retrain_job",
     "start_training_job",
 ]

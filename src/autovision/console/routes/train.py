@@ -212,6 +212,50 @@ def start_training(
     return RedirectResponse(where, status_code=303)
 
 
+@router.post("/train/retrain")
+def start_retrain(
+    request: Request,
+    user: Annotated[User, Depends(require("train.start"))],
+    name: Annotated[str, Form(max_length=100)],
+    budget_kind: Annotated[str, Form(max_length=10)] = "time",
+    budget: Annotated[str, Form(max_length=20)] = "10m",
+    trials: Annotated[str, Form(max_length=10)] = "",
+    alias: Annotated[str, Form(max_length=100)] = "production",
+    dataset: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """The monitor page's "retrain": the next version of model ``name`` trained from
+    ``name@alias`` on its dataset's newest version (or ``dataset``) in a worker, promoted
+    past the gate; then the job's page. A form error comes back as a fragment (400)."""
+    from autovision.jobs import start_retrain_job
+
+    try:
+        options = _options(
+            task="auto",
+            budget_kind=budget_kind,
+            budget=budget,
+            trials=trials,
+            seed="0",
+            base_model="",
+            name="",
+            exclude_issues=[],
+        )
+        options.pop("task")
+        if alias.strip():
+            options["alias"] = alias.strip()
+        if dataset.strip():
+            options["dataset"] = dataset.strip()
+        with audit_as(user):
+            job_id = start_retrain_job(_ws(request), name.strip(), user=user.name, **options)
+    except AutovisionError as exc:
+        return render(
+            request, "_error.html", status_code=400, title="Cannot retrain", message=str(exc)
+        )
+    where = f"/train/jobs/{job_id}"
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": where})
+    return RedirectResponse(where, status_code=303)
+
+
 # ---- a job ---------------------------------------------------------------------------------
 
 
