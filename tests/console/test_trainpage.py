@@ -128,6 +128,16 @@ def test_train_page_offers_every_version_with_its_detected_task(client_as, tiny)
     assert "No training yet" in html
 
 
+def test_a_link_can_preselect_the_version(client_as, tiny) -> None:
+    """The monitor page's "Retrain" opens ``/train?dataset=...``."""
+    client, _ = client_as("trainer")
+    selected = r'<option value="(tiny@\d)"[^>]* selected>'
+    assert re.findall(selected, client.get("/train?dataset=tiny@1").text) == ["tiny@1"]
+    assert re.findall(selected, client.get("/train?dataset=tiny").text) == ["tiny@2"]
+    assert re.findall(selected, client.get("/train?dataset=" + XSS).text) == ["tiny@2"]
+    assert XSS not in client.get("/train?dataset=" + XSS).text
+
+
 @pytest.mark.parametrize("role", ["viewer", "reviewer"])
 def test_readers_see_no_form(client_as, tiny, role) -> None:
     client, _ = client_as(role)

@@ -115,8 +115,18 @@ def _form_context(request: Request, form: dict[str, Any] | None = None) -> dict[
 
 
 @router.get("/train")
-def train_page(request: Request, user: Annotated[User, Depends(require("read"))]) -> Response:
-    return render(request, "train.html", **_form_context(request))
+def train_page(
+    request: Request, user: Annotated[User, Depends(require("read"))], dataset: str = ""
+) -> Response:
+    """``?dataset=NAME@N`` (or ``NAME``: its newest version) preselects the version, as the
+    monitor page's "Retrain" link does."""
+    context = _form_context(request)
+    wanted = dataset.strip()
+    for v in context["versions"]:  # newest first per dataset: a bare name meets its latest
+        if wanted in (v["ref"], v["name"]):
+            context["form"]["dataset"] = v["ref"]
+            break
+    return render(request, "train.html", **context)
 
 
 @router.get("/train/jobs")
