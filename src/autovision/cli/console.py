@@ -96,4 +96,5 @@ def _serve(app, *, host: str, port: int, tls_cert: str | None, tls_key: str | No
         log_level="warning",
         proxy_headers=False,
         server_header=False,
+        timeout_graceful_shutdown=5,  # open event streams (Train page) must not hold a Ctrl-C
     )

@@ -4,6 +4,8 @@ error pages, static files, and one router per page group (``routes.ROUTERS``).""
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -66,7 +68,13 @@ def create_app(
         static_version=static_version(),
     )
     purge_sessions(ws)
-    app = FastAPI(title="autovision console", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="autovision console",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_lifespan,
+    )
     app.state.console = state
     app.state.port = port
     for module_name in ROUTERS:
@@ -82,6 +90,17 @@ def create_app(
         secure=secure,
     )
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """At start: resume the training jobs a restart interrupted (``console.recovery``)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from autovision.console.recovery import recover_at_start
+
+    await run_in_threadpool(recover_at_start, app.state.console.ws)
+    yield
 
 
 def _error_pages(app: FastAPI) -> None:

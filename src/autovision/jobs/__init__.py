@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from autovision.jobs.api import (
     cancel_job,
+    check_train_options,
     job_events,
     job_status,
     list_jobs,
     recover_jobs,
+    start_retrain_job,
     start_training_job,
 )
 from autovision.jobs.store import STATUSES
@@ -22,9 +24,11 @@ from autovision.jobs.store import STATUSES
 __all__ = [
     "STATUSES",
     "cancel_job",
+    "check_train_options",
     "job_events",
     "job_status",
     "list_jobs",
     "recover_jobs",
+    "start_retrain_job",
     "start_training_job",
 ]

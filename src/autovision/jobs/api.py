@@ -22,6 +22,8 @@ from autovision.security.audit import acting_as, actor, audit_event
 from autovision.workspace.db import utcnow
 
 TRAIN = "train"
+RETRAIN = "retrain"
+_RETRAIN_KWARGS = ("dataset", "budget", "trials", "alias", "min_gain", "seed")
 HEARTBEAT_S = 5.0  # how often a worker writes its heartbeat
 STALE_S = 60.0  # a running job whose heartbeat is older than this has lost its worker
 _NOT_KWARGS = ("progress", "ws", "dataset_ref")  # the job's to give, not the caller's
@@ -53,10 +55,7 @@ def start_training_job(
     """
     kwargs = _train_kwargs(train_kwargs)
     _check_dataset(ws, dataset_ref)
-    if not kwargs.get("resume"):
-        from autovision.search.budget import Budget  # light: no torch
-
-        Budget.from_args(kwargs.get("budget"), kwargs.get("node_hours"), kwargs.get("trials"))
+    check_train_options(ws, kwargs)
     who = {**actor(), **({"user": user} if user else {})}
     params = {"dataset_ref": dataset_ref, "train": kwargs, "actor": who}
     job_id = store.create(ws, TRAIN, params, who.get("user"))
@@ -70,6 +69,36 @@ def start_training_job(
             dataset=dataset_ref,
             **{k: kwargs[k] for k in _AUDITED if k in kwargs},
         )
+    _spawn(ws, job_id)
+    return job_id
+
+
+def start_retrain_job(ws: Any, name: str, *, user: str | None = None, **retrain_kwargs: Any) -> str:
+    """Record a retrain of the named model ``name`` and start its worker; the job id.
+
+    The worker runs :func:`autovision.versions.retrain.retrain` (train the next version from
+    ``name@alias``, evaluate both, promote past the gate) with ``retrain_kwargs``
+    (``dataset``, ``budget``, ``trials``, ``alias``, ``min_gain``, ``seed``). Its progress
+    events are the training's, as for a training job. A retrain whose worker is lost starts
+    again from the beginning when recovered (a retrain has no resume of its own).
+    """
+    from autovision.search.budget import Budget
+    from autovision.versions import store as versions
+
+    unknown = sorted(set(retrain_kwargs) - set(_RETRAIN_KWARGS))
+    if unknown:
+        raise JobError(f"a retrain job takes no option {', '.join(map(repr, unknown))}")
+    kwargs = _train_kwargs(retrain_kwargs)
+    versions.aliases(ws, name)  # a clear error when there is no such model
+    if kwargs.get("dataset"):
+        _check_dataset(ws, kwargs["dataset"])
+    Budget.from_args(kwargs.get("budget", "10m"), None, kwargs.get("trials"))
+    who = {**actor(), **({"user": user} if user else {})}
+    params = {"model": name, "dataset_ref": kwargs.get("dataset"), "train": kwargs, "actor": who}
+    job_id = store.create(ws, RETRAIN, params, who.get("user"))
+    store.append_event(ws, job_id, {"event": "job", "status": QUEUED, "attempt": 1})
+    with acting_as(**who):
+        audit_event(ws, "job.start", target=job_id, kind=RETRAIN, model=name, **kwargs)
     _spawn(ws, job_id)
     return job_id
 
@@ -96,6 +125,32 @@ def _check_dataset(ws: Any, ref: str) -> None:
         raise DatasetError(f"dataset {name!r} has no version")
     if version is not None and version not in versions:
         raise DatasetError(f"dataset {name!r} has no version {version}")
+
+
+def check_train_options(ws: Any, options: dict[str, Any]) -> None:
+    """Raise the error the worker would meet later for a bad budget, task, model name, base
+    model or issue name (a form shows it at once). Cheap: nothing is loaded but the base
+    model's registry row. Whether a model-based issue was computed for the version is left
+    to the training (it needs the dataset loaded)."""
+    from autovision.data.edit import parse_issues
+    from autovision.search.budget import Budget  # light: no torch
+    from autovision.search.prepare import TASKS
+    from autovision.versions.refs import check_model_name
+
+    if not options.get("resume"):
+        Budget.from_args(options.get("budget"), options.get("node_hours"), options.get("trials"))
+    task = options.get("task", "auto")
+    if task not in TASKS:
+        raise JobError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    seed = options.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise JobError(f"the seed must be a whole number, got {seed!r}")
+    if options.get("name") is not None:
+        check_model_name(options["name"])
+    if options.get("base_model"):
+        ws.model(options["base_model"])  # ModelError naming the reference when it is unknown
+    if options.get("exclude_issues"):
+        parse_issues(options["exclude_issues"])
 
 
 def _spawn(ws: Any, job_id: str) -> None:
@@ -155,6 +210,8 @@ def _public(job: dict[str, Any]) -> dict[str, Any]:
     """What a page may show: not the worker's environment (the actor's key id stays)."""
     params = job.pop("params")
     job["options"] = params.get("train", {})
+    if params.get("model"):
+        job["retrain_of"] = params["model"]  # a retrain job: the named model it continues
     return job
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from autovision.errors import AutovisionError, JobError
 from autovision.jobs import store
-from autovision.jobs.api import heartbeat_s
+from autovision.jobs.api import RETRAIN, heartbeat_s
 from autovision.jobs.store import CANCELLED, DONE, FAILED, INTERRUPTED, RUNNING
 from autovision.security.audit import acting_as
 from autovision.workspace.db import utcnow
@@ -113,6 +113,16 @@ def _finished_result(ws: Any, state: Any) -> dict[str, Any]:
     return {k: info.get(k) for k in keys}
 
 
+def _retrain(ws: Any, name: str, progress: Recorder, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A retrain job's work: the decision, with the candidate as the job's model version."""
+    from autovision.versions.retrain import retrain
+
+    result = retrain(ws, name, progress=progress, **kwargs).to_dict()
+    version = result["candidate"]["version"]
+    stop = (result.get("train") or {}).get("stop_reason")
+    return {**result, "version": version, "ref": f"{name}@{version}", "stop_reason": stop}
+
+
 def run_job(ws: Any, job_id: str) -> int:
     """Run the job; the process exit status (0 done or cancelled, 1 failed, 130 stopped)."""
     from autovision.search.run import train
@@ -134,12 +144,16 @@ def run_job(ws: Any, job_id: str) -> int:
     status, fields, code = FAILED, {}, 1
     try:
         with acting_as(**(params.get("actor") or {}), job=job_id):
-            ref = _resume_ref(ws, job_id) if attempt > 1 else None
-            if ref is not None:
-                kwargs["resume"] = True
             progress = Recorder(ws, job_id)
-            result = train(ws, ref or params["dataset_ref"], progress=progress, **kwargs)
-        status, fields, code = DONE, {"result": {**result.to_dict(), "ref": result.ref}}, 0
+            if job["kind"] == RETRAIN:
+                found = _retrain(ws, params["model"], progress, kwargs)
+            else:
+                ref = _resume_ref(ws, job_id) if attempt > 1 else None
+                if ref is not None:
+                    kwargs["resume"] = True
+                result = train(ws, ref or params["dataset_ref"], progress=progress, **kwargs)
+                found = {**result.to_dict(), "ref": result.ref}
+        status, fields, code = DONE, {"result": found}, 0
     except _Finished as done:
         found = _finished_result(ws, done.state)
         found["ref"] = f"{found['name']}@{found['version']}"
