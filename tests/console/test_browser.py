@@ -4,70 +4,30 @@ zip, see the dataset in the list. Screenshots of each page go to $AUTOVISION_SCR
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from ._browser import CHROMIUM, CHROMIUM_ARGS, need_chromium, screenshots_dir, serve
 from ._helpers import PASSWORD
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def console_url(workspace):
     """A real console server (uvicorn in a thread) on a free loopback port."""
-    import uvicorn
-
-    from autovision.console.app import create_app
-
-    port = _free_port()
-    app = create_app(workspace, port=port)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    end = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < end and thread.is_alive(), "the console did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve(workspace) as running:
+        yield running
 
 
 @pytest.fixture
 def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("AUTOVISION_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return screenshots_dir(tmp_path)
 
 
 def test_log_in_import_a_zip_and_see_it_listed(console_url, workspace, class_zip, shots, tmp_path):
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("Debian chromium is not installed (make system-deps)")
+    need_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     from autovision.console.auth import create_user
