@@ -22,3 +22,4 @@ def test_demo_end_to_end(tmp_path, capsys):
     metrics = json.loads(models[0].read_text())
     assert metrics["accuracy"] > 0.5
     assert ":predict" in out
+    assert "autovision console --workspace" in out

@@ -154,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_step(ws, model_id, ws.root.parent / "report.html", console)
     console.rule("6. serve")
     serve_step(ws, model_id, next(iter(sorted((folder / "7").glob("*.png")))), console)
+    console.rule("7. web console")
+    console.print(
+        "Open the whole workflow in a browser (it prints a one-time login link):\n"
+        f"  .venv/bin/autovision console --workspace {ws.root}",
+        highlight=False,
+    )
     return 0
 
 
