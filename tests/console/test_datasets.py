@@ -105,6 +105,37 @@ def test_csv_with_a_zip_of_images(client_as, image_bytes, workspace):
     assert workspace.dataset("colours").label_counts() == {"green": 4, "red": 4}
 
 
+def test_uploads_are_recorded_under_their_own_name_not_the_temp_folder(
+    client_as, class_zip, image_bytes, workspace
+):
+    """The version's source, its images' sources and the page name the uploaded file
+    (``leaves.zip:rust/000.png``; a CSV's rows as written), not the removed
+    ``tmp/console-upload-*`` folder."""
+    client, csrf = client_as("trainer")
+    zipped = class_zip(labels=("rust", "healthy"))
+    started = _upload(client, csrf, "leaves", {"file": ("leaves.zip", zipped, "application/zip")})
+    assert 'data-status="done"' in wait_job(client, job_id_of(started.text))
+    images = {f"img/{i}.png": image_bytes(i % 2, seed=i) for i in range(4)}
+    rows = "".join(f"img/{i}.png,{'red' if i % 2 == 0 else 'green'}\n" for i in range(4))
+    files = {
+        "file": ("colours.csv", rows.encode(), "text/csv"),
+        "images": ("images.zip", _zip(images), "application/zip"),
+    }
+    started = _upload(client, csrf, "colours", files)
+    assert 'data-status="done"' in wait_job(client, job_id_of(started.text))
+
+    leaves, colours = workspace.dataset("leaves"), workspace.dataset("colours")
+    assert leaves.source == "leaves.zip" and colours.source == "colours.csv"
+    assert {it.source for it in leaves.items if it.labels == ("rust",)} == {
+        f"leaves.zip:rust/{i:03d}.png" for i in range(6)
+    }
+    assert sorted(it.source for it in colours.items) == [f"img/{i}.png" for i in range(4)]
+    for page in ("/datasets/leaves/1", "/datasets/colours/1"):
+        html = client.get(page).text
+        assert "console-upload-" not in html and str(workspace.root) not in html
+    assert "from leaves.zip" in client.get("/datasets/leaves/1").text
+
+
 def test_jsonl_with_a_zip_of_images(client_as, image_bytes, workspace):
     client, csrf = client_as("trainer")
     images = {f"{i}.png": image_bytes(i % 2, seed=i) for i in range(4)}

@@ -83,6 +83,27 @@ def test_page_shows_distribution_warnings_and_first_tiles(client_as, pets):
     assert 'id="edit-form"' not in text and "Run checks" not in text  # viewer: no edits
 
 
+def test_a_label_without_training_images_is_an_error_on_the_page(client_as, workspace):
+    """Look-alikes are split as one group, so a label can land in validation and test only;
+    training refuses it: the page says so (red in the chart too) before anyone trains."""
+    from dataclasses import replace
+
+    items = [
+        replace(it, split="test" if it.labels == ("dog",) else it.split)
+        for it in make_items(workspace)
+    ]
+    workspace.create_version("pets", items, multi_label=False)
+    client, _ = client_as("viewer")
+    text = page_of(client, "/datasets/pets/1")
+    warning = text[text.index('id="warn-no-train"') :].split("</ul>")[0]
+    assert "No training images" in warning and "training refuses this label" in warning
+    assert '?label=dog#gallery-title">dog</a> <span class="muted">24</span>' in warning
+    assert "Enough images for every label" not in text
+    assert 'fill="#b42318"' in text  # the dog row's name is red in the chart
+    workspace.create_version("fine", make_items(workspace), multi_label=False)
+    assert 'id="warn-no-train"' not in page_of(client, "/datasets/fine/1")
+
+
 def test_unknown_version_is_404(client_as, pets):
     client, _ = client_as("viewer")
     assert client.get("/datasets/pets/9").status_code == 404

@@ -217,3 +217,53 @@ def test_drift_check_runs_monitor_and_shows_its_result(client_as, workspace, pet
         "/monitor/pets/drift", data={"model": "../etc"}, headers={**HX, "X-CSRF-Token": csrf}
     )
     assert "is not a version of pets" in r.text and len(calls) == 1
+
+
+def test_a_two_label_model_says_its_queue_stays_empty_and_an_admin_raises_it(
+    client_as, workspace, tmp_path, image_bytes
+):
+    """A 2-label model's top confidence is at least 0.5: at the default "review below 0.5"
+    nothing is ever queued as uncertain. The page says so; an admin raises the threshold
+    there (a reviewer cannot, even by posting) and the predictions arrive."""
+    from autovision.monitoring import review
+
+    pets_model(workspace, tmp_path, labels=("cat", "dog"))
+    ids = log_predictions(workspace, image_bytes, [(0.55, 0.45), (0.9, 0.1)], labels=("cat", "dog"))
+    reviewer, rcsrf = client_as("reviewer")
+    page = reviewer.get("/monitor/pets").text
+    assert 'id="never-low"' in page and "With 2 labels" in page and "Nothing to review" in page
+    assert "--review-below 0.7" in page and 'class="review-below-form"' not in page
+    r = reviewer.post("/monitor/pets/review-below", data={"value": "0.7", "csrf_token": rcsrf})
+    assert r.status_code == 403 and review.review_below(workspace, "pets") == 0.5
+
+    admin, csrf = client_as("admin")
+    assert 'class="review-below-form"' in admin.get("/monitor/pets").text
+    r = admin.post("/monitor/pets/review-below", data={"value": "0.7"})
+    assert r.status_code == 403  # no CSRF token
+    r = admin.post(
+        "/monitor/pets/review-below", data={"value": "1.5"}, headers={**HX, "X-CSRF-Token": csrf}
+    )
+    assert "alert-error" in r.text and "(0, 1]" in r.text
+    r = admin.post(
+        "/monitor/pets/review-below", data={"value": "x"}, headers={**HX, "X-CSRF-Token": csrf}
+    )
+    assert "is not a number" in r.text
+    r = admin.post(
+        "/monitor/pets/review-below", data={"value": "0.7"}, headers={**HX, "X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 200 and 'id="never-low"' not in r.text
+    assert f'data-item="{ids[0]}"' in r.text and 'id="queued-stat" hx-swap-oob' in r.text
+    assert review.review_below(workspace, "pets") == 0.7
+    event = [e for e in _audit(workspace) if e.get("action") == "model.settings"][-1]
+    assert event.get("user") == "admin-user"
+    assert (
+        admin.post(
+            "/monitor/nope/review-below", data={"value": "0.7"}, headers={"X-CSRF-Token": csrf}
+        ).status_code
+        == 404
+    )
+
+
+def test_three_labels_at_the_default_threshold_have_no_such_note(client_as, workspace, pets):
+    client, _ = client_as("admin")
+    assert 'id="never-low"' not in client.get("/monitor/pets").text

@@ -491,3 +491,21 @@ def test_import_result_counts_what_the_checks_found(workspace, tmp_path: Path) -
     assert counts["exact_duplicates"] == 0 and counts["near_duplicates"] >= 0
     assert counts["quality"] == {"small": 16} and counts["quality_flags"] == 16
     json.dumps(counts)
+
+
+def test_shown_names_a_temporary_source_in_the_version(workspace, image_folder, tmp_path):
+    """``shown``: an upload saved to a temporary path is recorded under its own name."""
+    root = image_folder(labels=("cat", "dog"), per_label=2)
+    out = import_dataset(workspace, "pets", root, shown="pets-upload", workers=1)
+    ds = out.version
+    assert ds.source == "pets-upload" and str(root) not in ds.note
+    assert sorted(it.source for it in ds.items) == [
+        f"pets-upload:{lab}/{i:03d}.png" for lab in ("cat", "dog") for i in range(2)
+    ]
+    archive = shutil.make_archive(str(tmp_path / "tmp-123"), "zip", root)
+    ds = import_dataset(workspace, "pets", archive, shown="pets.zip", workers=1).version
+    assert ds.source == "pets.zip"
+    assert {it.source.split(":")[0] for it in ds.items} == {"pets.zip"}
+    with pytest.raises(DatasetError) as info:
+        import_dataset(workspace, "empty", tmp_path / "nothing.csv", shown="mine.csv")
+    assert str(info.value).startswith("mine.csv: ") and str(tmp_path) not in str(info.value)

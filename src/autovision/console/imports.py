@@ -134,7 +134,10 @@ class ImportJobs:
                     os.unlink(images_archive)
                     job.problems.extend(_problem(p) for p in refused)
                 job.status = "importing"
-                result = import_dataset(self.ws, job.dataset, source, progress=progress, **kwargs)
+                shown = job.source if cleanup is not None else None  # an upload's own name
+                result = import_dataset(
+                    self.ws, job.dataset, source, progress=progress, shown=shown, **kwargs
+                )
             out = result.to_dict()
             job.problems.extend(_problem(p) for p in out.get("problems", []))
             job.status = "analysing"

@@ -203,6 +203,7 @@ def import_dataset(
     timeout: float = DEFAULT_TIMEOUT_S,
     archive_limits: archive.ArchiveLimits | None = None,
     keep_splits: bool = True,
+    shown: str | None = None,
 ) -> ImportResult:
     """Import ``source`` (folder, CSV, JSONL, or a zip/tar of those; local or URL) as a new
     version of ``name``.
@@ -213,6 +214,9 @@ def import_dataset(
     raises :class:`ImportFailed` and makes no version, as does a source with no good image.
     A new version of an existing dataset keeps, with ``keep_splits``, the id and split of
     every image whose content was in the latest version (ML_USE of its row still wins).
+    ``shown`` is the name the source is recorded under when its path means nothing to the
+    user (an uploaded file saved to a temporary folder): the version's source, its images'
+    sources (``SHOWN:path/inside``) and the messages name it instead of that folder.
     """
     check_name(name)
     source = os.fspath(source)
@@ -236,7 +240,16 @@ def import_dataset(
         init=(ws.blobs.url, max_pixels, int(max_file_mb * 1e6), timeout),
     )
     if not (archive.is_archive(source) and not is_url(source)):
-        return _import(ws, name, source, scope=scope, **opts)
+        if shown is None or is_url(source):
+            return _import(ws, name, source, scope=scope, **opts)
+        local = os.path.abspath(os.path.expanduser(source))
+        folder = local if os.path.isdir(local) else os.path.dirname(local)
+        try:
+            return _import(ws, name, local, scope=scope, shown=shown, unpacked=folder, **opts)
+        except DatasetError as exc:
+            if isinstance(exc, ImportFailed):
+                raise
+            raise DatasetError(_inside(str(exc).replace(local, shown), folder, shown)) from None
     tmp_parent = os.path.join(ws.root, "tmp")
     os.makedirs(tmp_parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="import-", dir=tmp_parent)
@@ -245,12 +258,19 @@ def import_dataset(
         target = archive.import_target(Path(tmp))
         inner = Scope(roots=(tmp, *roots), allow_urls=allow_urls)
         return _import(
-            ws, name, str(target), scope=inner, shown=source, unpacked=tmp, found=found, **opts
+            ws,
+            name,
+            str(target),
+            scope=inner,
+            shown=shown or source,
+            unpacked=tmp,
+            found=found,
+            **opts,
         )
     except ImportFailed:
         raise
     except DatasetError as exc:
-        raise DatasetError(_inside(str(exc), tmp, source)) from None
+        raise DatasetError(_inside(str(exc), tmp, shown or source)) from None
     finally:
         archive.remove(Path(tmp))
 

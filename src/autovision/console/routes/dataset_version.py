@@ -118,11 +118,19 @@ def _issue_options(request: Request, ref: str) -> dict[str, Any]:
     return {"issues_ready": True, "issue_options": options, "issues_error": None}
 
 
+def _without_train(dist: dict[str, Any]) -> list[str]:
+    """Labels with images but none in the train split: training refuses them (a duplicate
+    group is split as one unit, so look-alikes can all land in validation or test)."""
+    counts = dist["label_split_counts"]
+    return [lab for lab in dist["labels"] if not counts[lab].get("train")]
+
+
 def _chart(dist: dict[str, Any]) -> Any:
     splits = [s for s, n in dist["splits"].items() if n]
     rows = [(lab, dist["label_split_counts"][lab]) for lab in dist["labels"]]
     rows.sort(key=lambda r: (-sum(r[1].values()), r[0]))
     errors = {w["label"]: "#b42318" for w in dist["label_warnings"] if w["level"] == "error"}
+    errors.update(dict.fromkeys(_without_train(dist), "#b42318"))
     return charts.bar_chart(
         rows,
         splits,
@@ -181,6 +189,7 @@ def version_page(
         dist=dist,
         chart=_chart(dist),
         imbalanced=(dist["imbalance_ratio"] or 0) >= IMBALANCE_WARN,
+        without_train=_without_train(dist),
         diff=_diff(ws, name, info),
         filters=filters,
         page=_gallery(ws, name, version, filters, after),

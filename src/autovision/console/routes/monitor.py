@@ -123,7 +123,24 @@ def _review_context(ws: Any, name: str) -> dict[str, Any]:
         "choices": choices,
         "multi": multi,
         "stats": review.stats(ws, name),
+        "never_low": _never_low(ws, name, q["review_below"]),
     }
+
+
+def _never_low(ws: Any, name: str, below: float) -> int | None:
+    """The number of labels when a single-label model's top confidence (at least 1/labels)
+    can never be under ``below``: then no prediction is queued as uncertain (a 2-label
+    model at the default 0.5). None otherwise."""
+    from autovision.monitoring import review
+
+    versions = _versions(ws, name)
+    if not versions:
+        return None
+    models = review._Models(ws)
+    if models.multi_label(versions[0].id):
+        return None
+    n = len(review._name_labels(ws, name, models))
+    return n if n >= 2 and below <= 1 / n else None
 
 
 def _feedback_target(ws: Any, name: str) -> str | None:
@@ -241,6 +258,33 @@ def review_skip(
     try:
         with audit_as(user):
             review.skip(console_state(request).ws, prediction_id, name=name)
+    except AutovisionError as exc:
+        return _review_answer(request, name, error=str(exc))
+    return _review_answer(request, name)
+
+
+@router.post("/monitor/{name}/review-below")
+def set_review_below(
+    request: Request,
+    name: str,
+    user: Annotated[User, Depends(require("deploy"))],
+    value: Annotated[str, Form(max_length=20)],
+) -> Response:
+    """``autovision models set NAME --review-below VALUE`` from the review queue (admin)."""
+    from autovision.monitoring import review
+
+    ws = console_state(request).ws
+    try:
+        _known(ws, name)
+    except _NotFound as exc:
+        return render(request, "error.html", 404, title="Not found", message=str(exc))
+    try:
+        number = float(value)
+    except ValueError:
+        return _review_answer(request, name, error=f"Review below: {value!r} is not a number.")
+    try:
+        with audit_as(user):
+            review.set_review_below(ws, name, number)
     except AutovisionError as exc:
         return _review_answer(request, name, error=str(exc))
     return _review_answer(request, name)
