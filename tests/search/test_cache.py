@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,31 @@ def test_embeddings_fill_incrementally(workspace, make_dataset) -> None:
     assert calls == [(0, 2), (2, 3), (3, 7), (7, 10)]
     with pytest.raises(TimeoutError):
         cache.EmbeddingCache(workspace, items, SPEC, "model-y", 4).get(5, compute, deadline=0)
+
+
+def test_a_subset_reuses_the_rows_another_cache_computed(workspace, make_dataset) -> None:
+    """``train --exclude-issues`` trains on a subset in another order: no row is embedded
+    twice (rows are matched by item id and image hash, for the same model and size only)."""
+    items = make_dataset(counts=(6, 0, 0)).items
+    assert len(items) == 12
+
+    def compute(start: int, stop: int, base: list) -> np.ndarray:
+        base.append((start, stop))
+        return np.stack([np.full(4, ordered[i].id, np.float32) for i in range(start, stop)])
+
+    ordered, calls = list(items), []
+    full = cache.EmbeddingCache(workspace, ordered, SPEC, "model-x", 4)
+    full.get(10, lambda a, b: compute(a, b, calls))  # the last 2 items never embedded
+    subset = [items[i] for i in (9, 3, 0, 5, 11, 7)]  # item 11: not cached
+    ordered, calls = subset, []
+    part = cache.EmbeddingCache(workspace, subset, SPEC, "model-x", 4)
+    assert part.reused == 4 and part.done == 4
+    got = part.get(6, lambda a, b: compute(a, b, calls))
+    assert calls == [(4, 6)]  # only from the first row no cache had
+    assert got[:, 0].tolist() == [it.id for it in subset]
+    # another model key, or another image under the same id: nothing reused
+    assert cache.EmbeddingCache(workspace, subset, SPEC, "model-x|hflip", 4).reused == 0
+    changed = [dataclasses.replace(subset[0], sha256="0" * 64), *subset[1:]]
+    assert cache.EmbeddingCache(workspace, changed, SPEC, "model-x", 4).reused == 0
+    other = Preprocessing(16, (127.5,) * 3, (127.5,) * 3)
+    assert cache.EmbeddingCache(workspace, subset, other, "model-x", 4).reused == 0

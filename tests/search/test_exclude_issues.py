@@ -193,3 +193,32 @@ def test_without_exclude_issues_nothing_is_recorded(workspace, make_dataset, tin
     assert result.to_dict()["excluded"] is None
     meta = json.loads((result.path / "model.json").read_text())
     assert meta["dataset"]["excluded"] is None
+
+
+@pytest.mark.slow
+def test_exclude_issues_reuses_the_embeddings_of_the_full_run(
+    workspace, faulty, monkeypatch
+) -> None:
+    """A linear trial after ``--exclude-issues`` embeds nothing a run on the whole version
+    embedded already (the cache is keyed by the ordered items; rows match by id and hash)."""
+    from autovision.search import linear
+
+    space = {"backbones": ["efficientnet_lite0"], "modes": ["linear"]}
+    monkeypatch.setenv(
+        "AUTOVISION_SEARCH_SPACE", json.dumps({**space, "sizes": {"efficientnet_lite0": [32]}})
+    )
+    computed: list[int] = []
+    original = linear.fill_embeddings
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        computed.append(out[2])
+        return out
+
+    monkeypatch.setattr(linear, "fill_embeddings", spy)
+    train(workspace, "tiny", trials=1)
+    assert computed and computed[0] > 0
+    computed.clear()
+    res = train(workspace, "tiny", trials=1, exclude_issues="label_issues")
+    assert res.excluded["images"] == 2
+    assert computed and all(n == 0 for n in computed)

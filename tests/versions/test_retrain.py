@@ -294,3 +294,42 @@ def test_a_test_split_holding_the_incumbents_training_images_is_noted(gated) -> 
     result = retrain(ws, "pets")
     assert result.dataset == "pets@2"
     assert any("16 test images of pets@2 were training" in n for n in result.notes)
+
+
+def test_exclude_issues_are_passed_through_and_kept_from_the_incumbent(gated, tmp_path) -> None:
+    ws = gated.ws
+    retrain(ws, "pets", exclude_issues="label_issues,outliers")
+    assert gated.calls[-1]["exclude_issues"] == "label_issues,outliers"
+    retrain(ws, "pets")  # the incumbent (pets@1) was trained on everything: nothing left out
+    assert gated.calls[-1]["exclude_issues"] is None
+    # an incumbent trained with --exclude-issues: its retrain keeps leaving them out
+    excluded = {"issues": ["label_issues"], "images": 3, "ids": [1, 2, 3]}
+    clean = ws.register_model(
+        "m-clean",
+        dataset="pets",
+        dataset_version=1,
+        task="single-label",
+        path=tmp_path / "clean",
+        info={"excluded": excluded},
+        name="pets",
+    )
+    store.set_alias(ws, "pets", clean.version, "production")
+    retrain(ws, "pets")
+    assert gated.calls[-1]["exclude_issues"] == ["label_issues"]
+    retrain(ws, "pets", exclude_issues="")  # explicitly none
+    assert gated.calls[-1]["exclude_issues"] is None
+    line = [e for e in read_audit(ws.audit_log_path) if e["action"] == "model.retrain"][-1]
+    assert line["exclude_issues"] == ""
+
+
+def test_cli_exclude_issues(gated) -> None:
+    ws = gated.ws
+    args = ["retrain", "pets", "-w", str(ws.root), "--json"]
+    res = CliRunner().invoke(app, [*args, "--exclude-issues", "label_issues"])
+    assert res.exit_code == 0, res.output
+    assert gated.calls[-1]["exclude_issues"] == "label_issues"
+    res = CliRunner().invoke(app, [*args, "--exclude-issues", "none"])
+    assert res.exit_code == 0, res.output
+    assert gated.calls[-1]["exclude_issues"] is None
+    res = CliRunner().invoke(app, [*args, "--exclude-issues", "typo"])
+    assert res.exit_code != 0 and "unknown issue typo" in res.output

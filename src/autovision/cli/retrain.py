@@ -38,6 +38,11 @@ def _print_result(r: dict[str, Any]) -> None:
     console.print(f"[bold {colour}]{escape(r['reason'])}[/]", highlight=False)
 
 
+def _issues(value: str) -> str:
+    """``--exclude-issues``: ``none`` (any case) is the empty list, anything else as given."""
+    return "" if value.strip().lower() == "none" else value
+
+
 @handle_errors
 def retrain(
     name: Annotated[str, typer.Argument(help="Model name.")],
@@ -58,6 +63,16 @@ def retrain(
         typer.Option("--min-gain", help="How much better the candidate must be to be promoted."),
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    exclude_issues: Annotated[
+        str | None,
+        typer.Option(
+            "--exclude-issues",
+            help="Leave the images these issues flag out of the candidate's training and "
+            "validation (never out of the test split), e.g. label_issues,outliers; 'none' for "
+            "none (default: the issues the incumbent was trained without).",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -67,7 +82,13 @@ def retrain(
 
     ws = open_workspace(workspace)
     kwargs = dict(
-        dataset=dataset, budget=budget, alias=alias, min_gain=min_gain, trials=trials, seed=seed
+        dataset=dataset,
+        budget=budget,
+        alias=alias,
+        min_gain=min_gain,
+        trials=trials,
+        seed=seed,
+        exclude_issues=None if exclude_issues is None else _issues(exclude_issues),
     )
     if json_output:
         print_json(run_retrain(ws, name, **kwargs).to_dict())

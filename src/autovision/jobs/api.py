@@ -23,7 +23,7 @@ from autovision.workspace.db import utcnow
 
 TRAIN = "train"
 RETRAIN = "retrain"
-_RETRAIN_KWARGS = ("dataset", "budget", "trials", "alias", "min_gain", "seed")
+_RETRAIN_KWARGS = ("dataset", "budget", "trials", "alias", "min_gain", "seed", "exclude_issues")
 HEARTBEAT_S = 5.0  # how often a worker writes its heartbeat
 STALE_S = 60.0  # a running job whose heartbeat is older than this has lost its worker
 _NOT_KWARGS = ("progress", "ws", "dataset_ref")  # the job's to give, not the caller's
@@ -78,7 +78,8 @@ def start_retrain_job(ws: Any, name: str, *, user: str | None = None, **retrain_
 
     The worker runs :func:`autovision.versions.retrain.retrain` (train the next version from
     ``name@alias``, evaluate both, promote past the gate) with ``retrain_kwargs``
-    (``dataset``, ``budget``, ``trials``, ``alias``, ``min_gain``, ``seed``). Its progress
+    (``dataset``, ``budget``, ``trials``, ``alias``, ``min_gain``, ``seed``,
+    ``exclude_issues``). Its progress
     events are the training's, as for a training job. A retrain whose worker is lost starts
     again from the beginning when recovered (a retrain has no resume of its own).
     """
@@ -93,6 +94,10 @@ def start_retrain_job(ws: Any, name: str, *, user: str | None = None, **retrain_
     if kwargs.get("dataset"):
         _check_dataset(ws, kwargs["dataset"])
     Budget.from_args(kwargs.get("budget", "10m"), None, kwargs.get("trials"))
+    if kwargs.get("exclude_issues"):
+        from autovision.data.edit import parse_issues
+
+        parse_issues(kwargs["exclude_issues"])
     who = {**actor(), **({"user": user} if user else {})}
     params = {"model": name, "dataset_ref": kwargs.get("dataset"), "train": kwargs, "actor": who}
     job_id = store.create(ws, RETRAIN, params, who.get("user"))

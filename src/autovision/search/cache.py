@@ -161,6 +161,52 @@ def _decode_parallel(
 # ---- frozen-backbone embeddings ---------------------------------------------------------------
 
 
+def _row_key(it: Item) -> str:
+    return f"{it.id}:{it.sha256}"
+
+
+def _reuse_rows(path: Path, described: dict[str, Any], arr: np.ndarray) -> int:
+    """Fill the leading rows of a new cache ``arr`` from the other cache files of the same
+    model key, preprocessing, shape and dtype that hold those items (by id and image hash):
+    a training run on a subset of the items (``train --exclude-issues``, a new version with
+    a few images more or less) embeds only what no run embedded before. The cache is filled
+    in order, so the rows reused are the longest run from the first that some file has; the
+    number of them."""
+    found: dict[str, tuple[Path, int]] = {}
+    suffix = "-" + described["spec"] + ".items.json"
+    for side in sorted(path.parent.glob("*" + suffix)):
+        npy = side.with_name(side.name.removesuffix(".items.json") + ".npy")
+        if npy == path or not npy.exists():
+            continue
+        try:
+            other = json.loads(side.read_text())
+        except (OSError, ValueError):
+            continue
+        same = ("model_key", "spec", "shape", "dtype")
+        if any(other.get(k) != described[k] for k in same):
+            continue
+        done = EmbeddingCache.rows_done(npy)
+        for row, key in enumerate(other.get("items", [])[:done]):
+            found.setdefault(key, (npy, row))
+    n = 0
+    for key in described["items"]:
+        if key not in found:
+            break
+        n += 1
+    if n == 0:
+        return 0
+    sources: dict[Path, list[tuple[int, int]]] = {}
+    for dst, key in enumerate(described["items"][:n]):
+        src_path, src_row = found[key]
+        sources.setdefault(src_path, []).append((dst, src_row))
+    for src_path, pairs in sources.items():
+        src = np.load(src_path, mmap_mode="r", allow_pickle=False)
+        dst_rows, src_rows = (np.array(v, dtype=np.int64) for v in zip(*pairs, strict=True))
+        arr[dst_rows] = src[src_rows]
+        del src
+    return n
+
+
 class EmbeddingCache:
     """Float32 [N, D] embeddings of ``items`` (in the given order) by one frozen model,
     filled incrementally: ``get(n)`` returns the first ``n`` rows, computing the missing ones.
@@ -181,18 +227,31 @@ class EmbeddingCache:
         self.meta_path = self.path.with_suffix(".json")
         self.n_items = len(items)
         self.dim = dim
+        self.reused = 0  # rows copied from another cache of the same model when created
         if not self.path.exists():
             shape = (len(items), *((dim,) if isinstance(dim, int) else dim))
             tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.tmp.npy")
-            np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            keys = [_row_key(it) for it in items]
+            described = {"model_key": model_key, "spec": _spec_tag(spec), "items": keys}
+            described |= {"shape": list(shape[1:]), "dtype": np.dtype(dtype).str}
+            self.reused = _reuse_rows(self.path, described, arr)
+            arr.flush()
+            del arr
+            _atomic_json(self.items_path(self.path), described)
             os.replace(tmp, self.path)
-            _atomic_json(self.meta_path, {"done": 0})
+            _atomic_json(self.meta_path, {"done": self.reused})
 
     @staticmethod
     def path_for(ws: Any, items: Sequence[Item], spec: Preprocessing, model_key: str) -> Path:
         tag = hashlib.sha256(f"{model_key}|{items_key(items)}".encode()).hexdigest()[:24]
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in model_key)[:40]
         return Path(ws.cache_dir) / "embeddings" / f"{safe}-{tag}-{_spec_tag(spec)}.npy"
+
+    @staticmethod
+    def items_path(path: Path) -> Path:
+        """The sidecar that says which model, preprocessing and items a cache file holds."""
+        return path.with_name(path.stem + ".items.json")
 
     @staticmethod
     def rows_done(path: Path) -> int:

@@ -9,6 +9,7 @@ the decision and both figures go into the alias's history.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,13 @@ def _dataset(ws: Any, incumbent: store.ModelVersion, dataset: str | None) -> Dat
         return ws.dataset(incumbent.dataset)  # its newest version
     parse_ref(dataset)
     return ws.dataset(dataset)
+
+
+def incumbent_issues(incumbent: store.ModelVersion) -> list[str]:
+    """The issues whose images the incumbent's training left out (``train --exclude-issues``;
+    ``[]`` when none)."""
+    excluded = (incumbent.info or {}).get("excluded") or {}
+    return list(excluded.get("issues") or [])
 
 
 def metric_name(task: str) -> str:
@@ -159,7 +167,7 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
 
 @audited(
     "model.retrain",
-    args=("name", "dataset", "budget", "trials", "alias", "min_gain"),
+    args=("name", "dataset", "budget", "trials", "alias", "min_gain", "exclude_issues"),
     result=lambda r: {
         "incumbent": f"{r.name}@{r.incumbent['version']}",
         "candidate": f"{r.name}@{r.candidate['version']}",
@@ -180,6 +188,7 @@ def retrain(
     trials: int | None = None,
     seed: int = 0,
     progress: Any = None,
+    exclude_issues: str | Sequence[str] | None = None,
 ) -> RetrainResult:
     """Train the next version of ``name`` from ``name@alias`` and promote it past the gate.
 
@@ -188,6 +197,11 @@ def retrain(
     ``alias`` moves (``kind="promote"``) when candidate >= incumbent + ``min_gain``, else the
     decision is recorded (``kind="kept"``). A missing ``alias`` is judged against ``default``
     and created on promotion.
+
+    ``exclude_issues`` leaves the images those issues flag out of the candidate's training
+    and validation data (as ``train --exclude-issues``; never out of the test split both are
+    judged on). ``None`` (default) keeps what the incumbent's training left out: the issues
+    it was trained without, re-read on the new dataset version; ``""`` or ``[]``: none.
     """
     from autovision.evaluation.api import evaluate, evaluate_predictions
     from autovision.search.run import train
@@ -211,6 +225,12 @@ def retrain(
             f"(version {incumbent.version}); a promotion creates {name}@{alias}"
         )
 
+    issues = incumbent_issues(incumbent) if exclude_issues is None else exclude_issues
+    issues = issues if isinstance(issues, str) else list(issues)
+    if issues:
+        from autovision.data.edit import parse_issues
+
+        parse_issues(issues)  # a typo fails here, before any training
     run = train(
         ws,
         dv.ref,
@@ -220,6 +240,7 @@ def retrain(
         seed=seed,
         progress=progress,
         name=name,
+        exclude_issues=issues or None,
     )
     candidate = store.resolve(ws, run.model)
     metric = metric_name(candidate.task)
