@@ -52,9 +52,9 @@ def evaluate(
     result["metrics_path"] = str(metrics_path)
     _write_json(metrics_path, result)
     ws.update_model_info(model_id, test_metrics=summary(result))
-    from autovision.cards import write_package_card
+    from autovision.cards import refresh_package_card
 
-    write_package_card(ws, model_id)
+    refresh_package_card(ws, model_id)
     return result
 
 
