@@ -71,9 +71,17 @@ def css() -> str:
     return (TEMPLATES / "card.css").read_text(encoding="utf-8")
 
 
-def render_card(card: dict[str, Any], fmt: str = "html", *, stylesheet: str | None = None) -> str:
-    """``fmt`` ``html`` (self-contained, or linking ``stylesheet``) or ``md``."""
+def render_card(
+    card: dict[str, Any],
+    fmt: str = "html",
+    *,
+    stylesheet: str | None = None,
+    back: str | None = None,
+) -> str:
+    """``fmt`` ``html`` (self-contained, or linking ``stylesheet``; ``back``: a link to the
+    page it was opened from) or ``md``."""
     if fmt not in FORMATS:
         raise AutovisionError(f"unknown card format {fmt!r}; expected one of {', '.join(FORMATS)}")
     template = _env(fmt).get_template(f"card.{fmt}")
-    return template.render(c=card, css=css() if fmt == "html" else "", stylesheet=stylesheet)
+    css_text = css() if fmt == "html" and stylesheet is None else ""
+    return template.render(c=card, css=css_text, stylesheet=stylesheet, back=back)

@@ -209,7 +209,8 @@ def card_page(
     if fmt == "md":
         return Response(render_card(card, "md"), media_type="text/markdown; charset=utf-8")
     css = f"/models/{name}/{version}/card.css"
-    return Response(render_card(card, "html", stylesheet=css), media_type="text/html")
+    html = render_card(card, "html", stylesheet=css, back=f"/models/{name}/{version}")
+    return Response(html, media_type="text/html")
 
 
 @router.get("/models/{name}/{version}/card.css")
