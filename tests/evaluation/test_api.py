@@ -87,32 +87,46 @@ def test_empty_or_unknown_split(known):
 
 
 def test_slices_flag_the_weak_value(known):
-    result = evaluate(known, "m-known", slice_by="site")
-    s = result["slices"]
-    by_value = {x["value"]: x for x in s["slices"]}
+    result = evaluate(known, "m-known", slice_by="site", min_slice_support=3)
+    s = result["slices"]["site"]
+    by_value = {x["value"]: x for x in s["values"]}
     assert s["key"] == "site" and s["overall"]["accuracy"] == 0.9
     assert by_value["north"]["images"] == 6 and by_value["north"]["accuracy"] == 1.0
     assert by_value["south"]["images"] == 4 and by_value["south"]["accuracy"] == 0.75
     assert by_value["south"]["flagged"] and not by_value["north"]["flagged"]
-    assert s["flagged"] == ["south"]
-    assert known.model("m-known")["test_metrics"]["slices_flagged"] == {"site": ["south"]}
+    gap = s["gaps"]["accuracy"]
+    assert gap["gap"] == 0.25 and gap["flagged"] and gap["between"] == ["north", "south"]
+    assert s["flagged"] == ["accuracy"]  # recall of a: 2 images of a per site, too few
+    assert s["gaps"]["recall/a"]["gap"] == 0.5 and not s["gaps"]["recall/a"]["enough_support"]
+    stored = known.model("m-known")["test_metrics"]["slices_flagged"]
+    assert stored == {"site": s["flagged"]}
     with pytest.raises(DatasetError, match="metadata key 'camera'.*site"):
         evaluate(known, "m-known", slice_by="camera")
 
 
-def test_slice_exactly_five_points_below_is_not_flagged():
+def test_slices_with_too_few_images_are_reported_not_flagged(known):
+    s = evaluate(known, "m-known", slice_by="site")["slices"]["site"]  # default: 30 images
+    assert s["min_support"] == 30 and s["insufficient_support"] == ["north", "south"]
+    assert s["gaps"]["accuracy"]["gap"] == 0.25 and not s["gaps"]["accuracy"]["flagged"]
+    assert not s["gaps"]["accuracy"]["enough_support"] and s["flagged"] == []
+
+
+def test_slice_gap_of_exactly_five_points_is_not_flagged():
     import numpy as np
 
     from autovision.evaluation.slices import slice_metrics
 
-    # 20 images, 1 wrong overall (0.95); slice "x" has 10 images with that mistake (0.90)
-    Y = np.eye(2, dtype=int)[[0] * 20]
-    P = np.array([[0.9, 0.1]] * 19 + [[0.2, 0.8]])
-    meta = [{"g": "y"}] * 10 + [{"g": "x"}] * 10
+    # 40 images a value: "y" 2 wrong (0.95), "x" 4 wrong (0.90): a gap of exactly 0.05
+    Y = np.eye(2, dtype=int)[[0] * 80]
+    right, wrong = [0.9, 0.1], [0.2, 0.8]
+    P = np.array([right] * 38 + [wrong] * 2 + [right] * 36 + [wrong] * 4)
+    meta = [{"g": "y"}] * 40 + [{"g": "x"}] * 40
     s = slice_metrics(Y, P, meta, "g", task="single-label")
-    x = next(v for v in s["slices"] if v["value"] == "x")
-    assert x["accuracy"] == 0.9 and x["accuracy_gap"] == pytest.approx(0.05)
-    assert not x["flagged"]
+    assert s["gaps"]["accuracy"]["gap"] == pytest.approx(0.05)
+    assert not s["gaps"]["accuracy"]["flagged"]
+    P[-5] = wrong  # "x" now 0.875
+    s = slice_metrics(Y, P, meta, "g", task="single-label")
+    assert s["gaps"]["accuracy"]["flagged"] and s["gaps"]["accuracy"]["between"] == ["y", "x"]
 
 
 def test_multi_label_model(known):

@@ -33,13 +33,15 @@ def test_evaluate_readable_with_report_and_slices(known, tmp_path):
             str(report),
             "--slice-by",
             "site",
+            "--min-slice-support",
+            "3",
         ],  # fmt: skip
     )
     assert res.exit_code == 0, res.output
     text = res.stdout
     assert "accuracy" in text and "0.900" in text
     assert "a -> b: 1" in text
-    assert "Slices by site" in text and "flagged" in text
+    assert "Slices by site" in text and "flagged accuracy: gap 0.250 between north" in text
     assert f"Report: {report.resolve()}" in text.replace("\n", "")
     assert report.is_file()
 

@@ -86,8 +86,8 @@ def make_dataset(workspace, make_image) -> Callable[..., DatasetVersion]:
 
 @pytest.fixture
 def assert_no_pickle() -> Callable[[Path], None]:
-    """``assert_no_pickle(folder)``: every file is JSON, ONNX, safetensors or a plain .npy and
-    loads with a loader that cannot run code."""
+    """``assert_no_pickle(folder)``: every file is JSON, ONNX, safetensors, a plain .npy or
+    the model card's text, and loads with a loader that cannot run code."""
 
     def check(folder: Path) -> None:
         import onnx
@@ -104,6 +104,8 @@ def assert_no_pickle() -> Callable[[Path], None]:
                 load_file(str(f))
             elif f.suffix == ".npy":
                 np.load(f, allow_pickle=False)
+            elif f.name in ("model_card.md", "model_card.html"):  # the model card, text
+                f.read_text(encoding="utf-8")
             else:
                 raise AssertionError(f"unexpected file {f}")
 

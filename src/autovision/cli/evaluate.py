@@ -45,10 +45,24 @@ def evaluate(
         str | None,
         typer.Option(
             "--slice-by",
-            help="Metrics per value of this image metadata key (flags slices > 5 points below).",
+            help="Metadata attributes to compare by value, comma-separated (skin_tone,camera).",
             show_default=False,
         ),
     ] = None,
+    max_slice_gap: Annotated[
+        float,
+        typer.Option(
+            "--max-slice-gap",
+            help="Flag a metric whose gap between two attribute values exceeds this.",
+        ),
+    ] = 0.05,
+    min_slice_support: Annotated[
+        int,
+        typer.Option(
+            "--min-slice-support",
+            help="Images a value needs (for the metric) before its gap can be flagged.",
+        ),
+    ] = 30,
     workspace: WorkspaceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -64,6 +78,8 @@ def evaluate(
             split=split,
             report=report,
             slice_by=slice_by,
+            max_slice_gap=max_slice_gap,
+            min_slice_support=min_slice_support,
             progress=progress,
         )
     if json_output:
@@ -124,8 +140,8 @@ def _print_summary(r: dict[str, Any]) -> None:
         console.print("[bold]Most confused[/] (true -> predicted: images)")
         for p in r["most_confused"][:5]:
             console.print(f"  {p['true']} -> {p['predicted']}: {p['count']}", highlight=False)
-    if "slices" in r:
-        _print_slices(r["slices"])
+    for s in r.get("slices", {}).values():
+        _print_slices(s)
     for note in r.get("notes", []):
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(f"Metrics: {r['metrics_path']}", highlight=False, soft_wrap=True)
@@ -133,22 +149,38 @@ def _print_summary(r: dict[str, Any]) -> None:
         console.print(f"Report: {r['report']}", highlight=False, soft_wrap=True)
 
 
+def _ci(ci: list[float] | None) -> str:
+    return "" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def _print_slices(s: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"Slices by {s['key']}", title_justify="left")
-    for col in ("value", "images", "accuracy", "points below", "macro F1", ""):
+    for col in ("value", "images", "accuracy (95% CI)", "macro F1", ""):
         table.add_column(col, justify="left" if col in ("value", "") else "right")
-    for x in s["slices"]:
+    for x in s["values"]:
         table.add_row(
             "(missing)" if x["value"] is None else str(x["value"]),
             str(x["images"]),
-            _f(x["accuracy"]),
-            f"{100 * x['accuracy_gap']:+.1f}",
+            _f(x["accuracy"]) + _ci(x["accuracy_ci"]),
             _f(x["macro"]["f1"]),
-            "[red]flagged[/]" if x["flagged"] else "",
+            "[yellow]insufficient support[/]" if x["insufficient_support"] else "",
         )
     console.print(table)
+    flagged = [(m, s["gaps"][m]) for m in s["flagged"]]
+    for metric, g in flagged:
+        a, b = ("(missing)" if v is None else v for v in g["between"])
+        console.print(
+            f"[red]flagged[/] {metric}: gap {g['gap']:.3f} between {a} ({g['figures'][0]:.3f}, "
+            f"n={g['support'][0]}) and {b} ({g['figures'][1]:.3f}, n={g['support'][1]})",
+            highlight=False,
+        )
+    if not flagged:
+        console.print(
+            f"no gap above {s['max_gap']:.3f} between values with >= {s['min_support']} images",
+            highlight=False,
+        )
 
 
 @contextlib.contextmanager

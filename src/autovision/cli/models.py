@@ -7,6 +7,7 @@ A thin layer over :mod:`autovision.versions.store` (not the backbone registry of
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -23,7 +24,7 @@ from autovision.cli._common import (
 )
 
 app = typer.Typer(
-    help="Named model versions: list, show, aliases, history, rollback.",
+    help="Named model versions: list, show, card, aliases, history, rollback.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -153,6 +154,49 @@ def show(
         if k not in _SHOWN:
             table.add_row(k, escape(str(v)))
     console.print(table)
+
+
+@app.command("card")
+@handle_errors
+def card(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME@ALIAS, NAME or a model id.")],
+    fmt: Annotated[str, typer.Option("--format", help="html or md.")] = "md",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the card here (default: print it).", show_default=False
+        ),  # fmt: skip
+    ] = None,
+    card_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--card-file",
+            help="YAML/JSON with intended_use, limitations, ethical_considerations (stored).",
+            show_default=False,
+        ),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The model card of REF, generated from the workspace's records (Mitchell et al. 2019)."""
+    from autovision import cards
+
+    ws = open_workspace(workspace)
+    if card_file is not None:
+        cards.set_card_info(ws, ref, cards.read_card_file(card_file))
+    record = cards.build_card(ws, ref)
+    if json_output:
+        print_json(record)
+        return
+    text = cards.render_card(record, fmt)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    console.print(
+        f"Model card of {record['model']['ref']}: {output}", highlight=False, soft_wrap=True
+    )
 
 
 def _print_event(ev: Any, json_output: bool) -> None:

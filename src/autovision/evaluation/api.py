@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autovision.evaluation.metrics import compute_metrics, indicator
+from autovision.evaluation.metrics import as_probs, compute_metrics, indicator
 from autovision.evaluation.predictions import Progress, SplitPredictions, predict_split
 
 METRICS_FILE = "metrics.json"
@@ -21,19 +22,25 @@ def evaluate(
     dataset: str | None = None,
     split: str = "test",
     report: str | os.PathLike[str] | None = None,
-    slice_by: str | None = None,
+    slice_by: str | Sequence[str] | None = None,
+    max_slice_gap: float | None = None,
+    min_slice_support: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_id`` (an id, ``NAME``, ``NAME@N`` or ``NAME@ALIAS``) on ``split`` of
     its own dataset version (or ``dataset``).
 
     Writes ``metrics.json`` in the model directory, stores a summary as the model's
-    ``test_metrics``, optionally writes an HTML report, and returns the full metrics.
+    ``test_metrics``, optionally writes an HTML report, refreshes the model card in the
+    package and returns the full metrics. ``slice_by`` names metadata attributes (``"a,b"``)
+    whose values are compared (:mod:`autovision.evaluation.slices`).
     """
     info = ws.model(model_id)  # resolve a version reference once: an alias may move meanwhile
     model_id = info["model"]
     preds = predict_split(ws, model_id, split=split, dataset=dataset, progress=progress)
-    result = evaluate_predictions(preds, slice_by=slice_by)
+    result = evaluate_predictions(
+        preds, slice_by=slice_by, max_slice_gap=max_slice_gap, min_slice_support=min_slice_support
+    )
     model_dir = Path(info["path"])
     metrics_path = model_dir / METRICS_FILE
     if report is not None:
@@ -45,10 +52,19 @@ def evaluate(
     result["metrics_path"] = str(metrics_path)
     _write_json(metrics_path, result)
     ws.update_model_info(model_id, test_metrics=summary(result))
+    from autovision.cards import refresh_package_card
+
+    refresh_package_card(ws, model_id)
     return result
 
 
-def evaluate_predictions(preds: SplitPredictions, *, slice_by: str | None = None) -> dict:
+def evaluate_predictions(
+    preds: SplitPredictions,
+    *,
+    slice_by: str | Sequence[str] | None = None,
+    max_slice_gap: float | None = None,
+    min_slice_support: int | None = None,
+) -> dict:
     """The metrics dict of ``evaluate`` from predictions already made."""
     metrics = compute_metrics(
         preds.true_labels,
@@ -70,16 +86,18 @@ def evaluate_predictions(preds: SplitPredictions, *, slice_by: str | None = None
     if preds.split != "test":
         result["notes"].append(f"the {preds.split!r} split is not held out; only 'test' is")
     if slice_by:
-        from autovision.evaluation.metrics import as_probs
-        from autovision.evaluation.slices import slice_metrics
+        from autovision.evaluation import slices
 
-        result["slices"] = slice_metrics(
+        result["slices"] = slices.slice_attributes(
             indicator(preds.true_labels, preds.labels),
             as_probs(preds.probs, len(preds.labels)),
             [it.metadata for it in preds.items],
             slice_by,
             task=preds.task,
+            labels=preds.labels,
             thresholds=preds.thresholds,
+            max_gap=slices.MAX_GAP if max_slice_gap is None else max_slice_gap,
+            min_support=slices.MIN_SUPPORT if min_slice_support is None else min_slice_support,
         )
     return result
 
@@ -102,7 +120,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "metrics_path": result.get("metrics_path"),
     }
     if "slices" in result:
-        out["slices_flagged"] = {result["slices"]["key"]: result["slices"]["flagged"]}
+        out["slices_flagged"] = {k: s["flagged"] for k, s in result["slices"].items()}
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from autovision.evaluation import _plots
+from autovision.evaluation._slices_html import slices_section
 from autovision.evaluation.metrics import as_probs, indicator
 from autovision.evaluation.predictions import SplitPredictions
 
@@ -104,7 +105,7 @@ def render_report(result: dict[str, Any], preds: SplitPredictions, load_image: I
         _thresholds(result),
         _calibration(result),
         _distribution(result),
-        _slices(result),
+        slices_section(result),
     ]
     title = escape(f"Evaluation of {result['model']} on {result['dataset']} ({result['split']})")
     return (
@@ -327,28 +328,3 @@ def _distribution(r: dict[str, Any]) -> str:
     ]
     table = _table(["label", "images", ""], rows)
     return _section(f"Class distribution of the {r['split']} split", table, "distribution")
-
-
-def _slices(r: dict[str, Any]) -> str:
-    s = r.get("slices")
-    if not s:
-        return ""
-    head = ["value", "images", "accuracy", "points below the whole", "macro F1", "flagged"]
-    rows = [
-        [
-            "<i>(missing)</i>" if x["value"] is None else escape(str(x["value"])),
-            str(x["images"]),
-            _fmt(x["accuracy"]),
-            f"{100 * x['accuracy_gap']:+.1f}",
-            _fmt(x["macro"]["f1"]),
-            "below" if x["flagged"] else "",
-        ]  # fmt: skip
-        for x in s["slices"]
-    ]
-    classes = ["flag" if x["flagged"] else "" for x in s["slices"]]
-    intro = (
-        f'<p class="muted">Metrics per value of metadata <b>{escape(s["key"])}</b>; flagged: '
-        f"accuracy more than {100 * s['max_gap']:.0f} points below the whole split "
-        f"({s['overall']['accuracy']:.3f}).</p>"
-    )
-    return _section(f"Slices by {s['key']}", intro + _table(head, rows, classes), "slices")

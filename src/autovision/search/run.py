@@ -335,6 +335,9 @@ def _export(
     state.spent_s = seconds
     state.save(ws)
     shutil.rmtree(result.folder.parent, ignore_errors=True)  # the package holds the weights
+    from autovision.cards import refresh_package_card
+
+    refresh_package_card(ws, model_id)  # model_card.{json,md,html} beside model.json
     cache.clear_if_encrypted(ws)
     return TrainResult(
         model=model_id,

@@ -189,6 +189,39 @@ def _sources(request: Request, ev: dict[str, Any]) -> dict[int, str]:
     return item_sources(console_state(request).ws, ev)
 
 
+@router.get("/models/{name}/{version}/card")
+def card_page(
+    request: Request,
+    name: str,
+    version: int,
+    user: Annotated[User, Depends(require("read"))],
+    fmt: Annotated[str, Query(alias="format", pattern="^(html|md)$")] = "html",
+) -> Response:
+    """The version's model card, generated from the records now (Markdown with
+    ``?format=md``); the page's styles come from :func:`card_css` (no inline styles)."""
+    from autovision.cards import build_card, render_card
+
+    mv = _version(request, name, version)
+    try:
+        card = build_card(console_state(request).ws, mv.id)
+    except AutovisionError as exc:
+        raise HTTPException(404, str(exc)) from None
+    if fmt == "md":
+        return Response(render_card(card, "md"), media_type="text/markdown; charset=utf-8")
+    css = f"/models/{name}/{version}/card.css"
+    html = render_card(card, "html", stylesheet=css, back=f"/models/{name}/{version}")
+    return Response(html, media_type="text/html")
+
+
+@router.get("/models/{name}/{version}/card.css")
+def card_css(
+    request: Request, name: str, version: int, user: Annotated[User, Depends(require("read"))]
+) -> Response:
+    from autovision.cards.render import css
+
+    return Response(css(), media_type="text/css", headers={"cache-control": "private, max-age=300"})
+
+
 @router.get("/models/{name}/{version}/cell")
 def cell_page(
     request: Request,

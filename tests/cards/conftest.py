@@ -1,0 +1,3 @@
+"""Card fixtures: the evaluation tests' fake-model workspace (``known``)."""
+
+from tests.evaluation.conftest import known  # noqa: F401
