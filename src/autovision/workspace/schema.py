@@ -63,17 +63,17 @@ def config(connection: Connection | None = None, root: str | os.PathLike[str] | 
 
 
 def include_object(dialect: str) -> Callable[..., bool]:
-    """Autogenerate's filter: autovision's tables only (not Optuna's, not the version
-    table), and no index whose DDL is for another dialect."""
+    """Autogenerate's filter: what the database holds beyond autovision's tables (Optuna's,
+    the version table) is not compared, nor an index whose DDL is for another dialect."""
     from autovision.workspace.db import Base
 
     ours = Base.metadata.tables
 
     def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
         if type_ == "table":
-            return name in ours
+            return not reflected or name in ours
         table = getattr(obj, "table", None)
-        if table is not None and table.name not in ours:
+        if reflected and table is not None and table.name not in ours:
             return False
         ddl_if = getattr(obj, "_ddl_if", None)
         return not (ddl_if is not None and ddl_if.dialect and ddl_if.dialect != dialect)
