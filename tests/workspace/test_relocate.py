@@ -5,6 +5,7 @@ before relative paths is rewritten by the migration, even when copied before upg
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 from pathlib import Path
 
@@ -123,8 +124,11 @@ def test_the_migration_makes_old_absolute_paths_relative(
     answer = _predict(ws, data)
     with ws.engine.begin() as conn:  # as the code before relative paths stored it
         conn.execute(sa.text(f"DROP TABLE {schema.VERSION_TABLE}"))
+        package = original / "models" / MODEL
+        info = {"test_metrics": {"accuracy": 0.5, "metrics_path": str(package / "metrics.json")}}
         conn.execute(
-            sa.text("UPDATE models SET path = :p"), {"p": str(original / "models" / MODEL)}
+            sa.text("UPDATE models SET path = :p, info = :i"),
+            {"p": str(package), "i": json.dumps(info)},
         )
     ws.engine.dispose()
 
@@ -136,8 +140,13 @@ def test_the_migration_makes_old_absolute_paths_relative(
     ws = Workspace(root)
     with ws.engine.connect() as conn:
         assert schema.current(conn) == schema.head()
-        stored = conn.execute(sa.text("SELECT path FROM models")).scalar_one()
+        stored, info = conn.execute(sa.text("SELECT path, info FROM models")).one()
     assert stored == f"models/{MODEL}"
+    assert json.loads(info)["test_metrics"] == {
+        "accuracy": 0.5,
+        "metrics_path": f"models/{MODEL}/metrics.json",
+    }
+    assert not [t for t in _texts(ws) if str(original) in t]
     if copied_first:
         _check_copy(root, original, data, answer)
     else:

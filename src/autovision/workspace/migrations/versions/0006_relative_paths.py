@@ -1,8 +1,9 @@
 """No absolute paths in the database: ``models.path`` of a package inside the workspace
-becomes relative to its root (``models/<id>``), so a copied or moved workspace finds its
-packages. A path that names another workspace's ``models/<id>`` (a copy made before this
-revision) is rewritten too when this workspace holds that package. Packages registered from
-outside the workspace keep their absolute path.
+becomes relative to its root (``models/<id>``), and so does ``info.test_metrics.metrics_path``
+(its ``metrics.json``), so a copied or moved workspace finds its packages. A path naming
+another workspace's ``models/<id>`` (a copy made before this revision) is rewritten too when
+this workspace holds that package. Packages registered from outside the workspace keep their
+absolute path.
 
 Revision ID: 0006_relative_paths
 Revises: 0005_console_jobs
@@ -22,7 +23,9 @@ down_revision = "0005_console_jobs"
 branch_labels = None
 depends_on = None
 
-_models = sa.table("models", sa.column("id", sa.String), sa.column("path", sa.Text))
+_models = sa.table(
+    "models", sa.column("id", sa.String), sa.column("path", sa.Text), sa.column("info", sa.JSON)
+)
 
 
 def _root() -> Path | None:
@@ -44,11 +47,22 @@ def _relative(root: Path, model_id: str, path: str) -> str:
 
 
 def _rewrite(change) -> None:
+    """``change(model_id, path)`` applied to each model's package and metrics paths."""
     bind = op.get_bind()
-    for model_id, path in bind.execute(sa.select(_models.c.id, _models.c.path)).all():
-        new = change(model_id, path or "")
-        if new != path:
-            bind.execute(_models.update().where(_models.c.id == model_id).values(path=new))
+    rows = bind.execute(sa.select(_models.c.id, _models.c.path, _models.c.info)).all()
+    for model_id, path, info in rows:
+        values = {}
+        if (new := change(model_id, path or "")) != path:
+            values["path"] = new
+        metrics = (info or {}).get("test_metrics") if isinstance(info, dict) else None
+        old = metrics.get("metrics_path") if isinstance(metrics, dict) else None
+        if isinstance(old, str):
+            folder, name = os.path.split(old)
+            moved = f"{change(model_id, folder)}/{name}" if folder else old
+            if moved != old:
+                values["info"] = {**info, "test_metrics": {**metrics, "metrics_path": moved}}
+        if values:
+            bind.execute(_models.update().where(_models.c.id == model_id).values(**values))
 
 
 def upgrade() -> None:
@@ -60,4 +74,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     root = _root()
     if root is not None:
-        _rewrite(lambda _id, path: path if os.path.isabs(path) else str(root / path))
+        _rewrite(lambda _id, path: path if not path or os.path.isabs(path) else str(root / path))
