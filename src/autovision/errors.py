@@ -41,3 +41,8 @@ class EncryptionError(WorkspaceError):
 
 class JobError(AutovisionError):
     """A background job is unknown, cannot start, or cannot be cancelled or resumed."""
+
+
+class SchemaError(WorkspaceError):
+    """The workspace database's schema is not the one this autovision needs (too new, or
+    outdated with upgrades on open turned off)."""

@@ -36,6 +36,7 @@ def test_known_case_end_to_end(known):
     assert stored["accuracy"] == 0.9 and stored["dataset"] == "known@1"
     assert stored["macro_f1"] == pytest.approx(19 / 21)
     assert stored["images"] == 10 and stored["split"] == "test"
+    assert stored["metrics_path"] == "models/m-known/metrics.json"  # relative to the root
 
 
 def test_another_version_with_the_same_labels(known):

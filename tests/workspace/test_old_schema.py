@@ -45,3 +45,7 @@ def test_a_workspace_of_the_old_schema_opens(tmp_path):
     with ws.engine.connect() as conn:
         tables = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master"))}
     assert {"model_versions", "model_aliases", "prediction_log", "usage_records"} <= tables
+    from autovision.workspace import schema
+
+    with ws.engine.connect() as conn:
+        assert schema.current(conn) == schema.head()  # stamped at the baseline, upgraded

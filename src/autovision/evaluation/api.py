@@ -51,9 +51,11 @@ def evaluate(
         result["report"] = str(report_path)
     result["metrics_path"] = str(metrics_path)
     _write_json(metrics_path, result)
-    ws.update_model_info(model_id, test_metrics=summary(result))
     from autovision.cards import refresh_package_card
+    from autovision.workspace.paths import to_stored
 
+    stored = {**summary(result), "metrics_path": to_stored(ws.root, metrics_path)}
+    ws.update_model_info(model_id, test_metrics=stored)  # no absolute path in the database
     refresh_package_card(ws, model_id)
     return result
 

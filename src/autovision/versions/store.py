@@ -217,15 +217,20 @@ def register_version(ws: Any, row: ModelRow, name: str) -> ModelVersion:
 # ---- reading ------------------------------------------------------------------------------
 
 
-def _model_info(row: ModelRow) -> dict[str, Any]:
+def _model_info(row: ModelRow, root: Any) -> dict[str, Any]:
     from autovision.workspace._workspace import _model_dict
 
-    return _model_dict(row)
+    return _model_dict(row, root)
 
 
-def _build(row: ModelRow, vrow: ModelVersionRow, alias_names: list[str]) -> ModelVersion:
+def _build(row: ModelRow, vrow: ModelVersionRow, alias_names: list[str], root: Any) -> ModelVersion:
     tags = tuple(sorted(alias_names, key=lambda a: (a != DEFAULT_ALIAS, a)))
-    info = {**_model_info(row), "name": vrow.name, "version": vrow.version, "aliases": list(tags)}
+    info = {
+        **_model_info(row, root),
+        "name": vrow.name,
+        "version": vrow.version,
+        "aliases": list(tags),
+    }
     metrics = info.get("test_metrics")
     return ModelVersion(
         id=row.id,
@@ -236,7 +241,7 @@ def _build(row: ModelRow, vrow: ModelVersionRow, alias_names: list[str]) -> Mode
         dataset_version=row.dataset_version,
         task=row.task,
         created_at=row.created_at.isoformat(),
-        path=row.path,
+        path=info["path"],  # resolved against the workspace root
         test_metrics=dict(metrics) if isinstance(metrics, dict) else None,
         info=info,
     )
@@ -257,7 +262,7 @@ def _query(ws: Any, *conditions: Any) -> list[ModelVersion]:
         if wanted:
             for a in s.scalars(select(AliasRow).where(AliasRow.name.in_(wanted))):
                 by_model.setdefault(a.model_id, []).append(a.alias)
-        return [_build(m, v, by_model.get(m.id, [])) for m, v in pairs]
+        return [_build(m, v, by_model.get(m.id, []), ws.root) for m, v in pairs]
 
 
 def _by_id(ws: Any, model_id: str) -> ModelVersion:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from autovision.data.dataset import DatasetVersion, Item, content_hash, parse_ref
 from autovision.errors import DatasetError, ModelError
-from autovision.workspace import settings
+from autovision.workspace import paths, settings
 from autovision.workspace.blobs import BlobStore
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class Workspace:
         self.root = settings.workspace_path(path)
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_url = settings.db_url(self.root, db_url)
-        self.engine = get_engine(self.db_url)
+        self.engine = get_engine(self.db_url, self.root)
         self.Session = session_factory(self.engine)
         self.blobs = BlobStore(settings.blob_url(self.root, blob_url))
         self.models_dir = self.root / "models"
@@ -247,7 +247,7 @@ class Workspace:
             dataset=dataset,
             dataset_version=dataset_version,
             task=task,
-            path=str(path),
+            path=paths.to_stored(self.root, path),
             score=score,
             info=info or {},
         )
@@ -268,7 +268,7 @@ class Workspace:
         numbered = {mv.id: mv.info for mv in list_versions(self)}
         with self.Session() as s:
             rows = s.scalars(select(ModelRow).order_by(ModelRow.created_at))
-            return [numbered.get(r.id) or _model_dict(r) for r in rows]
+            return [numbered.get(r.id) or _model_dict(r, self.root) for r in rows]
 
     def model(self, ref: str) -> dict[str, Any]:
         """A model by id, ``NAME@N``, ``NAME@ALIAS`` or ``NAME`` (its ``default`` alias);
@@ -281,7 +281,8 @@ class Workspace:
         return Path(self.model(ref)["path"])
 
 
-def _model_dict(r: ModelRow) -> dict[str, Any]:
+def _model_dict(r: ModelRow, root: Path) -> dict[str, Any]:
+    """A model row for callers: ``path`` resolved against the workspace root."""
     return {
         "model": r.id,
         "dataset": r.dataset,
@@ -290,6 +291,6 @@ def _model_dict(r: ModelRow) -> dict[str, Any]:
         "created_at": r.created_at.isoformat(),
         "status": r.status,
         "score": r.score,
-        "path": r.path,
+        "path": str(paths.resolve(root, r.path)),
         **(r.info or {}),
     }

@@ -1,7 +1,11 @@
-"""Metadata schema (SQLAlchemy 2). SQLite by default, any SQLAlchemy URL by setting."""
+"""Metadata schema (SQLAlchemy 2). SQLite by default, any SQLAlchemy URL by setting.
+
+A change here ships with a migration in ``migrations/versions/`` (docs/schema-migrations.md);
+a test fails while the newest revision and these tables differ."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -329,18 +333,24 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def get_engine(url: str) -> Engine:
-    """Turn a URL into an engine with the schema created (like optuna's ``get_storage``)."""
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (SQLite: WAL, foreign keys, a busy timeout), schema untouched."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
-    # create_all adds indexes with new tables only: ones added later to an existing table.
-    for index in ItemRow.__table__.indexes:
-        index.create(engine, checkfirst=True)
+    return engine
+
+
+def get_engine(url: str, root: str | os.PathLike[str] | None = None) -> Engine:
+    """Turn a URL into an engine with the schema at the newest revision (like optuna's
+    ``get_storage``): created, or upgraded by :func:`autovision.workspace.schema.ensure`."""
+    from autovision.workspace import schema
+
+    engine = make_engine(url)
+    schema.ensure(engine, root)
     return engine
 
 

@@ -1,0 +1,1 @@
+"""Revision files, oldest first: ``NNNN_what.py`` (see docs/schema-migrations.md)."""
