@@ -41,3 +41,7 @@ class EncryptionError(WorkspaceError):
 
 class JobError(AutovisionError):
     """A background job is unknown, cannot start, or cannot be cancelled or resumed."""
+
+
+class PipelineError(AutovisionError):
+    """A pipeline file is invalid, a stage cannot run, or a gate stopped the pipeline."""

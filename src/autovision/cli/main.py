@@ -37,6 +37,7 @@ _GROUPS = [
     ("autovision.cli.console", "register", None),
     ("autovision.cli.users", "app", "users"),
     ("autovision.cli.jobs", "app", "jobs"),
+    ("autovision.cli.pipeline", "app", "pipeline"),
 ]
 
 
