@@ -135,3 +135,38 @@ def test_failing_gate_stops_with_reason_and_exit_code(
     report = run_pipeline(workspace, write_pipeline(stages))
     assert report.exit_code == 0
     assert _statuses(report) == {"import": "reused", "check": "reused", "train": "done"}
+
+
+@pytest.mark.slow
+def test_check_stage_runs_the_model_based_checks(
+    workspace, csv_source, write_pipeline, monkeypatch
+) -> None:
+    space = {
+        "backbones": ["efficientnet_lite0"],
+        "modes": ["linear"],
+        "sizes": {"efficientnet_lite0": [32]},
+    }
+    monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(space))
+    csv_source()
+    stages = {
+        "import": {"source": "incoming/labels.csv"},
+        "check": {
+            "label_issues": True,
+            "outliers": True,
+            "folds": 2,
+            "gate": {"max_label_issues": 40, "max_outliers": 40},
+        },
+    }
+    report = run_pipeline(workspace, write_pipeline(stages))
+    assert report.exit_code == 0, report.message
+    check = report.stages[1]
+    assert check.outputs["checked"] == {
+        "label_issues": True,
+        "outliers": True,
+        "near_duplicates": False,
+    }
+    counts = check.outputs["counts"]
+    assert isinstance(counts["label_issues"], int) and isinstance(counts["outliers"], int)
+    conditions = check.gate["conditions"]
+    assert [c["condition"] for c in conditions] == ["max_label_issues", "max_outliers"]
+    assert [c["figure"] for c in conditions] == [counts["label_issues"], counts["outliers"]]
