@@ -4,13 +4,14 @@ second reuses all and says so, a changed CSV reruns from import, a failing gate 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from autovision.cli.main import app
 from autovision.pipelines import run_pipeline
-from autovision.pipelines.store import get_run, list_runs
+from autovision.pipelines.store import card_of_model, get_run, list_runs
 from autovision.versions import store as versions
 
 from .conftest import FULL_STAGES
@@ -45,7 +46,8 @@ def test_first_run_all_then_nothing_then_changed_csv(workspace, csv_source, writ
     assert out["train"]["ref"] == "leaves@1" and out["train"]["dataset"] == "leaves@1"
     assert out["evaluate"]["model"] == out["train"]["model"]
     assert out["compare"]["incumbent"] is None  # no production yet
-    assert all(f.endswith(".onnx") or "." in f for f in out["export"]["files"])
+    files = [Path(f) for f in out["export"]["files"]]
+    assert any(f.suffix == ".onnx" for f in files) and all(f.is_file() for f in files)
     assert out["promote"]["moved"] is True
     assert versions.alias_target(workspace, "leaves", "production")[1] == 1
     check_gate = {s["stage"]: s["gate"] for s in first["stages"]}["check"]
@@ -56,7 +58,10 @@ def test_first_run_all_then_nothing_then_changed_csv(workspace, csv_source, writ
 
     # recorded: inputs, parameters, outputs and timing of every stage; the card block
     run = get_run(workspace, first["run_id"])
-    assert run["status"] == "done" and run["card"] == {**CARD, "ethical_considerations": None}
+    card = {**CARD, "ethical_considerations": None}
+    assert run["status"] == "done" and run["card"] == card
+    assert card_of_model(workspace, out["train"]["model"]) == card
+    assert card_of_model(workspace, "m-unknown") is None
     train = next(s for s in run["stages"] if s["stage"] == "train")
     assert train["inputs"]["dataset"] == "leaves@1" and train["params"]["trials"] == 1
     assert train["outputs"]["model"] == out["train"]["model"] and train["seconds"] > 0

@@ -356,6 +356,9 @@ def _plan(
         if earlier is not None and _files_present(earlier["outputs"]):
             ctx.outputs[name] = earlier["outputs"]
             msg = "would reuse the outputs of an earlier run (unchanged)"
+            gate = st.gate(params, earlier["outputs"]) if st.gate else None
+            if gate is not None and gate.conditions:
+                msg = f"{msg}; {gate.message()}"
             report.stages.append(
                 StageReport(name, "would_reuse", msg, earlier["outputs"], cache_key=key)
             )

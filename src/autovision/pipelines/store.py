@@ -227,3 +227,22 @@ def get_run(ws: Any, run_id: str) -> dict[str, Any]:
         )
         out["stages"] = [_stage_dict(r) for r in rows]
     return out
+
+
+def card_of_model(ws: Any, model_id: str) -> dict[str, Any] | None:
+    """The ``card:`` block of the latest pipeline run whose train stage made (or reused)
+    ``model_id`` (what a model card takes its intended use and limitations from)."""
+    with ws.Session() as s:
+        rows = s.execute(
+            select(PipelineStageRow.outputs, PipelineRunRow.card)
+            .join(PipelineRunRow, PipelineRunRow.id == PipelineStageRow.run_id)
+            .where(
+                PipelineStageRow.stage == "train",
+                PipelineStageRow.status.in_((DONE, REUSED)),
+            )
+            .order_by(PipelineStageRow.id.desc())
+        )
+        for outputs, card in rows:
+            if (outputs or {}).get("model") == model_id:
+                return card
+    return None
