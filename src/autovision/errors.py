@@ -46,3 +46,7 @@ class JobError(AutovisionError):
 class SchemaError(WorkspaceError):
     """The workspace database's schema is not the one this autovision needs (too new, or
     outdated with upgrades on open turned off)."""
+
+
+class PipelineError(AutovisionError):
+    """A pipeline file is invalid, a stage cannot run, or a gate stopped the pipeline."""

@@ -38,6 +38,7 @@ _GROUPS = [
     ("autovision.cli.users", "app", "users"),
     ("autovision.cli.jobs", "app", "jobs"),
     ("autovision.cli.workspace", "app", "workspace"),
+    ("autovision.cli.pipeline", "app", "pipeline"),
 ]
 
 

@@ -324,6 +324,54 @@ class LabelDraftRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class PipelineRunRow(Base):
+    """One ``autovision pipeline run`` of a pipeline file (see :mod:`autovision.pipelines`).
+    ``status``: running, done, failed, gate_failed, interrupted (killed; resumed by the next
+    run); ``card``: the file's ``card:`` block for the model card."""
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (Index("ix_pipeline_runs_pipeline_created", "pipeline", "created_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(200))
+    file: Mapped[str] = mapped_column(Text, default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    card: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    trigger: Mapped[str] = mapped_column(String(32), default="cli")
+    autovision_version: Mapped[str] = mapped_column(String(32), default="")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class PipelineStageRow(Base):
+    """One stage of a pipeline run: its cache key, resolved parameters, inputs, outputs, gate
+    result and timing. ``status``: running, done, reused (outputs of ``reused_from``),
+    gate_failed, failed, skipped, interrupted; ``state``: what a resume needs (the search
+    run of a train stage)."""
+
+    __tablename__ = "pipeline_stages"
+    __table_args__ = (Index("ix_pipeline_stages_lookup", "pipeline", "stage", "cache_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id"), index=True)
+    pipeline: Mapped[str] = mapped_column(String(200))
+    stage: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    cache_key: Mapped[str] = mapped_column(String(64), default="")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reused_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
