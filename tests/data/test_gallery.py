@@ -332,6 +332,10 @@ def test_gallery_indexes_reach_an_existing_database(tmp_path) -> None:
     with ws.engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_items_version_split_item"))
         conn.execute(text("DROP INDEX ix_items_version_labels_item"))
+        # a database from before the gallery indexes: its migration (0005) adds them
+        conn.execute(
+            text("UPDATE autovision_alembic_version SET version_num='0004_dataset_checks'")
+        )
     ws.engine.dispose()
     ws = Workspace(tmp_path / "ws")
     ws.create_version("pets", make_items(ws), multi_label=False)

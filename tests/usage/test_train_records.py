@@ -58,7 +58,9 @@ def test_train_recorder_measures_a_known_workload(workspace) -> None:
     # the child's own count of what it spent (its busy loop plus writing its block, which
     # costs more the larger the forked parent is)
     assert d["cpu_children_s"] >= BUSY_S
-    assert d["cpu_children_s"] == pytest.approx(spent.value, abs=0.05)
+    assert d["cpu_children_s"] == pytest.approx(
+        spent.value, abs=0.15
+    )  # plus its exit: unmapping a forked parent
     assert d["cpu_s"] == pytest.approx(d["cpu_self_s"] + d["cpu_children_s"], abs=2e-3)
     assert d["peak_rss_children_bytes"] >= CHILD_MIB * 1024 * 1024
     assert d["peak_rss_bytes"] >= CHILD_MIB * 1024 * 1024
