@@ -187,9 +187,10 @@ class Server:
             engine.dispose()
         self._sql(f"ALTER DATABASE {HEAD} IS_TEMPLATE true")
 
-    def create_database(self, template: str = HEAD) -> str:
-        """A fresh database copied from ``template``; its URL."""
+    def create_database(self, *, empty: bool = False) -> str:
+        """A fresh database, at the head schema or (``empty``) with nothing in it; its URL."""
         name = f"t{os.getpid()}_{next(self._ids)}"
+        template = EMPTY if empty else HEAD
         self._sql(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")
         return self.url(name)
 
