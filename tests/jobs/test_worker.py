@@ -25,8 +25,8 @@ from autovision.security.audit import read_audit
 from tests.jobs.conftest import wait_for
 
 pytestmark = pytest.mark.slow
-# A worker process and its Optuna study on SQLite and PostgreSQL; the cancel and failure paths
-# are the job store's (tests/jobs/test_store.py runs it on both).
+# A worker process and its Optuna study on SQLite and PostgreSQL; the resume, cancel and
+# failure paths are the job store's (tests/jobs/test_store.py runs it on both).
 both_backends = pytest.mark.usefixtures("db_url")
 
 
@@ -98,7 +98,6 @@ def test_worker_outlives_its_parent_and_trains_to_a_model_version(workspace, tin
     wait_for(lambda: not process.alive(pid, job_id), timeout=60)  # and then it exits
 
 
-@both_backends
 def test_killed_worker_is_resumed_by_recover_jobs(workspace, tiny_ws) -> None:
     tiny_ws(counts=(30, 6, 2))
     job_id = start_training_job(workspace, "tiny", trials=6, user="ana")
