@@ -1,6 +1,7 @@
 """The workspace database on SQLite and on PostgreSQL: per-call latency of the search's Optuna
 ask/report/tell (RDBStorage, the study of ``search/study.py``: seeded multivariate TPE, the
-warm successive-halving pruner, ``suggest`` drawing the default search space) and of a few
+warm successive-halving pruner, ``suggest`` drawing the default search space; the same asks
+with a random sampler show the storage's share) and of a few
 workspace operations (open, register_model, list_models, create and load a 2,000-item
 dataset version).
 
@@ -103,6 +104,22 @@ def bench_optuna(db_url: str, trials: int) -> dict[str, dict[str, float]]:
         study.tell(trial, score)
         times["tell"].append(time.perf_counter() - t0)
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == trials
+    # The same calls with a random sampler: what the storage costs without TPE's modelling.
+    plain = optuna.create_study(
+        study_name="random",
+        storage=optuna.storages.RDBStorage(db_url),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        direction="maximize",
+    )
+    key = "ask + suggest, random sampler"
+    times[key] = []
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        trial = plain.ask()
+        suggest(trial, space, profile, multi_label=False, gpu=False)
+        trial.set_user_attr("trained", True)
+        times[key].append(time.perf_counter() - t0)
+        plain.tell(trial, 0.5)
     for _ in range(4):
         times["open study"].append(_timed(lambda: open_study(db_url, "bench", seed=0)))
     return {k: _stats(v) for k, v in times.items()}
