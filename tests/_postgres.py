@@ -18,6 +18,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -149,8 +150,20 @@ class Server:
         )
         self._started = True
         atexit.register(self.stop)
+        self._watch()
         self._make_templates()
         return self
+
+    def _watch(self) -> None:
+        """A watchdog process: when this one dies without its atexit (killed), it stops the
+        server (SIGQUIT: immediate shutdown) and removes the folder."""
+        subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.data), str(self.tmp)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
@@ -210,6 +223,24 @@ class Server:
                 )
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+parent, data, tmp = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+while os.path.isdir(tmp):
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        try:
+            with open(os.path.join(data, "postmaster.pid")) as f:
+                os.kill(int(f.readline()), signal.SIGQUIT)
+            time.sleep(1)
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+        break
+    time.sleep(1)
+"""
 
 _server: Server | None = None
 
