@@ -41,10 +41,10 @@ class SourceLister:
 
     def listing(self, root: str) -> dict[str, str]:
         """``{relative path: sha256}`` of every file under ``root`` (dot-files skipped)."""
-        import fsspec
+        from autovision.workspace.storage import filesystem
 
         try:
-            fs, path = fsspec.core.url_to_fs(root)
+            fs, path = filesystem(root)
             if not fs.exists(path):
                 raise PipelineError(f"{root}: no such file or folder")
             if fs.isfile(path):

@@ -36,9 +36,9 @@ def read_source(source: str) -> bytes:
         if local is not None:
             with open(local, "rb") as fh:
                 return fh.read()
-        import fsspec
+        from autovision.workspace.storage import open_url
 
-        with fsspec.open(source, "rb") as fh:
+        with open_url(source) as fh:
             return fh.read()
     except FileNotFoundError:
         raise ImageDecodeError(P.MISSING_FILE, "no such file") from None
