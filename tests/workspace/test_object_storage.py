@@ -16,6 +16,7 @@ from autovision.workspace import Workspace, packages
 from tests._s3 import s3_server
 from tests.search.conftest import TINY_SPACE
 
+pytestmark = pytest.mark.slow  # trains a small CNN twice per module (seconds)
 LABELS = ("red", "blue")
 
 
@@ -169,3 +170,16 @@ def test_a_model_missing_everywhere_names_the_url(trained) -> None:
     )
     with pytest.raises(ModelError, match=r"m-ghost.*s3://.*/models/m-ghost/"):
         ws.model_path("m-ghost")
+
+
+def test_a_fresh_machine_trains(s3, trained, monkeypatch) -> None:
+    from autovision.search.run import train
+
+    monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(TINY_SPACE))
+    monkeypatch.setenv("AUTOVISION_THREADS", "1")
+    ws = _machine_b(trained, "trainer")
+    result = train(ws, "colours", trials=1, base_model=trained["model"])
+    assert result.version > 1
+    assert (ws.cache_dir / "packages" / trained["model"] / "model.onnx").is_file()  # the base
+    keys = _keys(s3, f"team/blobs/models/{result.model}/")
+    assert f"team/blobs/models/{result.model}/model.onnx" in keys
