@@ -129,7 +129,11 @@ def test_evaluation_results_reach_the_bucket(s3, trained) -> None:
     from autovision.evaluation.api import evaluate
 
     ws = _machine_b(trained, "eval")
-    evaluate(ws, trained["model"], split="test")
+    report = s3.url("reports", "eval.html")
+    result = evaluate(ws, trained["model"], split="test", report=report)
+    assert result["report"] == report
+    html = s3.client().get_object(Bucket=s3.bucket, Key="reports/eval.html")["Body"].read()
+    assert html.startswith(b"<!doctype html>") or b"<html" in html[:500].lower()
     key = f"team/blobs/models/{trained['model']}/metrics.json"
     assert key in _keys(s3, key)
     manifest = json.loads(

@@ -80,3 +80,21 @@ def test_unreachable_endpoint_is_one_line(s3, monkeypatch: pytest.MonkeyPatch) -
         _read(url)
     assert url in str(info.value) and dead in str(info.value)
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_a_workspace_on_a_missing_bucket_fails_in_one_line(
+    s3, tmp_path, image_folder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from autovision.cli.main import app
+
+    monkeypatch.setenv("AUTOVISION_BLOB_URL", "s3://no-such-bucket-w/team")
+    src = image_folder(labels=("a", "b"), per_label=2)
+    res = CliRunner().invoke(
+        app, ["dataset", "import", "pets", str(src), "--workspace", str(tmp_path / "ws")]
+    )
+    assert res.exit_code == 1
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "s3://no-such-bucket-w/team" in lines[0], res.output
+    assert "does not exist" in lines[0]

@@ -12,8 +12,10 @@ S3-compatible server (MinIO, Ceph, moto); credentials and region come from the u
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 from autovision.errors import StorageError
@@ -27,6 +29,7 @@ __all__ = [
     "ENV_S3_ENDPOINT",
     "filesystem",
     "is_remote",
+    "local_then_upload",
     "open_url",
     "s3_endpoint",
     "scheme",
@@ -89,6 +92,22 @@ def open_url(url: str, mode: str = "rb") -> Iterator[IO[bytes]]:
 
     with translate_errors(url), fsspec.open(str(url), mode, **storage_options(url)) as fh:
         yield fh
+
+
+@contextmanager
+def local_then_upload(url: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """A local path to write ``url``'s content to: ``url`` itself for a local target, else a
+    temporary file uploaded to ``url`` when the block ends without an error."""
+    text = os.fspath(url)
+    if not is_remote(text):
+        yield Path(text).resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="autovision-upload-") as tmp:
+        local = Path(tmp) / (text.rstrip("/").rsplit("/", 1)[-1] or f"upload{suffix}")
+        yield local
+        fs, path = filesystem(text)
+        with translate_errors(text):
+            fs.put_file(str(local), path)
 
 
 def storage_error(url: str, exc: BaseException) -> StorageError | None:
