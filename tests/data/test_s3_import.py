@@ -72,3 +72,16 @@ def test_s3_rows_need_allow_urls(s3, uploaded, tmp_path, workspace) -> None:
 def test_a_list_in_a_missing_bucket_is_one_line(s3, workspace) -> None:
     with pytest.raises(StorageError, match=r"s3://no-such-bucket-z/d\.csv: the bucket"):
         import_dataset(workspace, "pets", "s3://no-such-bucket-z/d.csv")
+
+
+def test_a_folder_per_label_in_the_bucket(s3, uploaded, workspace) -> None:
+    s3.client().put_object(Bucket=s3.bucket, Key="imgs/.hidden/x.png", Body=b"not read")
+    result = import_dataset(workspace, "pets", s3.url("imgs") + "/")
+    assert result.to_dict()["images"] == 6
+    assert sorted(result.version.labels) == ["cat", "dog"]
+    assert {it.source for it in result.version.items} == {u for us in uploaded.values() for u in us}
+
+
+def test_an_empty_prefix_says_so(s3, workspace) -> None:
+    with pytest.raises(Exception, match=r"s3://.*/nothing/: no image files"):
+        import_dataset(workspace, "pets", s3.url("nothing") + "/")
