@@ -31,6 +31,7 @@ __all__ = [
     "is_remote",
     "local_then_upload",
     "open_url",
+    "read_bytes",
     "s3_endpoint",
     "scheme",
     "storage_error",
@@ -108,6 +109,16 @@ def local_then_upload(url: str | os.PathLike[str], suffix: str = "") -> Iterator
         fs, path = filesystem(text)
         with translate_errors(text):
             fs.put_file(str(local), path)
+
+
+def read_bytes(url: str, limit: int | None = None) -> bytes:
+    """The bytes of one object in a single request (``limit``: at most that many, a ranged
+    read); errors as :func:`open_url`."""
+    fs, path = filesystem(url)
+    with translate_errors(url):
+        if limit is None:
+            return fs.cat_file(path)
+        return fs.cat_file(path, start=0, end=limit)
 
 
 def storage_error(url: str, exc: BaseException) -> StorageError | None:
