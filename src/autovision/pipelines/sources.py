@@ -45,6 +45,7 @@ class SourceLister:
 
         try:
             fs, path = filesystem(root)
+            fs.invalidate_cache(path)  # a poll must see objects added since the last one
             if not fs.exists(path):
                 raise PipelineError(f"{root}: no such file or folder")
             if fs.isfile(path):
