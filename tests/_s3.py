@@ -16,9 +16,16 @@ ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",  # no credential lookup on the network
 }
 # Variables that could point the tests at a real account.
-_CLEARED = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_CONFIG_FILE")
+_CLEARED = (
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 
 @dataclass(frozen=True)
@@ -58,13 +65,13 @@ def s3_server() -> Iterator[S3Server]:
             os.environ.pop(k, None)
         os.environ.update(ENV)
         os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+        os.environ["AWS_CONFIG_FILE"] = os.devnull
         os.environ["AUTOVISION_S3_ENDPOINT"] = endpoint
         s3 = S3Server(endpoint=endpoint, bucket=f"av-{uuid.uuid4().hex[:12]}")
         s3.client().create_bucket(Bucket=s3.bucket)
         yield s3
     finally:
         server.stop()
-        os.environ.pop("AWS_SHARED_CREDENTIALS_FILE", None)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
