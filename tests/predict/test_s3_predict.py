@@ -160,3 +160,42 @@ def test_a_missing_bucket_is_one_line(s3, bucket_images, package_dir, model_ws) 
     )
     assert res.exit_code == 1
     assert "s3://no-such-bucket-y/images/" in res.output and "does not exist" in res.output
+
+
+def test_resume_after_a_kill(s3, package_dir, image_dir, tmp_path, monkeypatch) -> None:
+    """SIGKILL ``autovision predict ... -o s3://`` once a part is in the bucket, then
+    --resume: every image exactly once, only what the last part missed is redone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = image_dir(n=300, name="many")
+    out = s3.url("killed") + "/"
+    cmd = [sys.executable, "-m", "autovision.cli.main", "predict", str(package_dir), str(root)]
+    cmd += ["-o", out, "--batch-size", "1", "--workers", "1", "--json"]
+    env = {**os.environ, "AUTOVISION_WORKSPACE": str(tmp_path / "ws")}
+    env["AUTOVISION_PREDICT_PART_LINES"] = "5"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _objects(s3, "killed/"):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    first = _lines(_objects(s3, "killed/"), "predictions")
+    assert 0 < len(first) < 300
+    res = runner.invoke(
+        app,
+        ["predict", str(package_dir), str(root), "-o", out, "--resume", "--json"]
+        + ["--workspace", str(tmp_path / "ws")],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["skipped"] == len(first)
+    done = [r["instance"]["content"] for r in _lines(_objects(s3, "killed/"), "predictions")]
+    assert len(done) == 300 and len(set(done)) == 300

@@ -27,6 +27,8 @@ from autovision.workspace import storage
 
 PART_LINES = 10_000
 PART_SECONDS = 30.0
+ENV_PART_LINES = "AUTOVISION_PREDICT_PART_LINES"  # overrides, read when a run starts
+ENV_PART_SECONDS = "AUTOVISION_PREDICT_PART_SECONDS"
 REMOTE_OUTPUT_NAME = "predictions.jsonl"  # the output named by a bare remote folder
 _LIST_EXTENSIONS = (".jsonl", ".ndjson", ".json")
 
@@ -175,6 +177,8 @@ class _RemoteParts:
                     self.fs.rm_file(path)
                 existing = []
         self._next = existing[-1][0] + 1 if existing else 0
+        self.part_lines = int(os.environ.get(ENV_PART_LINES) or PART_LINES)
+        self.part_seconds = float(os.environ.get(ENV_PART_SECONDS) or PART_SECONDS)
         self._buffer: list[str] = []
         self._lines = 0
         self._since = time.monotonic()
@@ -187,7 +191,8 @@ class _RemoteParts:
     def flush(self, *, force: bool = False) -> None:
         if not self._buffer:
             return
-        due = self._lines >= PART_LINES or time.monotonic() - self._since >= PART_SECONDS
+        elapsed = time.monotonic() - self._since
+        due = self._lines >= self.part_lines or elapsed >= self.part_seconds
         if not (force or due):
             return
         path = f"{self.base}/{self.stem}-{self._next:05d}.jsonl"
