@@ -34,11 +34,16 @@ lock:
 audit-deps: install
 	$(PY) .ci/audit_deps.py $(LOCK)
 
-# Debian's chromium for the browser test of the HTML report (needs root or sudo; skipped when present)
+# Debian's chromium (the browser tests) and postgresql (the tests' throwaway PostgreSQL server,
+# tests/_postgres.py); needs root or sudo; nothing is installed when both are present.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@MISSING=$$(command -v chromium >/dev/null 2>&1 || echo chromium; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+	    || echo postgresql); \
+	[ -z "$$MISSING" ] || { \
 	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  echo "system-deps: installing" $$MISSING; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$MISSING >/dev/null; }
 
 demo: install
 	$(PY) -m autovision.demo --workspace $(DEMO_WS)

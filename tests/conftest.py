@@ -1,9 +1,12 @@
-"""Shared fixtures: a fresh workspace and tiny images the tests generate themselves."""
+"""Shared fixtures: a fresh workspace and tiny images the tests generate themselves; the
+workspace database on SQLite or on a throwaway PostgreSQL server (``db_url``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +28,54 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
+def _load_postgres():
+    """``tests/_postgres.py`` by path (the venv may hold another package named ``tests``)."""
+    name = "_autovision_tests_postgres"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("_postgres.py")
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The session's throwaway PostgreSQL server (``tests/_postgres.py``), started on first
+    use and stopped at the end; the test is skipped only when PostgreSQL is not installed."""
+    pg = _load_postgres()
+    reason = pg.missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    yield pg.server()
+    pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    """The workspace database of the test: SQLite in the workspace (None) or a fresh
+    PostgreSQL database at the head schema (its URL, set as ``AUTOVISION_DB_URL`` so every
+    workspace and subprocess of the test uses it). Opt in per module with
+    ``pytestmark = pytest.mark.usefixtures("db_url")``."""
+    if request.param == "sqlite":
+        yield None
+        return
+    server = request.getfixturevalue("postgres")
+    url = server.create_database()
+    monkeypatch.setenv("AUTOVISION_DB_URL", url)
+    yield url
+    server.drop_database(url)  # WITH (FORCE): connections still pooled are closed
+
+
 @pytest.fixture
-def workspace(tmp_path: Path):
+def workspace(request: pytest.FixtureRequest, tmp_path: Path):
     from autovision.workspace import Workspace
 
+    if "db_url" in request.fixturenames:
+        request.getfixturevalue("db_url")  # the database is chosen before the workspace opens
     return Workspace(tmp_path / "ws")
 
 

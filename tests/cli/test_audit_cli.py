@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from autovision.cli.main import app
 from autovision.security.audit import audit_event, line_hash
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 runner = CliRunner()
 
 

@@ -14,6 +14,8 @@ from autovision.cli.main import app
 from autovision.data.dataset import Item
 from autovision.security.audit import read_audit
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 runner = CliRunner()
 LABELS = ("red", "green", "blue")
 

@@ -24,6 +24,8 @@ from autovision.jobs import (
 from autovision.jobs.summary import summarize
 from autovision.security.audit import acting_as, read_audit
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -25,6 +25,9 @@ from autovision.security.audit import read_audit
 from tests.jobs.conftest import wait_for
 
 pytestmark = pytest.mark.slow
+# A worker process and its Optuna study on SQLite and PostgreSQL; the resume, cancel and
+# failure paths are the job store's (tests/jobs/test_store.py runs it on both).
+both_backends = pytest.mark.usefixtures("db_url")
 
 
 def _finished(ws, job_id):
@@ -37,6 +40,7 @@ def _first_trial_end(ws, job_id):
     return ends[0] if ends else None
 
 
+@both_backends
 def test_worker_outlives_its_parent_and_trains_to_a_model_version(workspace, tiny_ws) -> None:
     tiny_ws()
     parent = textwrap.dedent(

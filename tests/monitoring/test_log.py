@@ -17,6 +17,8 @@ from autovision.security.keys import create_key
 
 from .conftest import LABELS, MODEL
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 PREDICT = f"/v1/models/{MODEL}:predict"
 
 

@@ -13,6 +13,8 @@ from autovision.cli.main import app
 from autovision.monitoring import log as plog
 from autovision.security.audit import read_audit
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 runner = CliRunner()
 LABELS = ["cat", "dog"]
 

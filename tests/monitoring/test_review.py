@@ -13,6 +13,8 @@ from autovision.data.dataset import Item
 from autovision.monitoring import review as R
 from autovision.security.audit import read_audit
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 
 @pytest.fixture(autouse=True)
 def _cli_workspace(workspace, monkeypatch):

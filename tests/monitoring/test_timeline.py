@@ -9,6 +9,8 @@ import pytest
 from autovision.monitoring.log import LogError
 from autovision.monitoring.timeline import timeline
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 NOW = datetime(2025, 3, 10, 12, 30, tzinfo=UTC)
 
 

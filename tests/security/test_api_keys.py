@@ -19,6 +19,8 @@ from autovision.security import (
 )
 from autovision.workspace.db import ApiKeyRow
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 
 def test_create_and_verify(workspace):
     assert not has_keys(workspace)

@@ -10,6 +10,8 @@ from autovision.errors import DatasetError
 from autovision.security import read_audit
 from autovision.security.audit import acting_as, audit_event, audited, verify_log
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 
 def events(ws, action: str | None = None) -> list[dict]:
     return [e for e in read_audit(ws.audit_log_path) if action in (None, e.get("action"))]

@@ -7,11 +7,14 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from autovision.cli.main import app
 from autovision.usage.records import ServeRecorder, TrainRecorder
 from autovision.usage.report import storage
+
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
 
 runner = CliRunner()
 

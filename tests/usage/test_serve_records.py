@@ -13,6 +13,8 @@ from autovision.usage.report import usage_report
 
 from .conftest import MODEL
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 
 def test_known_latencies_give_exact_counts_and_percentiles(workspace) -> None:
     rec = ServeRecorder(workspace, flush_s=3600)

@@ -15,6 +15,8 @@ from autovision.versions.compare import (
     parse_since,
 )
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 
 def _rec(rid: str, a: list[str], b: list[str], pa: float = 0.9, pb: float = 0.6) -> dict:
     return {"request_id": rid, "a_labels": a, "b_labels": b, "a_probs": [pa], "b_probs": [pb]}

@@ -14,6 +14,8 @@ from autovision.versions import store
 from autovision.workspace import Workspace
 from autovision.workspace.db import ModelRow
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 
 def test_numbering_and_default_alias(workspace, add_model) -> None:
     a, b = add_model(), add_model()

@@ -1,12 +1,15 @@
 """Schema migrations: the newest revision is exactly db.py's tables; databases made before
 migrations (at any earlier revision) are detected, stamped and upgraded on open, once even
-when several processes open them together; ``autovision workspace upgrade [--check]``."""
+when several processes open them together; ``autovision workspace upgrade [--check]``. Each
+test runs on SQLite and on an empty PostgreSQL database (``AUTOVISION_DB_URL``)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,8 @@ from autovision.workspace import Workspace, schema
 from autovision.workspace.db import Base, make_engine
 
 from .test_old_schema import OLD_SCHEMA
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 LEGACY = [
     r for r in schema.revisions() if hasattr(schema.script().get_revision(r).module, "TABLES")
@@ -33,8 +38,34 @@ def _diff(engine: sa.Engine, metadata: sa.MetaData = Base.metadata) -> list:
         return compare_metadata(MigrationContext.configure(conn, opts=opts), metadata)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[], str | None]]:
+    """SQLite in each workspace, or an empty PostgreSQL database as ``AUTOVISION_DB_URL``;
+    yields ``new()``: the URL of another empty database (None on SQLite: the workspace's)."""
+    if request.param == "sqlite":
+        yield lambda: None
+        return
+    server = request.getfixturevalue("postgres")
+    made: list[str] = []
+
+    def new() -> str:
+        made.append(server.create_database(empty=True))
+        return made[-1]
+
+    monkeypatch.setenv("AUTOVISION_DB_URL", new())
+    yield new
+    for url in made:
+        server.drop_database(url)
+
+
+def _pg() -> bool:
+    return "AUTOVISION_DB_URL" in os.environ
+
+
 def _url(root: Path) -> str:
-    return f"sqlite:///{root / 'autovision.db'}"
+    return os.environ.get("AUTOVISION_DB_URL") or f"sqlite:///{root / 'autovision.db'}"
 
 
 def _db_at(root: Path, rev: str, *, versioned: bool = False) -> sa.Engine:
@@ -63,7 +94,9 @@ def test_the_head_revision_is_exactly_the_metadata_of_db_py(tmp_path) -> None:
 
     extra = sa.MetaData()
     for table in Base.metadata.tables.values():
-        table.to_metadata(extra)
+        dialect_only = {ix.name: ix._ddl_if for ix in table.indexes}  # to_metadata drops it
+        for ix in table.to_metadata(extra).indexes:
+            ix._ddl_if = dialect_only[ix.name]
     sa.Table("future_things", extra, sa.Column("id", sa.Integer, primary_key=True))
     assert [d[0] for d in _diff(engine, extra)] == ["add_table"]  # the check bites
 
@@ -119,8 +152,12 @@ def test_the_oldest_schema_of_the_old_test_is_stamped_at_the_baseline(tmp_path) 
     root = tmp_path / "ws"
     root.mkdir()
     engine = make_engine(_url(root))
+    old = OLD_SCHEMA
+    if _pg():  # what create_all made on PostgreSQL at that commit
+        old = old.replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY")
+        old = old.replace("DATETIME", "TIMESTAMP WITH TIME ZONE")
     with engine.begin() as conn:
-        for statement in OLD_SCHEMA.split(";"):
+        for statement in old.split(";"):
             if statement.strip():
                 conn.execute(sa.text(statement))
         assert schema.detect(conn) == "0001_baseline"
@@ -139,11 +176,13 @@ def test_tables_of_later_commits_on_an_older_database_are_kept(tmp_path) -> None
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "CREATE TABLE jobs (id VARCHAR(40) NOT NULL PRIMARY KEY, kind VARCHAR(16) NOT "
-                "NULL, status VARCHAR(16) NOT NULL, params JSON NOT NULL, user VARCHAR(200), "
-                "created_at DATETIME NOT NULL, started_at DATETIME, finished_at DATETIME, "
-                "pid INTEGER, heartbeat_at DATETIME, attempts INTEGER NOT NULL, result JSON, "
-                "error TEXT)"
+                (
+                    "CREATE TABLE jobs (id VARCHAR(40) NOT NULL PRIMARY KEY, kind VARCHAR(16) NOT "
+                    'NULL, status VARCHAR(16) NOT NULL, params JSON NOT NULL, "user" VARCHAR(200), '
+                    "created_at DATETIME NOT NULL, started_at DATETIME, finished_at DATETIME, "
+                    "pid INTEGER, heartbeat_at DATETIME, attempts INTEGER NOT NULL, result JSON, "
+                    "error TEXT)"
+                ).replace("DATETIME", "TIMESTAMP WITH TIME ZONE" if _pg() else "DATETIME")
             )
         )
         conn.execute(
@@ -169,13 +208,13 @@ def test_a_database_newer_than_this_autovision_is_refused(tmp_path) -> None:
         Workspace(tmp_path / "ws")
 
 
-def test_upgrade_on_open_can_be_turned_off(tmp_path, monkeypatch) -> None:
+def test_upgrade_on_open_can_be_turned_off(tmp_path, monkeypatch, backend) -> None:
     root = tmp_path / "ws"
     _db_at(root, "0003_prediction_log").dispose()
     monkeypatch.setenv(schema.ENV_AUTO_UPGRADE, "0")
     with pytest.raises(SchemaError, match="autovision workspace upgrade"):
         Workspace(root)
-    Workspace(tmp_path / "new")  # a new database is still created
+    Workspace(tmp_path / "new", db_url=backend())  # a new database is still created
     schema.upgrade_workspace(root)
     Workspace(root)
 
@@ -215,7 +254,12 @@ def test_several_processes_opening_an_old_workspace_upgrade_it_once(tmp_path) ->
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            env={
+                "PYTHONPATH": src,
+                "PATH": "/usr/bin:/bin",
+                "HOME": str(tmp_path),
+                **({"AUTOVISION_DB_URL": _url(root)} if _pg() else {}),
+            },
         )
         for _ in range(3)
     ]
@@ -264,13 +308,16 @@ def test_workspace_upgrade_cli_checks_then_upgrades(tmp_path) -> None:
     r = run()
     assert r.exit_code == 0 and "already at revision" in r.output
 
+    if _pg():
+        return  # below: a check makes no SQLite file
     fresh = tmp_path / "none"
     r = runner.invoke(app, ["workspace", "upgrade", "--check", "--workspace", str(fresh)])
     assert r.exit_code == 1 and "new database" in r.output
     assert not (fresh / "autovision.db").exists()
 
 
-def test_new_revision_writes_what_db_py_adds(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # autogenerates on SQLite
+def test_new_revision_writes_what_db_py_adds(tmp_path, monkeypatch, backend) -> None:
     import shutil
 
     shutil.copytree(schema.MIGRATIONS, tmp_path / "migrations")

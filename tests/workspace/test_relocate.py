@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 from autovision.workspace import Workspace
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 MODEL = "m-reloc"
 LABELS = ("cat", "dog")
 
@@ -142,7 +144,8 @@ def test_the_migration_makes_old_absolute_paths_relative(
         assert schema.current(conn) == schema.head()
         stored, info = conn.execute(sa.text("SELECT path, info FROM models")).one()
     assert stored == f"models/{MODEL}"
-    assert json.loads(info)["test_metrics"] == {
+    info = info if isinstance(info, dict) else json.loads(info)  # PostgreSQL decodes JSON
+    assert info["test_metrics"] == {
         "accuracy": 0.5,
         "metrics_path": f"models/{MODEL}/metrics.json",
     }

@@ -9,6 +9,8 @@ from autovision.errors import DatasetError, ModelError
 from autovision.workspace import Workspace, resolve_workspace_path
 from autovision.workspace.blobs import BlobStore, sha256_bytes
 
+pytestmark = pytest.mark.usefixtures("db_url")  # SQLite and PostgreSQL
+
 
 def _item(i: int, sha: str, label: str = "cat", split: str = "train") -> Item:
     return Item(
@@ -60,6 +62,23 @@ def test_item_ids_are_reserved_per_dataset(workspace: Workspace):
     first = workspace.reserve_item_ids("d", 5)
     second = workspace.reserve_item_ids("d", 2)
     assert (first, second) == (1, 6)
+
+
+def test_item_ids_reserved_concurrently_never_overlap(workspace: Workspace):
+    from concurrent.futures import ThreadPoolExecutor
+
+    workspace.reserve_item_ids("d", 1)
+    with ThreadPoolExecutor(6) as pool:
+        firsts = list(pool.map(lambda _: workspace.reserve_item_ids("d", 10), range(60)))
+    assert sorted(firsts) == list(range(2, 602, 10))  # 60 disjoint ranges, none lost
+
+
+def test_a_nul_character_is_refused_naming_the_item(workspace: Workspace):
+    sha = workspace.blobs.put(b"abc")
+    bad = Item(3, sha, "src/3.png", ("c\x00t",), "train", 8, 8, "PNG")
+    with pytest.raises(DatasetError, match=r"item 3 \('src/3.png'\): label .* NUL character"):
+        workspace.create_version("pets", [_item(1, sha), bad], multi_label=False)
+    assert workspace.dataset_names() == []  # nothing stored
 
 
 def test_blob_store_is_content_addressed(tmp_path):

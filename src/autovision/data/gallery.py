@@ -141,7 +141,10 @@ def _json_text(ws: Any, value: Any) -> str:
 
 
 def _has_label(ws: Any, v: _Version, label: str) -> ColumnElement[bool]:
-    """Items whose JSON list of labels holds ``label`` exactly."""
+    """Items whose JSON list of labels holds ``label`` exactly. A NUL matches nothing: no
+    stored label holds one (PostgreSQL's jsonb cannot, and the workspace refuses them)."""
+    if "\x00" in label:
+        return false()
     dialect = _dialect(ws)
     if dialect == "sqlite" and not v.multi_label:
         # At most one label: the stored text is exactly ``["label"]``, which the

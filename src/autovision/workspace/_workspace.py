@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from autovision.data.dataset import DatasetVersion, Item, content_hash, parse_ref
 from autovision.errors import DatasetError, ModelError
@@ -146,16 +147,27 @@ class Workspace:
             )
 
     def reserve_item_ids(self, name: str, count: int) -> int:
-        """Reserve ``count`` new item ids for a dataset; returns the first one."""
-        with self.Session.begin() as s:
-            ds = s.scalar(select(DatasetRow).where(DatasetRow.name == name))
-            if ds is None:
-                ds = DatasetRow(name=name, next_item_id=1)
-                s.add(ds)
-                s.flush()
-            first = ds.next_item_id
-            ds.next_item_id = first + count
-            return first
+        """Reserve ``count`` new item ids for a dataset; returns the first one. One atomic
+        ``UPDATE`` takes the range, so concurrent imports (threads, processes, machines on
+        one PostgreSQL) get disjoint ranges."""
+        for attempt in range(5):
+            try:
+                with self.Session.begin() as s:
+                    done = s.execute(
+                        update(DatasetRow)
+                        .where(DatasetRow.name == name)
+                        .values(next_item_id=DatasetRow.next_item_id + count)
+                    ).rowcount
+                    if not done:
+                        s.add(DatasetRow(name=name, next_item_id=1 + count))
+                        s.flush()
+                        return 1
+                    nxt = s.scalar(select(DatasetRow.next_item_id).where(DatasetRow.name == name))
+                    return int(nxt) - count
+            except IntegrityError:  # another writer created the dataset row first
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def create_version(
         self,
@@ -170,6 +182,7 @@ class Workspace:
         problems: Sequence[dict[str, Any]] = (),
     ) -> DatasetVersion:
         """Store a new immutable version (all rows in one transaction)."""
+        _check_text(name, items)
         with self.Session.begin() as s:
             ds = s.scalar(select(DatasetRow).where(DatasetRow.name == name))
             if ds is None:
@@ -293,6 +306,21 @@ class Workspace:
         from autovision.workspace import packages
 
         return packages.local_package(self, model_id, stored)
+
+
+def _check_text(name: str, items: Sequence[Item]) -> None:
+    """No NUL character in what is stored as text: PostgreSQL refuses them (SQLite would cut
+    a LIKE pattern there), so every backend refuses them the same way, naming the item."""
+    for it in items:
+        fields = {"source": it.source, "split": it.split, "format": it.format}
+        fields.update({f"label {label!r}": label for label in it.labels})
+        fields.update({f"metadata key {k!r}": f"{k}{v}" for k, v in it.metadata.items()})
+        for what, value in fields.items():
+            if "\x00" in str(value):
+                raise DatasetError(
+                    f"dataset {name!r}, item {it.id} ({it.source!r}): {what} holds a NUL "
+                    "character, which the workspace database cannot store"
+                )
 
 
 def _model_dict(r: ModelRow, root: Path) -> dict[str, Any]:

@@ -382,10 +382,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url`` (SQLite: WAL, foreign keys, a busy timeout), schema untouched."""
+    """An engine for ``url`` (SQLite: WAL, foreign keys, a busy timeout; a database server:
+    pooled connections checked before use, so a restarted server or a dropped connection
+    costs a reconnect, not an error), schema untouched."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
