@@ -28,6 +28,7 @@ KEYS = {
     "stop_reason",
     "seconds",
     "excluded",
+    "ensemble",
 }
 
 

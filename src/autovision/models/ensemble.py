@@ -287,11 +287,18 @@ def build(arch: dict[str, Any], task: str) -> CombinedModel:
     )
 
 
-def inference_seconds(
-    onnx_model: bytes, input_size: int, *, batch: int = 8, repeats: int = 5, threads: int = 1
-) -> float:
-    """Median seconds per image of an ONNX model on a batch of ``batch`` zeros (ONNX Runtime,
-    CPU, ``threads`` intra-op threads; one warm-up run first)."""
+def inference_times(
+    graphs: Sequence[bytes],
+    input_size: int,
+    *,
+    batch: int = 8,
+    repeats: int = 15,
+    threads: int = 1,
+) -> list[float]:
+    """Median seconds per image of each ONNX model on the same batch of ``batch`` zeros
+    (ONNX Runtime, CPU, ``threads`` intra-op threads, one warm-up run each). The models run
+    in turn, ``repeats`` rounds, so a machine whose load changes slows them alike and their
+    ratio holds (separate timings on a shared machine were seen 2.5x off)."""
     import statistics
     import time
 
@@ -304,15 +311,17 @@ def inference_seconds(
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(onnx_model, opts, providers=["CPUExecutionProvider"])
+    sessions = [ort.InferenceSession(g, opts, providers=["CPUExecutionProvider"]) for g in graphs]
     x = np.zeros((batch, 3, input_size, input_size), dtype=np.float32)
-    sess.run([ONNX_OUTPUT], {ONNX_INPUT: x})
-    times = []
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
+    for sess in sessions:
         sess.run([ONNX_OUTPUT], {ONNX_INPUT: x})
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) / batch
+    times: list[list[float]] = [[] for _ in sessions]
+    for _ in range(max(1, repeats)):
+        for sess, out in zip(sessions, times, strict=True):
+            t = time.perf_counter()
+            sess.run([ONNX_OUTPUT], {ONNX_INPUT: x})
+            out.append(time.perf_counter() - t)
+    return [statistics.median(t) / batch for t in times]
 
 
 def architecture(model: CombinedModel, members: Sequence[Member], num_classes: int) -> dict:

@@ -49,11 +49,14 @@ def better(a: tuple[float, float], b: tuple[float, float]) -> bool:
 def beats_by_margin(
     a: tuple[float, float],
     b: tuple[float, float],
-    score_margin: float = SCORE_MARGIN,
-    loss_margin: float = LOSS_MARGIN,
+    score_margin: float | None = None,
+    loss_margin: float | None = None,
 ) -> bool:
     """Whether ``a`` beats ``b`` clearly: by ``score_margin`` on the measure, or, with the
-    measure tied (or better by less), by ``loss_margin`` of log loss."""
+    measure tied (or better by less), by ``loss_margin`` of log loss (defaults:
+    :data:`SCORE_MARGIN`, :data:`LOSS_MARGIN`)."""
+    score_margin = SCORE_MARGIN if score_margin is None else score_margin
+    loss_margin = LOSS_MARGIN if loss_margin is None else loss_margin
     if a[0] >= b[0] + score_margin - TIE:
         return True
     return a[0] >= b[0] - TIE and a[1] <= b[1] - loss_margin
@@ -107,11 +110,13 @@ def select(
     probs: Sequence[np.ndarray],
     *,
     rounds: int = ROUNDS,
-    score_margin: float = SCORE_MARGIN,
-    loss_margin: float = LOSS_MARGIN,
+    score_margin: float | None = None,
+    loss_margin: float | None = None,
 ) -> Selection:
     """Greedy ensemble selection with replacement over candidates ``probs`` (each [N, L] on
-    the images of ``y``)."""
+    the images of ``y``); margins as :func:`beats_by_margin`."""
+    score_margin = SCORE_MARGIN if score_margin is None else score_margin
+    loss_margin = LOSS_MARGIN if loss_margin is None else loss_margin
     if not probs:
         raise ValueError("ensemble selection needs at least one candidate")
     singles = [measure(task, y, p) for p in probs]
