@@ -38,6 +38,7 @@ from autovision.search.trainer import Runtime, load_checkpoint, predict, preproc
 CANDIDATES = 5  # best trials kept for ensemble selection
 TTA_LOSS_MARGIN = 0.002  # nats of log loss flips must save when the measure ties
 COST_TOLERANCE = 0.10  # measurement noise allowed over the inference-cost bound
+RESERVE_MODELS = 3  # package exports' worth of time kept for this step and the package
 CHOICES = ("auto", "off")
 
 
@@ -64,6 +65,11 @@ class Settings:
     def keep(self) -> int:
         """Trial checkpoints the search keeps (the best ones)."""
         return CANDIDATES if self.ensemble == "auto" else 1
+
+    @property
+    def reserve_models(self) -> int:
+        """Package exports' worth of time the search keeps aside at its end."""
+        return RESERVE_MODELS if "auto" in (self.ensemble, self.tta) else 1
 
 
 @dataclass
@@ -113,12 +119,13 @@ def choose(
     *,
     settings: Settings,
     refit_weights: dict[str, Any] | None = None,
-    time_left: float | None = None,
+    time_left: Callable[[], float | None] = lambda: None,
     seconds_per_model: float = 0.0,
 ) -> Choice:
-    """The packaged model of a search whose chosen trial is ``best`` (see the module);
-    ``seconds_per_model``: the time one more model costs here (loading, validation, export),
-    against ``time_left`` (``None``: no time budget)."""
+    """The packaged model of a search whose chosen trial is ``best`` (see the module).
+    ``time_left()``: seconds left of the budget (``None``: no time budget); each step runs
+    only when it leaves time for the package: the ensemble needs :data:`RESERVE_MODELS`
+    times ``seconds_per_model`` (a package export's time), the flips one less."""
     return _Chooser(rt, settings, time_left, seconds_per_model).run(
         study, best, folder_of, refit_weights
     )
@@ -126,7 +133,11 @@ def choose(
 
 class _Chooser:
     def __init__(
-        self, rt: Runtime, settings: Settings, time_left: float | None, per_model: float
+        self,
+        rt: Runtime,
+        settings: Settings,
+        time_left: Callable[[], float | None],
+        per_model: float,
     ) -> None:
         self.rt, self.data, self.settings = rt, rt.data, settings
         self.time_left, self.per_model = time_left, per_model
@@ -134,7 +145,8 @@ class _Chooser:
         self.y_sel = self.data.y_val[self.sel]
 
     def fits(self, n_models: int) -> bool:
-        return self.time_left is None or n_models * self.per_model <= self.time_left
+        left = self.time_left()
+        return left is None or n_models * self.per_model <= left
 
     def run(
         self,
@@ -173,7 +185,7 @@ class _Chooser:
         others = _candidates(study, self.chosen.trial, cfg, folder_of)
         if not others:
             return [self.chosen], [1.0], self.alone("no other trial with the same input")
-        if not self.fits(len(others) + 3):
+        if not self.fits(RESERVE_MODELS):
             return [self.chosen], [1.0], self.alone("no time left")
         pool = [self.chosen] + [self._load(t, folder_of(t.number)) for t in others]
         picked = selection.select(self.data.task, self.y_sel, [c.probs[self.sel] for c in pool])
@@ -192,7 +204,7 @@ class _Chooser:
     def flips(self, members: list[_Candidate], weights: list[float]) -> dict[str, Any]:
         if self.settings.tta == "off":
             return {"enabled": False, "why": "off (--tta off)"}
-        if not self.fits(len(members) + 2):
+        if not self.fits(RESERVE_MODELS - 1):
             return {"enabled": False, "why": "no time left"}
         flipped = None
         for c in members:

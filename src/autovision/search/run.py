@@ -191,7 +191,14 @@ def train(
         if (rec := current_train()) is not None:
             rec.note(device=str(rt.device), gpus=1 if rt.gpu else 0)
         search = Search(
-            rt, state, space, plan_budget, progress=progress, started=started, keep=combining.keep
+            rt,
+            state,
+            space,
+            plan_budget,
+            progress=progress,
+            started=started,
+            keep=combining.keep,
+            reserve_models=combining.reserve_models,
         )
         result = search.run()
         if progress:
@@ -265,7 +272,7 @@ def _export(
         search.trial_dir,
         settings=combining,
         refit_weights=refit,
-        time_left=search.time_left(),
+        time_left=search.time_left,
         seconds_per_model=search.planner.export_s(cfg),
     )
     model, probs = choice.model, choice.probs

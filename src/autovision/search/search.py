@@ -80,7 +80,8 @@ class SearchResult:
 class Search:
     """One run's search; :meth:`run` returns the best trial. ``started`` is when the budget
     clock started (``time.monotonic``); ``keep``: how many of the best trials keep their
-    checkpoints (the candidates of an ensemble, :mod:`.combine`)."""
+    checkpoints (the candidates of an ensemble, :mod:`.combine`), ``reserve_models`` how
+    many package exports' worth of time the search keeps for its end (the same module)."""
 
     def __init__(
         self,
@@ -92,9 +93,11 @@ class Search:
         progress: Progress | None = None,
         started: float | None = None,
         keep: int = 1,
+        reserve_models: int = 1,
     ) -> None:
         self.rt, self.state, self.space, self.budget = rt, state, space, budget
         self.keep = keep  # best trials whose checkpoints are kept (ensemble candidates)
+        self.reserve_models = reserve_models  # package exports' worth of time kept at the end
         self.data = rt.data
         self.progress = progress
         self.session_start = time.monotonic() if started is None else started
@@ -125,7 +128,7 @@ class Search:
         if left is None:
             return np.inf
         reserve = max((self.planner.export_s(c) for c in (self.best_cfg, cfg) if c), default=0.0)
-        return left - reserve
+        return left - self.reserve_models * reserve
 
     def _emit(self, event: str, **kw: Any) -> None:
         if self.progress is not None:
