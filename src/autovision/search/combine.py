@@ -197,6 +197,7 @@ class _Chooser:
             "candidates": [c.trial.number for c in pool],
             "members": [_member_info(c, w) for c, w in zip(members, weights, strict=True)],
         }
+        ens.pop("weights")  # the members carry theirs
         if not picked.kept:
             ens["counts"] = [1]
         return members, weights, ens
@@ -257,9 +258,11 @@ class _Chooser:
                     members, weights = [self.chosen], [1.0]
                     why = "the mix does not fit --max-inference-cost: the chosen trial alone"
                     ens.update({**self.alone(why), "counts": [1]})
+                    ens.update(score=ens["single_score"], log_loss=ens["single_log_loss"])
                     tta = self.flips(members, weights)  # decided again for the trial alone
                 else:
                     ens.update(score=round(m[0], 6), log_loss=round(m[1], 6))
+                    ens["counts"] = ens["counts"][: len(members)]
                     ens["members"] = [
                         _member_info(c, w) for c, w in zip(members, weights, strict=True)
                     ]
@@ -300,11 +303,15 @@ class _Chooser:
         return (0.5 * (plain + flipped)).astype(np.float32)
 
     def combined(self, members: list[_Candidate], weights: list[float], tta: bool) -> Any:
+        """The :class:`CombinedModel` of ``members``, on the CPU, of copies of their models
+        (theirs stay on the device for predictions)."""
+        import copy
+
         spec = self.spec
-        model = combine(
-            _members(members, weights), task=self.data.task, tta=tta, mean=spec.mean, std=spec.std
-        )
-        return model.cpu()
+        copies = [copy.deepcopy(m) for m in _members(members, weights)]
+        for m in copies:
+            m.model = m.model.cpu()
+        return combine(copies, task=self.data.task, tta=tta, mean=spec.mean, std=spec.std)
 
     def graph(self, model: Any) -> bytes:
         import copy

@@ -309,13 +309,7 @@ def _export(
         "ensemble": choice.ensemble,
         "tta": choice.tta,
         "inference_cost": choice.cost,
-        "validation_of": (
-            f"trial {bt.number}, trained on the training images only (the weights are its "
-            f"configuration refit on {result.refit['images']} training + validation images)"
-            if result.refit
-            else f"trial {bt.number} (the weights)"
-        )
-        + _combined_of(choice),
+        "validation_of": _validation_of(bt.number, result.refit, choice),
         "training_seconds": round(seconds_so_far, 2),
         "seed": state.seed,
         "stop_reason": result.stop_reason,
@@ -397,12 +391,22 @@ def _export(
     )
 
 
-def _combined_of(choice: Any) -> str:
-    """What ``validation_of`` adds for an ensemble or flips."""
-    parts = []
+def _validation_of(trial: int, refit: dict[str, Any] | None, choice: Any) -> str:
+    """``model.json``'s ``validation_of``: what the validation figures measure."""
+    refit_text = (
+        f"configuration refit on {refit['images']} training + validation images" if refit else ""
+    )
     if choice.ensemble.get("kept"):
-        trials = ", ".join(str(m["trial"]) for m in choice.ensemble["members"])
-        parts.append(f"a weighted ensemble of trials {trials}")
-    if choice.tta.get("enabled"):
-        parts.append("horizontal flips averaged")
-    return f"; the package: {' with '.join(parts)}" if parts else ""
+        members = [m["trial"] for m in choice.ensemble["members"]]
+        text = (
+            f"a weighted ensemble of trials {', '.join(map(str, members))}, trained on the "
+            "training images only"
+        )
+        if refit and trial in members:
+            text += f" (trial {trial}'s weights in the package are its {refit_text})"
+    elif refit:
+        text = f"trial {trial}, trained on the training images only (the weights are its "
+        text += f"{refit_text})"
+    else:
+        text = f"trial {trial} (the weights)"
+    return text + (", horizontal flips averaged" if choice.tta.get("enabled") else "")
