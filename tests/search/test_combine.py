@@ -91,6 +91,13 @@ def test_an_ensemble_package_is_served_like_any_other(
     np.testing.assert_allclose(again, probs, atol=1e-5)
     info = workspace.model(result.model)
     assert info["ensemble"]["kept"]
+    # as a base model (--base-model): its first member, a plain model of the same labels
+    from autovision.search.modes import BaseModel
+
+    base = BaseModel.load(result.model, result.path)
+    first = ens["members"][0]
+    assert base.backbone == first["backbone"] and "classifier.weight" in base.state
+    assert base.labels == ["a", "b", "c"]
 
 
 @pytest.mark.slow
