@@ -74,6 +74,10 @@ def test_combined_graph_is_the_weighted_mean_of_its_members(task: str) -> None:
     # the embedding output is the first member's
     emb = _run(_onnx(combined, task), x, "embedding")
     np.testing.assert_allclose(emb, _run(_onnx(a, task), x, "embedding"), atol=1e-5)
+    # the first member alone, as a plain model (a base model for retraining)
+    with torch.no_grad():
+        first = combined.main_model()(torch.from_numpy(x))
+        np.testing.assert_allclose(first.numpy(), a(torch.from_numpy(x)).numpy(), atol=1e-5)
 
 
 class _LeftRight(torch.nn.Module):

@@ -159,6 +159,13 @@ class CombinedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._out(self._all_features(x))
 
+    def main_model(self) -> nn.Module:
+        """The first member as a plain logits model (its own backbone and head)."""
+        model = copy.deepcopy(self.backbones[self.groups[0]])
+        if self.own_head[0]:
+            model.classifier = copy.deepcopy(self.heads[0])
+        return model
+
 
 class _WithEmbedding(CombinedModel):
     """A combined model whose first member has pooled features: the package's ``embedding``
@@ -174,13 +181,6 @@ class _WithEmbedding(CombinedModel):
 def _new(heads: Sequence[nn.Module | None], *args: Any, **kw: Any) -> CombinedModel:
     cls = _WithEmbedding if heads[0] is not None else CombinedModel
     return cls(*args, **kw).eval()
-
-    def main_model(self) -> nn.Module:
-        """The first member as a plain logits model (its own backbone and head)."""
-        model = copy.deepcopy(self.backbones[self.groups[0]])
-        if self.own_head[0]:
-            model.classifier = copy.deepcopy(self.heads[0])
-        return model
 
 
 def combine(
