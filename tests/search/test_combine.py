@@ -153,3 +153,31 @@ def test_the_best_trials_keep_their_checkpoints(tmp_path: Path) -> None:
     assert sorted(int(p.name) for p in tmp_path.iterdir()) == [1, 2, 3]
     keep_best_folders(study, lambda n: tmp_path / str(n), 1)
     assert [p.name for p in tmp_path.iterdir()] == ["1"]  # the study's best, the first 0.9
+
+
+@pytest.mark.slow
+def test_linear_heads_on_one_backbone_share_it_in_the_graph(
+    workspace, make_dataset, monkeypatch, forced_mix
+) -> None:
+    import onnx
+
+    space = {
+        "backbones": ["efficientnet_lite0"],
+        "modes": ["linear"],
+        "sizes": {"efficientnet_lite0": [32]},
+    }
+    monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(space))
+    monkeypatch.setenv("AUTOVISION_THREADS", "1")
+    make_dataset(labels=("a", "b"), counts=(8, 4, 2), size=32)
+    result = train(workspace, "tiny", trials=6, tta="off")  # squashed and padded heads
+    ens = result.ensemble
+    assert ens is not None and ens["kept"], json.dumps(ens)
+    assert {m["mode"] for m in ens["members"]} == {"linear"}
+    arch = json.loads((result.path / "model.json").read_text())["architecture"]["ensemble"]
+    assert len(arch["groups"]) == 1 and {m["group"] for m in arch["members"]} == {0}
+    assert ens["inference_cost"]["ratio"] < 1.5  # one backbone pass, two heads
+    pkg = ModelPackage.load(result.path)
+    graph = onnx.load_from_string(pkg.onnx_bytes()).graph
+    assert sum(n.op_type == "Gemm" for n in graph.node) == len(ens["members"])
+    probs = pkg.predict_proba(_images(workspace, "test"))
+    assert probs.shape == (4, 2)
