@@ -27,11 +27,13 @@ from autovision.models.package import ModelPackage
 from autovision.predict.inputs import count_sources, expand_inputs
 from autovision.predict.loading import Loaded, load_into
 from autovision.predict.results import (
+    REMOTE_OUTPUT_NAME,
     ResultWriter,
     completed_sources,
     error_line,
     format_prediction,
     label_thresholds,
+    output_target,
     prediction_line,
 )
 
@@ -44,8 +46,8 @@ ProgressFn = Callable[[int, int | None], None]
 class BatchResult:
     """What a batch prediction run did."""
 
-    output: Path
-    errors: Path
+    output: Path | str  # a str for a remote target
+    errors: Path | str
     total: int
     predicted: int
     failed: int
@@ -72,11 +74,24 @@ class BatchResult:
         }
 
 
-def default_errors_path(output: str | os.PathLike[str]) -> Path:
-    """``preds.jsonl`` -> ``preds.errors.jsonl`` (beside the output)."""
-    out = Path(output)
+def default_errors_path(output: str | os.PathLike[str]) -> Path | str:
+    """``preds.jsonl`` -> ``preds.errors.jsonl`` (beside the output); a remote folder
+    ``s3://b/out/`` -> ``s3://b/out/errors.jsonl``."""
+    target = output_target(output)
+    if isinstance(target, str):
+        folder, _, name = target.rpartition("/")
+        if name == REMOTE_OUTPUT_NAME:
+            return f"{folder}/errors.jsonl"
+        return f"{folder}/{name.rsplit('.', 1)[0]}.errors.jsonl"
+    out = target
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
     return out.with_name(f"{stem}.errors.jsonl")
+
+
+def _same(a: Path | str, b: Path | str) -> bool:
+    if isinstance(a, Path) and isinstance(b, Path):
+        return a.resolve() == b.resolve()
+    return str(a) == str(b)
 
 
 def resolve_package(model: Any, workspace: Any = None) -> ModelPackage:
@@ -134,9 +149,9 @@ def predict_batch(
     """
     start = time.perf_counter()
     package = resolve_package(model, workspace)
-    output = Path(output)
-    errors_path = Path(errors) if errors is not None else default_errors_path(output)
-    if output.resolve() == errors_path.resolve():
+    output = output_target(output)
+    errors_path = output_target(errors) if errors is not None else default_errors_path(output)
+    if _same(output, errors_path):
         raise ModelError(f"{output}: the output and errors files must differ")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
