@@ -58,6 +58,7 @@ def test_train_json_then_models(tiny_ws) -> None:
         "stop_reason",
         "seconds",
         "excluded",
+        "ensemble",
     }
     assert out["stop_reason"] == "TRIALS_DONE" and out["trials"] == 1
     assert (out["name"], out["version"]) == ("tiny", 1)  # the dataset's name by default
@@ -79,6 +80,18 @@ def test_train_readable_progress(tiny_ws) -> None:
     assert res.exit_code == 0, res.output
     assert "trial   0" in res.stdout and "trial   1" in res.stdout
     assert "stop reason" in res.stdout and "TRIALS_DONE" in res.stdout
+    assert "ensemble" in res.stdout and "flips" in res.stdout
+
+
+def test_train_ensemble_flags(tiny_ws) -> None:
+    args = ("train", "tiny", "--trials", "2", "--json", "--ensemble", "off", "--tta", "off")
+    res = run(tiny_ws, *args, "--max-inference-cost", "1.5")
+    assert res.exit_code == 0, res.output
+    ens = json.loads(res.stdout)["ensemble"]
+    assert not ens["kept"] and "--ensemble off" in ens["why"]
+    assert not ens["tta"]["enabled"] and ens["inference_cost"]["max"] == 1.5
+    res = run(tiny_ws, "train", "tiny", "--trials", "1", "--ensemble", "always")
+    assert res.exit_code != 0 and "always" in res.output
 
 
 def test_train_errors_are_one_line(workspace, image_bytes) -> None:

@@ -28,6 +28,7 @@ KEYS = {
     "stop_reason",
     "seconds",
     "excluded",
+    "ensemble",
 }
 
 
@@ -205,7 +206,9 @@ def test_the_package_is_the_chosen_trial_refit_on_training_and_validation_images
     measures the refit)."""
     ds = make_dataset(labels=("a", "b", "c"), counts=(12, 4, 4))
     events: list[dict] = []
-    result = train(workspace, "tiny", trials=2, progress=events.append)
+    # the chosen trial alone (an ensemble or flips would change the figures)
+    alone = {"ensemble": "off", "tta": "off"}
+    result = train(workspace, "tiny", trials=2, progress=events.append, **alone)
     n_images = len(ds.split("train")) + len(ds.split("validation"))
     refit = result.best["refit"]
     assert refit["trial"] == result.best["trial"] and refit["images"] == n_images
@@ -229,7 +232,7 @@ def test_the_package_holds_the_refit_weights_and_a_timed_refit_keeps_the_budget(
     # nothing removed (the module is shared: the search keeps its trial folders too)
     monkeypatch.setattr(run_mod.shutil, "rmtree", lambda p, **kw: kept.append(Path(p)))
     make_dataset(labels=("a", "b"), counts=(12, 4, 0))
-    result = train(workspace, "tiny", budget="15s")
+    result = train(workspace, "tiny", budget="15s", ensemble="off", tta="off")
     assert result.seconds <= 15 * 1.1, result.seconds
     assert result.best["refit"] is not None
     trials = kept[-1]  # the export removes the trials folder last

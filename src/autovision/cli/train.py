@@ -36,6 +36,11 @@ class Task(StrEnum):
     multi_label = "multi-label"
 
 
+class Choice(StrEnum):
+    auto = "auto"
+    off = "off"
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
 
@@ -150,6 +155,9 @@ def _print_result(r: dict[str, Any]) -> None:
             f"{refit['epochs']} {'L-BFGS rounds' if best['mode'] == 'linear' else 'epochs'} "
             "(validation figures: the trial, trained without them)",
         )
+    if ens := r.get("ensemble"):
+        for key, value in _ensemble_rows(ens):
+            table.add_row(key, value)
     table.add_row("trials", str(r["trials"]))
     table.add_row("stop reason", r["stop_reason"])
     table.add_row("time", format_seconds(r["seconds"]))
@@ -158,6 +166,27 @@ def _print_result(r: dict[str, Any]) -> None:
         from autovision.search.exclude import describe
 
         console.print(describe(r["excluded"]), highlight=False)
+
+
+def _ensemble_rows(ens: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows of the result table on the ensemble, the flips and the inference cost."""
+    rows = []
+    if ens.get("kept"):
+        members = ", ".join(f"trial {m['trial']} x {m['weight']:.2f}" for m in ens["members"])
+        rows.append(("ensemble", f"{members} ({ens['why']})"))
+    else:
+        rows.append(("ensemble", f"none: {ens.get('why', '')}"))
+    tta = ens.get("tta") or {}
+    rows.append(("flips", f"{'on' if tta.get('enabled') else 'off'}: {tta.get('why', '')}"))
+    cost = ens.get("inference_cost") or {}
+    if cost.get("ratio", 1.0) != 1.0 or cost.get("dropped"):
+        rows.append(
+            (
+                "inference cost",
+                f"{cost['ratio']:.2f}x the best trial's (at most {cost['max']:g}x)",
+            )
+        )
+    return rows
 
 
 def _fmt(v: Any) -> str:
@@ -214,6 +243,27 @@ def train(
             show_default=False,
         ),
     ] = None,
+    ensemble: Annotated[
+        Choice,
+        typer.Option(
+            help="auto: a weighted ensemble of the best trials when it beats the best one on "
+            "validation (one ONNX graph); off: the best trial alone."
+        ),
+    ] = Choice.auto,
+    tta: Annotated[
+        Choice,
+        typer.Option(
+            help="auto: average each image with its mirror image when that helps on "
+            "validation; off: never (for data where a mirror image means something else)."
+        ),
+    ] = Choice.auto,
+    max_inference_cost: Annotated[
+        float,
+        typer.Option(
+            "--max-inference-cost",
+            help="The packaged graph's time per image at most this times the best trial's.",
+        ),
+    ] = 2.0,
     workspace: WorkspaceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -231,6 +281,9 @@ def train(
         resume=resume,
         name=name,
         exclude_issues=exclude_issues,
+        ensemble=ensemble.value,
+        tta=tta.value,
+        max_inference_cost=max_inference_cost,
     )
     if resume and (budget or budget_node_hours or trials):
         err_console.print("note: --resume keeps the run's original budget", highlight=False)

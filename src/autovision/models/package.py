@@ -325,13 +325,21 @@ class ModelPackage:
         return [list(np.flatnonzero(row >= th)) for row in probs]
 
     def torch_model(self) -> Any:
-        """Rebuild the PyTorch logits model from ``weights.safetensors``."""
+        """Rebuild the PyTorch logits model from ``weights.safetensors`` (an ensemble or a
+        model with test-time flips: the :class:`~autovision.models.ensemble.CombinedModel`)."""
         from safetensors.torch import load
 
         from autovision.models.registry import create_model
 
         arch = self.meta["architecture"]
-        model = create_model(arch["backbone"], num_classes=arch["num_classes"], pretrained=False)
+        if arch.get("ensemble"):
+            from autovision.models.ensemble import build
+
+            model = build(arch, self.task)
+        else:
+            model = create_model(
+                arch["backbone"], num_classes=arch["num_classes"], pretrained=False
+            )
         model.load_state_dict(load(read_model_file(self.path / "weights.safetensors")))
         return model.eval()
 

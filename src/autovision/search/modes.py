@@ -43,6 +43,8 @@ class BaseModel:
 
         pkg = ModelPackage(path)
         model = pkg.torch_model()
+        if hasattr(model, "main_model"):  # an ensemble or flips: its first member goes on
+            model = model.main_model()
         return cls(
             id=model_id,
             path=Path(path),

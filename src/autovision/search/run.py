@@ -15,6 +15,7 @@ from autovision.data.dataset import parse_ref
 from autovision.errors import TrainingError
 from autovision.search import cache, metrics
 from autovision.search.budget import Budget
+from autovision.search.combine import Settings, choose
 from autovision.search.exclude import excluded_for_training, training_view
 from autovision.search.prepare import TrainData, prepare_data
 from autovision.search.search import Progress, Search
@@ -23,7 +24,6 @@ from autovision.search.state import RunState, find_resumable, new_run_id
 from autovision.search.trainer import (
     Runtime,
     load_checkpoint,
-    predict,
     preprocessing_for,
     score_probs,
 )
@@ -49,6 +49,7 @@ class TrainResult:
     name: str = ""
     version: int = 0
     excluded: dict[str, Any] | None = None  # what --exclude-issues left out (None: not used)
+    ensemble: dict[str, Any] | None = None  # members, flips, inference cost (search.combine)
 
     @property
     def ref(self) -> str:
@@ -69,6 +70,7 @@ class TrainResult:
             "stop_reason": self.stop_reason,
             "seconds": round(self.seconds, 2),
             "excluded": self.excluded,
+            "ensemble": self.ensemble,
         }
 
 
@@ -85,6 +87,9 @@ class TrainResult:
         "base_model",
         "resume",
         "exclude_issues",
+        "ensemble",
+        "tta",
+        "max_inference_cost",
     ),
     result=lambda r: {
         "model": r.model,
@@ -109,6 +114,9 @@ def train(
     space: SearchSpace | None = None,
     name: str | None = None,
     exclude_issues: str | Sequence[str] | None = None,
+    ensemble: str = "auto",
+    tta: str = "auto",
+    max_inference_cost: float = 2.0,
 ) -> TrainResult:
     """Search for the best model of ``dataset_ref`` (``NAME`` or ``NAME@N``) within the budget,
     write its package into ``ws.models_dir`` and register it.
@@ -124,6 +132,10 @@ def train(
     ``exclude_issues`` (``"label_issues,exact_duplicates"``, or a list) leaves the images those
     issues flag out of the train and validation data (never out of the test split; see
     :mod:`autovision.search.exclude`); a resumed run keeps what its first session left out.
+    ``ensemble`` (``auto``: a weighted ensemble of the best trials when it beats the chosen
+    one on validation; ``off``), ``tta`` (``auto``: horizontal-flip averaging when it helps;
+    ``off``) and ``max_inference_cost`` (the packaged graph's time per image at most this
+    times the chosen trial's) shape the package (see :mod:`autovision.search.combine`).
     """
     import torch
 
@@ -131,6 +143,7 @@ def train(
 
     if name is not None:
         check_model_name(name)
+    combining = Settings(ensemble=ensemble, tta=tta, max_inference_cost=max_inference_cost)
     _import_libraries()
     started = time.monotonic()  # the budget counts from here, after the start-up imports
     if resume:
@@ -177,13 +190,22 @@ def train(
         rt = Runtime.create(ws, data, deterministic=deterministic, base=base)
         if (rec := current_train()) is not None:
             rec.note(device=str(rt.device), gpus=1 if rt.gpu else 0)
-        search = Search(rt, state, space, plan_budget, progress=progress, started=started)
+        search = Search(
+            rt,
+            state,
+            space,
+            plan_budget,
+            progress=progress,
+            started=started,
+            keep=combining.keep,
+            reserve_models=combining.reserve_models,
+        )
         result = search.run()
         if progress:
             progress(
                 {"event": "export", "elapsed": search.spent(), "time_left": search.time_left()}
             )
-        out = _export(ws, rt, search, result, state, base_model, stored_hash)
+        out = _export(ws, rt, search, result, state, base_model, stored_hash, combining)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
     if progress:
@@ -230,27 +252,32 @@ def _export(
     state: RunState,
     base_model: str | None,
     dataset_hash: str,
+    combining: Settings,
 ) -> TrainResult:
     from autovision.models.package import new_model_id, save_package
-    from autovision.models.registry import create_model, get_backbone_cfg
+    from autovision.models.registry import get_backbone_cfg
+    from autovision.search import study as studies
 
     data = rt.data
     bt = result.best
     cfg = TrialConfig.from_dict(bt.user_attrs["config"])
     spec = preprocessing_for(cfg)
-    weights, probs, idx = load_checkpoint(result.folder)
-    model = create_model(cfg.backbone, num_classes=len(data.labels), pretrained=False)
-    model.load_state_dict(weights)
-    model = model.to(rt.device)
-    if len(idx) < len(data.val):  # ranked on part of validation: report on all of it
-        idx = np.arange(len(data.val))
-        px = rt.pixels(spec)
-        probs = predict(rt, model, px, idx, spec, 256 if rt.gpu else 128)
-    # validation measures the chosen trial; a refit of it (trained on validation too) is
-    # what the package holds
+    # validation measures the chosen trial (or the mix); a refit of it (trained on
+    # validation too) is what the package holds
+    refit = load_checkpoint(result.refit_folder)[0] if result.refit_folder is not None else None
+    choice = choose(
+        rt,
+        studies.open_study(ws.db_url, state.study_name, state.seed),
+        bt,
+        search.trial_dir,
+        settings=combining,
+        refit_weights=refit,
+        time_left=search.time_left,
+        seconds_per_model=search.planner.export_s(cfg),
+    )
+    model, probs = choice.model, choice.probs
+    idx = np.arange(len(data.val))
     _, validation = score_probs(data, idx, probs)
-    if result.refit_folder is not None:
-        model.load_state_dict(load_checkpoint(result.refit_folder)[0])
     thresholds = None
     if data.multi_label:
         thresholds = [float(t) for t in metrics.best_thresholds(data.y_val[idx], probs)]
@@ -279,12 +306,10 @@ def _export(
             "excluded": state.excluded,
         },
         "validation": validation,
-        "validation_of": (
-            f"trial {bt.number}, trained on the training images only (the weights are its "
-            f"configuration refit on {result.refit['images']} training + validation images)"
-            if result.refit
-            else f"trial {bt.number} (the weights)"
-        ),
+        "ensemble": choice.ensemble,
+        "tta": choice.tta,
+        "inference_cost": choice.cost,
+        "validation_of": _validation_of(bt.number, result.refit, choice),
         "training_seconds": round(seconds_so_far, 2),
         "seed": state.seed,
         "stop_reason": result.stop_reason,
@@ -292,6 +317,11 @@ def _export(
         "base_model": base_model,
         "search": {
             "run_id": state.run_id,
+            "settings": {
+                "ensemble": combining.ensemble,
+                "tta": combining.tta,
+                "max_inference_cost": combining.max_inference_cost,
+            },
             "study": state.study_name,
             "budget": state.budget,
             "space": state.space,
@@ -299,6 +329,8 @@ def _export(
             "sessions": state.sessions,
         },
     }
+    if choice.architecture is not None:  # an ensemble and/or flips: one combined graph
+        meta["architecture"] = choice.architecture
     path = save_package(
         ws.models_dir / model_id,
         model.cpu(),
@@ -327,6 +359,7 @@ def _export(
             "run_id": state.run_id,
             "base_model": base_model,
             "excluded": state.excluded,
+            "ensemble": choice.summary(),
         },
         name=state.name,
     )
@@ -354,4 +387,26 @@ def _export(
         name=version.name,
         version=version.version,
         excluded=state.excluded,
+        ensemble=choice.summary(),
     )
+
+
+def _validation_of(trial: int, refit: dict[str, Any] | None, choice: Any) -> str:
+    """``model.json``'s ``validation_of``: what the validation figures measure."""
+    refit_text = (
+        f"configuration refit on {refit['images']} training + validation images" if refit else ""
+    )
+    if choice.ensemble.get("kept"):
+        members = [m["trial"] for m in choice.ensemble["members"]]
+        text = (
+            f"a weighted ensemble of trials {', '.join(map(str, members))}, trained on the "
+            "training images only"
+        )
+        if refit and trial in members:
+            text += f" (trial {trial}'s weights in the package are its {refit_text})"
+    elif refit:
+        text = f"trial {trial}, trained on the training images only (the weights are its "
+        text += f"{refit_text})"
+    else:
+        text = f"trial {trial} (the weights)"
+    return text + (", horizontal flips averaged" if choice.tta.get("enabled") else "")

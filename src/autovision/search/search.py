@@ -40,6 +40,7 @@ from autovision.errors import ModelError, TrainingError
 from autovision.search import study as studies
 from autovision.search import toptune
 from autovision.search.budget import Budget
+from autovision.search.combine import keep_best_folders
 from autovision.search.linear import train_linear
 from autovision.search.planner import EXPLORE_FIRST_SHARE, Planner
 from autovision.search.space import (
@@ -78,7 +79,9 @@ class SearchResult:
 
 class Search:
     """One run's search; :meth:`run` returns the best trial. ``started`` is when the budget
-    clock started (``time.monotonic``)."""
+    clock started (``time.monotonic``); ``keep``: how many of the best trials keep their
+    checkpoints (the candidates of an ensemble, :mod:`.combine`), ``reserve_models`` how
+    many package exports' worth of time the search keeps for its end (the same module)."""
 
     def __init__(
         self,
@@ -89,8 +92,12 @@ class Search:
         *,
         progress: Progress | None = None,
         started: float | None = None,
+        keep: int = 1,
+        reserve_models: int = 1,
     ) -> None:
         self.rt, self.state, self.space, self.budget = rt, state, space, budget
+        self.keep = keep  # best trials whose checkpoints are kept (ensemble candidates)
+        self.reserve_models = reserve_models  # package exports' worth of time kept at the end
         self.data = rt.data
         self.progress = progress
         self.session_start = time.monotonic() if started is None else started
@@ -121,7 +128,7 @@ class Search:
         if left is None:
             return np.inf
         reserve = max((self.planner.export_s(c) for c in (self.best_cfg, cfg) if c), default=0.0)
-        return left - reserve
+        return left - self.reserve_models * reserve
 
     def _emit(self, event: str, **kw: Any) -> None:
         if self.progress is not None:
@@ -251,7 +258,6 @@ class Search:
             shutil.rmtree(folder, ignore_errors=True)
             state = "PRUNED"
         else:
-            previous = studies.best_number(study)
             study.tell(trial, out.score)
             state = "COMPLETE"
             if out.score > self.best_score:
@@ -260,10 +266,7 @@ class Search:
                     trained_cfg,
                     plan.n_train,
                 )
-                if previous is not None and previous != n:
-                    shutil.rmtree(self.trial_dir(previous), ignore_errors=True)
-            else:
-                shutil.rmtree(folder, ignore_errors=True)
+            keep_best_folders(study, self.trial_dir, self.keep)  # the ensemble's candidates
         self.state.trials_done = len(studies.trained(study))
         self.save_state()
         self._emit(
