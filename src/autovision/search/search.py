@@ -41,6 +41,7 @@ from autovision.search import study as studies
 from autovision.search import toptune
 from autovision.search.budget import Budget
 from autovision.search.combine import keep_best_folders
+from autovision.search.cv import CVSettings, Ranking
 from autovision.search.linear import train_linear
 from autovision.search.planner import EXPLORE_FIRST_SHARE, Planner
 from autovision.search.space import (
@@ -108,6 +109,9 @@ class Search:
         self.best_score = -np.inf
         self.best_cfg: TrialConfig | None = None
         self.best_n_train = 0
+        # how trials are ranked (.cv); a run from before --cv existed ranks on validation
+        cv = CVSettings.from_dict(state.cv) if state.cv else CVSettings(mode="off")
+        self.ranking = Ranking(rt, cv, seed=state.seed)
 
     @property
     def cost(self) -> Any:
@@ -223,6 +227,9 @@ class Search:
             # out of memory, a backbone's weights package missing...: the search goes on
             self._fail(study, trial, folder, f"{type(exc).__name__}: {exc}", shown=str(exc))
             return None
+        # a small validation split: the score told is the cross-validated mean (.cv)
+        steps, left = self.space.linear_steps, self.search_left(cfg)
+        out = self.ranking.rescore(cfg, plan, out, steps=steps, seconds=left)
         self.planner.record(cfg, out.timings if out else None)
         if out is not None and out.score is None and out.stopped == "diverged":
             self._fail(study, trial, folder, "training diverged (non-finite loss or probabilities)")
@@ -251,6 +258,7 @@ class Search:
             "metrics": out.metrics,
             "thresholds": out.thresholds,
             "full_validation": plan.eval_idx is None,
+            "ranking": out.ranking,
         }.items():
             trial.set_user_attr(key, value)
         if out.stopped == "pruned":
@@ -277,6 +285,7 @@ class Search:
             best=self._best(),
             seconds=out.seconds,
             stopped=out.stopped,
+            ranking=out.ranking,
         )
         return out
 
@@ -320,7 +329,7 @@ class Search:
         if any(t.user_attrs.get("phase") == "final" for t in studies.trained(study)):
             self.state.final_done = True
         if studies.best_number(study) is not None:  # resumed
-            bt = study.best_trial
+            bt = studies.best_trial(study)
             self.best_score = bt.value
             self.best_cfg = TrialConfig.from_dict(bt.user_attrs["config"])
             self.best_n_train = int(bt.user_attrs.get("n_train", 0))
@@ -345,11 +354,11 @@ class Search:
                 "no trial finished within the budget"
                 + (f" (last error: {why})" if why else "; give it a larger --budget")
             )
-        refit = self._refit(study.best_trial)
+        refit = self._refit(studies.best_trial(study))
         self.state.phase, self.state.stop_reason = "done", stop
         self.save_state()
         return SearchResult(
-            best=study.best_trial,
+            best=studies.best_trial(study),
             folder=self.trial_dir(number),
             trials=len(studies.trained(study)),
             stop_reason=stop,
@@ -475,7 +484,7 @@ class Search:
         default configuration when exploration saw only part of the data and the best beats
         the defaults by less than ``FINAL_MARGIN`` (small-sample scores are noisy, and the
         defaults are known to train well on the whole)."""
-        best = study.best_trial
+        best = studies.best_trial(study)
         n = int(best.user_attrs.get("n_train", 0))
         defaults = [
             t for t in trained if t.user_attrs.get("default") and t.state == TrialState.COMPLETE
