@@ -170,3 +170,44 @@ def test_summary_reports_each_trials_mean_and_spread(features) -> None:
         },
         {"trial": 1, "mode": "finetune_top", "measure": "validation", "mean": 0.7, "sd": None},
     ]
+
+
+@pytest.mark.slow
+def test_train_ranks_linear_trials_by_cv_and_refits_with_its_rounds(
+    workspace, make_dataset, monkeypatch
+) -> None:
+    from autovision.search import study as studies
+    from autovision.search.run import train
+    from autovision.search.state import RunState
+
+    space = {
+        "backbones": ["efficientnet_lite0"],
+        "modes": ["linear"],
+        "sizes": {"efficientnet_lite0": [32]},
+    }
+    monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(space))
+    make_dataset(labels=("a", "b"), counts=(8, 4, 2), size=32)
+    events: list[dict] = []
+    result = train(workspace, "tiny", trials=2, cv_folds=3, progress=events.append)
+    ranking = result.to_dict()["ranking"]
+    assert ranking["measure"] == "cv" and ranking["cv"] == "auto" and ranking["folds"] == 3
+    rows = ranking["trials"]
+    assert len(rows) == 2 and all(r["measure"] == "cv" and r["folds"] == 3 for r in rows)
+    assert all(r["sd"] is not None and 0 <= r["mean"] <= 1 for r in rows)
+    ends = [e for e in events if e["event"] == "trial_end" and e.get("state") == "COMPLETE"]
+    assert all(e["ranking"]["mean"] == e["score"] for e in ends)  # the study's value
+    state = RunState.load(workspace.root / "runs" / result.run_id / "state.json")
+    study = studies.open_study(workspace.db_url, state.study_name, state.seed)
+    chosen = study.trials[result.best["trial"]]
+    assert chosen.value == pytest.approx(chosen.user_attrs["ranking"]["mean"])
+    assert result.best["refit"]["epochs"] == chosen.user_attrs["ranking"]["rounds"]
+    assert state.cv == {"mode": "auto", "folds": 3, "repeats": 3}
+
+    off = train(workspace, "tiny", trials=2, cv="off")
+    assert off.to_dict()["ranking"]["measure"] == "validation"
+    assert all(r["measure"] == "validation" for r in off.to_dict()["ranking"]["trials"])
+    state = RunState.load(workspace.root / "runs" / off.run_id / "state.json")
+    study = studies.open_study(workspace.db_url, state.study_name, state.seed)
+    for t in studies.trained(study):  # validation ranks, as before --cv
+        assert t.user_attrs.get("ranking") is None
+        assert t.value == t.user_attrs["metrics"]["accuracy"]
