@@ -420,7 +420,7 @@ class Search:
         ]
         if self.rt.base is not None or not heads:
             return cfg.resize
-        return max(heads, key=lambda t: t.value).user_attrs["config"]["resize"]
+        return min(heads, key=studies.rank_key).user_attrs["config"]["resize"]
 
     def _seed(self, trial: Any) -> int:
         return self.state.seed * 1000 + trial.number
