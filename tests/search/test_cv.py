@@ -118,9 +118,25 @@ def test_rescore_tells_the_cv_mean_and_the_rounds_it_chose(features, monkeypatch
     assert ranking.rescore(FIRM, refit, out, steps=150) is out  # a refit is not ranked
     image = FIRM.with_(mode="finetune_full")
     assert ranking.rescore(image, plan, out, steps=150) is out  # image trials: validation
+
+    def missing(cfg, n):
+        raise TrainingError("cross-validation: no embeddings")
+
+    monkeypatch.setattr(ranking, "embeddings", missing)
+    failed = ranking.rescore(FIRM, plan, out, steps=150)  # validation ranks it then
+    assert failed.score == 1.0 and "no embeddings" in failed.ranking["error"]
+    assert summary(ranking, [_trial(0, 1.0, failed.ranking)])["trials"][0]["measure"] == (
+        "validation"
+    )
     off = Ranking(rt, CVSettings("off"))
     assert not off.active and off.rescore(FIRM, plan, out, steps=150) is out
     assert off.describe()["measure"] == "validation"
+
+
+def _trial(number: int, value: float, ranking: dict | None) -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(number=number, value=value, user_attrs={"ranking": ranking})
 
 
 def test_auto_ranks_by_cv_only_when_validation_is_small(features) -> None:

@@ -64,7 +64,7 @@ def _score(v: float | None) -> str:
 def _trial_score(e: dict[str, Any]) -> str:
     """``val 0.9500`` or, cross-validated, ``cv 0.9412 +- 0.0210 (5x3, val 1.0000)``."""
     r = e.get("ranking")
-    if not r:
+    if not r or "mean" not in r:
         return f"val {_score(e.get('score'))}"
     folds = f"{r['folds']}x{r['repeats']}"
     return f"cv {r['mean']:.4f} +- {r['sd']:.4f} ({folds}, val {_score(r.get('validation'))})"

@@ -184,7 +184,10 @@ class Ranking:
             return out
         if out.stopped in ("pruned", "diverged"):
             return out
-        cv = self.cross_validate(cfg, plan.n_train, steps=steps, seconds=seconds)
+        try:
+            cv = self.cross_validate(cfg, plan.n_train, steps=steps, seconds=seconds)
+        except (TrainingError, RuntimeError, ValueError) as exc:  # validation ranks it then
+            return dataclasses.replace(out, ranking={"error": f"{type(exc).__name__}: {exc}"})
         timings = {**out.timings, "cv_s": cv.seconds}
         ranking = {**cv.to_dict(), "validation": round(float(out.score), 6)}
         return dataclasses.replace(
@@ -301,6 +304,8 @@ def summary(ranking: Ranking | None, trials: list[Any]) -> dict[str, Any]:
         if t.value is None:
             continue
         r = t.user_attrs.get("ranking")
+        if r and "mean" not in r:  # the cross-validation failed: validation ranked it
+            r = None
         row = {"trial": t.number, "mode": t.user_attrs.get("config", {}).get("mode")}
         if r:
             row |= {

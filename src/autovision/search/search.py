@@ -4,9 +4,10 @@ Strong defaults run first, then configurations drawn by TPE (see :mod:`.study`).
 search explores, then retrains what it chose:
 
 1. *explore*: every trial on the same stratified subsample of the training images (all of
-   them when that fits) and the validation images that rank trials, pruned on intermediate
-   scores, until the time set aside for the retraining (2 or 3) is reached or trials stop
-   improving (``MODEL_CONVERGED``);
+   them when that fits) and the validation images that rank trials (a small validation
+   split: linear trials by cross-validation over training + validation, :mod:`.cv`), pruned
+   on intermediate scores, until the time set aside for the retraining (2 or 3) is reached
+   or trials stop improving (``MODEL_CONVERGED``; equal scores rank by log loss);
 2. *final*: the best configuration, if exploration saw only part of the training images,
    retrained on all of them with as many epochs as the rest of the budget holds (capped), so
    most of a large budget goes to the promising model;
