@@ -8,9 +8,9 @@ embeddings) by stratified k-fold cross-validation over the training *and* valida
 the trial saw, duplicate groups inside one fold (:mod:`autovision.data.folds`); ``on``
 always does, ``off`` never (validation ranks, as before). Each fold fits the trial's head
 (its L2 penalty, label smoothing and class weights) on the other folds for up to the trial's
-L-BFGS rounds, scored on its own fold after each round; the round count whose mean score
-over the folds is best (ties: the lowest mean log loss) is the configuration's. The study is
-told that mean, the refit on all labelled images runs that many rounds, and the mean and the
+L-BFGS rounds (stopped, like the trial, after 2 rounds without improvement), scored on its
+own fold after each round; the round count whose mean score over the folds is best (ties:
+the lowest mean log loss) is the configuration's. The study is told that mean, the refit on all labelled images runs that many rounds, and the mean and the
 spread over the folds are reported (``train --json``'s ``ranking``, the progress lines).
 
 Every configuration sees the same folds (seeded by the run's seed), so their differences are
@@ -36,13 +36,14 @@ from autovision.errors import TrainingError
 from autovision.search import metrics
 from autovision.search.cache import EmbeddingCache
 from autovision.search.space import TrialConfig
-from autovision.search.trainer import Runtime, TrialOutcome, TrialPlan
+from autovision.search.trainer import Runtime, TrialOutcome, TrialPlan, improves
 
 MODES = ("auto", "on", "off")
 FOLDS = 5
 REPEATS = 3
 MIN_VAL_PER_LABEL = 50  # auto: CV ranks when the rarest label has fewer validation images
-TIME_SHARE = 0.1  # of the search time left that one configuration's repeated folds may take
+TIME_SHARE = 0.05  # of the search time left that one configuration's repeated folds may take
+PATIENCE = 2  # rounds without improvement that end a fold's fit (the linear trial's rule)
 TIE = 1e-9
 
 
@@ -262,7 +263,9 @@ class Ranking:
                 z = head.standardise(x_all[test])
                 y_test = y[(fold == f)]
                 row_s, row_l = [], []
-                for _ in range(rounds):
+                best = (-np.inf, -1)
+                best_loss = np.inf
+                for c in range(rounds):
                     head.step()
                     with torch.no_grad():
                         logits = head.lin(z)
@@ -271,8 +274,13 @@ class Ranking:
                     s, m = metrics.evaluate(task, y_test, probs)
                     row_s.append(float(s))
                     row_l.append(_loss(task, y_test, probs, m))
-                scores.append(row_s)
-                losses.append(row_l)
+                    if improves(row_s[-1], row_l[-1], best, best_loss):
+                        best, best_loss = (row_s[-1], c), row_l[-1]
+                    if c - best[1] >= PATIENCE:  # as the trial stops: later rounds
+                        break  # score as its last (the head no longer moves)
+                pad = rounds - len(row_s)
+                scores.append(row_s + row_s[-1:] * pad)
+                losses.append(row_l + row_l[-1:] * pad)
             repeats += 1
             took = time.monotonic() - started
             if time.monotonic() + took > deadline:
