@@ -183,6 +183,7 @@ def test_summary_reports_each_trials_mean_and_spread(features) -> None:
             "rounds": 3,
             "loss_mean": None,
             "validation": 1.0,
+            "seconds": None,
         },
         {"trial": 1, "mode": "finetune_top", "measure": "validation", "mean": 0.7, "sd": None},
     ]
