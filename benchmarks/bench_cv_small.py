@@ -70,7 +70,8 @@ def main() -> None:
             r = train(ws, "digits", trials=args.trials, cv=cv, seed=seed)
             pkg = ModelPackage.load(r.path)
             pred = pkg.predict_proba(images).argmax(1)
-            acc = float(np.mean([pkg.labels[j] == it.label for j, it in zip(pred, test, strict=True)]))
+            hits = [pkg.labels[j] == it.label for j, it in zip(pred, test, strict=True)]
+            acc = float(np.mean(hits))
             rows = r.to_dict()["ranking"]["trials"]
             print(
                 json.dumps(
