@@ -191,7 +191,8 @@ class Ranking:
             cv = self.cross_validate(cfg, plan.n_train, steps=steps, seconds=seconds)
         except (TrainingError, RuntimeError, ValueError) as exc:  # validation ranks it then
             return dataclasses.replace(out, ranking={"error": f"{type(exc).__name__}: {exc}"})
-        timings = {**out.timings, "cv_s": cv.seconds}
+        # the planner learns one repeat's cost per image (the first repeat always runs)
+        timings = {**out.timings, "cv_s": cv.seconds / cv.repeats, "cv_images": cv.images}
         ranking = {**cv.to_dict(), "validation": round(float(out.score), 6)}
         return dataclasses.replace(
             out,
