@@ -47,6 +47,9 @@ CLOCK_ATTR = "autovision_clock"  # {"zero": epoch s, "heartbeat": [i, g], "open"
 STOP_ATTR = "autovision_stop"  # the reason the exploration ended (workers stop asking)
 EXPLORE_ATTR = "autovision_explore"  # the exploration's fidelity, fixed by the first plan
 COSTS_PREFIX = "autovision_costs:"  # + worker name: its cost measurements
+READY_PREFIX = "autovision_ready:"  # + worker name: it has its data and waits for GO_ATTR
+GO_ATTR = "autovision_go"  # the workers start asking (all ready): the defaults spread over them
+START_WAIT_S = 120.0  # the most the ready workers wait for the others to start
 ENV_HEARTBEAT = "AUTOVISION_HEARTBEAT_S"
 HEARTBEAT_S = 10  # Optuna's heartbeat interval; a trial is stale after GRACE_FACTOR of them
 GRACE_FACTOR = 3
@@ -284,15 +287,15 @@ def wait_for_run(
             except TrainingError as exc:
                 if "finished" in str(exc):
                     raise
+        if not told and on_wait is not None:
+            which = f"search {run_id}" if run_id else "a search (autovision train --workers N)"
+            on_wait(f"waiting for {which} in {_safe_url(db_url)}...")
+            told = True
         if timeout is not None and time.monotonic() - start >= timeout:
             which = f"search {run_id}" if run_id else "a search started with --workers"
             raise TrainingError(
                 f"waited {timeout:.0f} s for {which} in {_safe_url(db_url)}; none is running"
             )
-        if not told and on_wait is not None:
-            which = f"search {run_id}" if run_id else "a search (autovision train --workers N)"
-            on_wait(f"waiting for {which} in {_safe_url(db_url)}...")
-            told = True
         time.sleep(JOIN_POLL_S)
 
 
@@ -328,6 +331,7 @@ def run_worker(
         return report
     search = _worker_search(ws, state, clock, deadline, name)
     study = _TimedStudy(search.open_study())
+    _ready_and_wait(study, name)
     report.start_s = time.time() - t0
     try:
         report.stop_reason = search.work(study)
@@ -341,6 +345,18 @@ def run_worker(
                 report.trials.append(t.number)
                 report.states[t.state.name] = report.states.get(t.state.name, 0) + 1
     return report
+
+
+def _ready_and_wait(study: Any, name: str) -> None:
+    """Say this worker is ready, then wait until the coordinator says go (every worker it
+    started is ready), so that the enqueued defaults spread over them."""
+    study.set_user_attr(READY_PREFIX + name, time.time())
+    end = time.monotonic() + START_WAIT_S
+    while time.monotonic() < end:
+        attrs = study.user_attrs
+        if attrs.get(GO_ATTR) or attrs.get(STOP_ATTR):
+            return
+        time.sleep(0.1)
 
 
 def _worker_search(
@@ -447,9 +463,11 @@ def coordinate(search: Search, study: Any, *, workers: int, spawn: bool = True) 
         spawned = time.time()
         procs.append((_spawn(kw, out), out, spawned))
     search._emit("workers_start", workers=workers, threads=threads)
+    started = time.monotonic()
     seen: set[int] = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     while any(p.poll() is None for p, _, _ in procs) or (not spawn and not _stopped(study)):
         _fail_stale(study)
+        _go_when_ready(study, workers, procs, started)
         seen = _emit_finished(search, study, seen)
         search.save_state(force=False)
         time.sleep(POLL_S)
@@ -472,6 +490,18 @@ def coordinate(search: Search, study: Any, *, workers: int, spawn: bool = True) 
     if errors and len(errors) == len(procs) and studies.best_number(study) is None:
         raise TrainingError(f"every trial worker failed (first: {errors[0]})")
     return str(study.user_attrs[STOP_ATTR])
+
+
+def _go_when_ready(study: Any, workers: int, procs: list[Any], started: float) -> None:
+    """Let the workers start asking once ``workers`` are ready (or one ended, or
+    ``START_WAIT_S`` passed)."""
+    attrs = study.user_attrs
+    if attrs.get(GO_ATTR):
+        return
+    ready = sum(k.startswith(READY_PREFIX) for k in attrs)
+    ended = any(p.poll() is not None for p, _, _ in procs)
+    if ready >= workers or ended or time.monotonic() - started >= START_WAIT_S:
+        study.set_user_attr(GO_ATTR, time.time())
 
 
 def _stopped(study: Any) -> bool:
