@@ -100,8 +100,12 @@ def test_killed_worker_trial_is_retried(workspace, make_dataset, long_space) -> 
     make_dataset(counts=(60, 6, 0), size=16)
     budget = 150.0
     t0 = time.monotonic()
-    thread, out = _in_thread(train, ws=workspace, dataset_ref="tiny", budget=budget, workers=2)
-    run_id = _wait(lambda: list_runs(workspace) and _run_id(workspace), 60, "the run")
+    events: list[dict] = []
+    thread, out = _in_thread(
+        train, ws=workspace, dataset_ref="tiny", budget=budget, workers=2, progress=events.append
+    )
+    _wait(lambda: any(e["event"] == "workers_start" for e in events), 60, "the workers")
+    run_id = _run_id(workspace)
 
     def running_with_epochs():
         if "error" in out or "result" in out:
