@@ -350,7 +350,8 @@ def run_worker(
 def _ready_and_wait(study: Any, name: str) -> None:
     """Say this worker is ready, then wait until the coordinator says go (every worker it
     started is ready), so that the enqueued defaults spread over them."""
-    study.set_user_attr(READY_PREFIX + name, time.time())
+    session = (study.user_attrs.get(CLOCK_ATTR) or {}).get("session")
+    study.set_user_attr(READY_PREFIX + name, {"session": session, "time": time.time()})
     end = time.monotonic() + START_WAIT_S
     while time.monotonic() < end:
         attrs = study.user_attrs
@@ -426,6 +427,8 @@ def _process_main(kw: dict[str, Any], out: str) -> None:
 def publish(search: Search, study: Any, workers: int) -> None:
     """Open the run to workers: its state, the budget clock and the heartbeat in the study."""
     state = search.state
+    study.set_user_attr(GO_ATTR, None)  # a resumed run: its workers start afresh
+    study.set_user_attr(STOP_ATTR, None)
     study.set_user_attr(RUN_ATTR, asdict(state))
     study.set_user_attr(
         CLOCK_ATTR,
@@ -435,6 +438,7 @@ def publish(search: Search, study: Any, workers: int) -> None:
             "open": True,
             "workers": workers,
             "coordinator": f"{_host()}:{os.getpid()}",
+            "session": uuid.uuid4().hex,
         },
     )
 
@@ -463,9 +467,23 @@ def coordinate(search: Search, study: Any, *, workers: int, spawn: bool = True) 
         spawned = time.time()
         procs.append((_spawn(kw, out), out, spawned))
     search._emit("workers_start", workers=workers, threads=threads)
+    try:
+        return _supervise(search, study, workers, procs, spawn)
+    except BaseException:  # interrupted: the workers stop asking; local ones are ended
+        study.set_user_attr(STOP_ATTR, "interrupted")
+        for p, _, _ in procs:
+            if p.poll() is None:
+                p.terminate()
+        raise
+
+
+def _supervise(search: Search, study: Any, workers: int, procs: list[Any], spawn: bool) -> str:
+    """Wait for the workers (failing stale trials, reporting finished ones), then take their
+    measurements; returns the stop reason."""
+    state = search.state
     started = time.monotonic()
     seen: set[int] = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    while any(p.poll() is None for p, _, _ in procs) or (not spawn and not _stopped(study)):
+    while any(p.poll() is None for p, _, _ in procs) or (not spawn and _open(search, study)):
         _fail_stale(study)
         _go_when_ready(study, workers, procs, started)
         seen = _emit_finished(search, study, seen)
@@ -498,14 +516,20 @@ def _go_when_ready(study: Any, workers: int, procs: list[Any], started: float) -
     attrs = study.user_attrs
     if attrs.get(GO_ATTR):
         return
-    ready = sum(k.startswith(READY_PREFIX) for k in attrs)
+    session = attrs[CLOCK_ATTR].get("session")
+    ready = sum(
+        k.startswith(READY_PREFIX) and isinstance(v, dict) and v.get("session") == session
+        for k, v in attrs.items()
+    )
     ended = any(p.poll() is not None for p, _, _ in procs)
     if ready >= workers or ended or time.monotonic() - started >= START_WAIT_S:
         study.set_user_attr(GO_ATTR, time.time())
 
 
-def _stopped(study: Any) -> bool:
-    return bool(study.user_attrs.get(STOP_ATTR))
+def _open(search: Search, study: Any) -> bool:
+    """Whether workers that joined may still ask (no stop reason, time left)."""
+    left = search.time_left()
+    return not study.user_attrs.get(STOP_ATTR) and (left is None or left > 0)
 
 
 def _fallback_reason(search: Search, study: Any) -> str:
