@@ -15,7 +15,9 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from typer.testing import CliRunner
 
+from autovision.cli.main import app
 from autovision.errors import TrainingError
 from autovision.search import train
 from autovision.search import workers as pool
@@ -138,7 +140,7 @@ def test_killed_worker_trial_is_retried(workspace, make_dataset, long_space) -> 
 
 
 @pytest.mark.slow
-def test_worker_cli_joins_a_running_search(workspace, make_dataset, long_space) -> None:
+def test_worker_cli_joins_train_workers(workspace, make_dataset, long_space) -> None:
     make_dataset(counts=(30, 6, 0), size=16)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     cmd = [sys.executable, "-m", "autovision.cli.main", "worker", "--json", "--wait", "300"]
@@ -147,18 +149,25 @@ def test_worker_cli_joins_a_running_search(workspace, make_dataset, long_space) 
     try:
         line = proc.stderr.readline().decode()  # waits for a search: says so
         assert "waiting for a search" in line
-        result = train(workspace, "tiny", trials=6, workers=1)
+        res = CliRunner().invoke(
+            app,
+            ["train", "tiny", "--trials", "6", "--workers", "1", "--json"]
+            + ["--workspace", str(workspace.root)],
+        )
+        assert res.exit_code == 0, res.output
+        result = json.loads(res.stdout)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, stderr.decode()
     report = json.loads(stdout)
-    assert report["run_id"] == result.run_id and report["trials"]
-    study = _study(workspace, result.run_id)
+    run_id = _run_id(workspace)
+    assert report["run_id"] == run_id and report["trials"] and report["stop_reason"]
+    study = _study(workspace, run_id)
     workers = {t.user_attrs["worker"] for t in study.trials if t.user_attrs.get("trained")}
     assert report["worker"] in workers and len(workers) == 2
-    assert result.trials == 6
+    assert result["trials"] == 6 and result["stop_reason"] == "TRIALS_DONE"
 
 
 def test_worker_refuses_a_run_without_workers(workspace) -> None:
@@ -183,3 +192,30 @@ def test_threads_split_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pool.threads_per_worker(16) == 1
     monkeypatch.setenv("AUTOVISION_THREADS", "1")
     assert pool.threads_per_worker(2) == 1
+
+
+def test_stale_trial_is_failed_and_enqueued_again(workspace) -> None:
+    from autovision.search import study as studies
+
+    study = studies.open_study(workspace.db_url, "autovision-run-hb", 0, heartbeat=(1, 2))
+    trial = study.ask()
+    trial.suggest_int("epochs", 2, 8)
+    study._storage.record_heartbeat(trial._trial_id)  # then the process "dies"
+    time.sleep(3.5)  # the grace period, and SQLite's CURRENT_TIMESTAMP has whole seconds
+    pool._fail_stale(study)
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL
+    assert trials[1].state == TrialState.WAITING and trials[1].params == trials[0].params
+    assert trials[1].system_attrs["failed_trial"] == 0
+
+
+def test_merge_costs_keeps_own_measurements() -> None:
+    from autovision.search.planner import CostModel
+
+    cost = CostModel(gpu=False, state={"train": {"a/scratch/16": 1.0}})
+    theirs = {"train": {"a/scratch/16": 2.0, "b/scratch/16": 3.0}, "decode": 0.5, "cached": ["x"]}
+    pool.merge_costs(cost, theirs, overwrite=False)
+    assert cost.train == {"a/scratch/16": 1.0, "b/scratch/16": 3.0}
+    assert cost.decode == 0.5 and cost.cached == {"x"}
+    pool.merge_costs(cost, theirs, overwrite=True)
+    assert cost.train["a/scratch/16"] == 2.0

@@ -192,6 +192,9 @@ class WorkerSearch(Search):
             return str(attrs[STOP_ATTR])
         if not self.state.explore and attrs.get(EXPLORE_ATTR):
             self.state.explore = dict(attrs[EXPLORE_ATTR])
+        for key, costs in attrs.items():  # what the others measured, where this one has none
+            if key.startswith(COSTS_PREFIX) and key != COSTS_PREFIX + self.worker:
+                merge_costs(self.cost, costs, overwrite=False)
         self.sync_best(study)
         if self.deadline is not None and time.time() >= self.deadline:
             return BUDGET_REACHED  # this worker's own deadline: the others go on
@@ -580,20 +583,28 @@ def _emit_finished(search: Search, study: Any, seen: set[int]) -> set[int]:
     return seen
 
 
+def merge_costs(cost: CostModel, costs: dict[str, Any], *, overwrite: bool) -> None:
+    """Add another worker's measurements (``CostModel.to_dict``) to ``cost`` (``overwrite``:
+    theirs win where both measured)."""
+    for table in ("train", "eval", "embed"):
+        mine: dict[str, float] = getattr(cost, table)
+        for key, value in (costs.get(table) or {}).items():
+            if overwrite or key not in mine:
+                mine[key] = value
+    if costs.get("decode") is not None and (overwrite or cost.decode is None):
+        cost.decode = costs["decode"]
+    cost.cached |= set(costs.get("cached") or [])
+
+
 def _adopt(search: Search, study: Any) -> None:
     """The workers' cost measurements and fidelity, for the final retraining and refit."""
     state, attrs = search.state, study.user_attrs
-    merged = CostModel(gpu=search.rt.gpu, state=state.costs).to_dict()
+    cost = CostModel(gpu=search.rt.gpu, state=state.costs)
     for key, costs in attrs.items():
-        if not key.startswith(COSTS_PREFIX):
-            continue
-        for table in ("train", "eval", "embed"):
-            merged[table].update(costs.get(table) or {})
-        if costs.get("decode") is not None:
-            merged["decode"] = costs["decode"]
-        merged["cached"] = sorted(set(merged["cached"]) | set(costs.get("cached") or []))
-    state.costs = merged
-    search.planner.cost = CostModel(gpu=search.rt.gpu, state=merged)
+        if key.startswith(COSTS_PREFIX):
+            merge_costs(cost, costs, overwrite=True)
+    state.costs = cost.to_dict()
+    search.planner.cost = cost
     if attrs.get(EXPLORE_ATTR):
         state.explore = dict(attrs[EXPLORE_ATTR])
     state.trials_done = len(studies.trained(study))
