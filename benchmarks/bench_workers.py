@@ -11,6 +11,7 @@
   pruning makes trials unequal.
 - Worker start: from the process spawn to its "ready" mark in the study (interpreter, imports,
   data, study), and the coordinator's time to the first ask.
+- Coordinator: the CPU share of one core the ``train`` process uses while it supervises.
 - ask/tell: mean latencies the workers measured on the workspace's SQLite during the runs, and
   a synthetic loop (ask, 3 suggests, 2 user attributes, tell; TPE as the search uses it, with
   the workers' heartbeat storage) on SQLite and on a throwaway PostgreSQL (Debian's
@@ -98,8 +99,9 @@ def run_search(root: Path, workers: int, trials: int) -> dict[str, Any]:
     original = pool.coordinate
 
     def coordinate(search: Any, study: Any, **kw: Any) -> str:
-        captured["go_wait_start"] = time.time()
+        cpu, wall = time.process_time(), time.time()
         out = original(search, study, **kw)
+        captured["coordinator_cpu"] = (time.process_time() - cpu) / (time.time() - wall)
         captured["reports"] = search.reports
         return out
 
@@ -120,7 +122,7 @@ def run_search(root: Path, workers: int, trials: int) -> dict[str, Any]:
     attrs = study.user_attrs
     reports = captured["reports"]
     ready = [
-        attrs[pool.READY_PREFIX + r["worker"]] - r["spawned"]
+        attrs[pool.READY_PREFIX + r["worker"]]["time"] - r["spawned"]
         for r in reports
         if pool.READY_PREFIX + r["worker"] in attrs
     ]
@@ -143,6 +145,7 @@ def run_search(root: Path, workers: int, trials: int) -> dict[str, Any]:
         "epochs_per_hour": round(epochs / window * 3600, 1),
         "worker_ready_s": round(mean(ready), 2) if ready else None,
         "first_ask_after_start_s": round(start - t0, 2),
+        "coordinator_cpu_share": round(captured["coordinator_cpu"], 3),  # of one core
         "ask_ms": round(1000 * mean(asks), 2) if asks else None,
         "tell_ms": round(1000 * mean(tells), 2) if tells else None,
         "total_s": round(total, 2),
