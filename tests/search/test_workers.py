@@ -120,7 +120,19 @@ def test_killed_worker_trial_is_retried(workspace, make_dataset, long_space) -> 
             (t for t in trials if t.intermediate_values and "worker_pid" in t.user_attrs), None
         )
 
-    victim = _wait(running_with_epochs, 120, "a trial running its epochs")
+    def stopped_mid_trial():
+        """A worker frozen (SIGSTOP) while the study still has its trial running."""
+        trial = running_with_epochs()
+        if trial is None:
+            return None
+        pid = int(trial.user_attrs["worker_pid"])
+        os.kill(pid, signal.SIGSTOP)
+        if _study(workspace, run_id).trials[trial.number].state == TrialState.RUNNING:
+            return trial
+        os.kill(pid, signal.SIGCONT)  # it told its trial meanwhile: catch another
+        return None
+
+    victim = _wait(stopped_mid_trial, 120, "a trial running its epochs")
     os.kill(int(victim.user_attrs["worker_pid"]), signal.SIGKILL)
     thread.join(timeout=budget + 120)
     assert not thread.is_alive()
