@@ -9,7 +9,8 @@ defaults are popped first, one per ask, so they spread over the workers. The fin
 retraining, the refit and the package stay in the coordinator.
 
 A worker that dies stops beating (Optuna's heartbeat on the RDB storage); after the grace
-period any worker (or the coordinator) fails its trial and
+period the coordinator (the only process that checks, so a trial is retried once, not once per
+worker that noticed) fails its trial and
 :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback` enqueues it once more. Completed
 trials are in the database the moment they are told, so none is lost.
 
@@ -186,7 +187,6 @@ class WorkerSearch(Search):
         return super().run_trial(study, trial, cfg, plan, phase)
 
     def _explore_stop(self, study: Any, skips: int, search_total: float) -> str | None:
-        _fail_stale(study._study if isinstance(study, _TimedStudy) else study)
         attrs = study.user_attrs
         if attrs.get(STOP_ATTR):
             return str(attrs[STOP_ATTR])
