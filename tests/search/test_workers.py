@@ -233,3 +233,30 @@ def test_merge_costs_keeps_own_measurements() -> None:
     assert cost.decode == 0.5 and cost.cached == {"x"}
     pool.merge_costs(cost, theirs, overwrite=True)
     assert cost.train["a/scratch/16"] == 2.0
+
+
+def test_one_waiting_trial_goes_to_one_worker(workspace) -> None:
+    """Workers ask at once (after the start barrier): on SQLite each must pop a different
+    waiting trial (``BEGIN IMMEDIATE``; Optuna's ``FOR UPDATE`` is no lock there)."""
+    from autovision.search import study as studies
+
+    name = "autovision-run-pop"
+    first = studies.open_study(workspace.db_url, name, 0)
+    for i in range(3):
+        first.enqueue_trial({"x": i})
+    n = 8
+    barrier = threading.Barrier(n)
+    got: list[int] = []
+
+    def ask() -> None:
+        study = studies.open_study(workspace.db_url, name, 0)  # its own connections
+        barrier.wait()
+        trial = study.ask()
+        got.append(trial.number)
+
+    threads = [threading.Thread(target=ask) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(got) == list(range(n))  # the 3 enqueued (0-2) once each, then new ones

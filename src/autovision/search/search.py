@@ -260,12 +260,12 @@ class Search:
             shutil.rmtree(folder, ignore_errors=True)
             state = "PRUNED"
         else:
-            # the study's best, not this process's: other workers tell trials too
+            # the study's best (its own tie-break), not this process's: other workers tell
+            # trials too; a checkpoint is removed only once another trial is the best
             previous = studies.best_number(study)
-            before = study.best_value if previous is not None else -np.inf
             study.tell(trial, out.score)
             state = "COMPLETE"
-            if out.score > before:
+            if studies.best_number(study) == n:
                 self.best_score, self.best_cfg, self.best_n_train = (
                     out.score,
                     trained_cfg,

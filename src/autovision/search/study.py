@@ -38,20 +38,43 @@ def storage(db_url: str, heartbeat: tuple[int, int] | None = None) -> optuna.sto
     if db_url.startswith("sqlite"):
         kw["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     if heartbeat is None:
-        return optuna.storages.RDBStorage(db_url, **kw)
+        return _serialized(optuna.storages.RDBStorage(db_url, **kw))
     # ask/tell beats through :func:`optuna.storages._heartbeat.get_heartbeat_thread`
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            db_url,
-            heartbeat_interval=heartbeat[0],
-            grace_period=heartbeat[1],
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=1
-            ),
-            **kw,
+        return _serialized(
+            optuna.storages.RDBStorage(
+                db_url,
+                heartbeat_interval=heartbeat[0],
+                grace_period=heartbeat[1],
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=1
+                ),
+                **kw,
+            )
         )
+
+
+def _serialized(storage: optuna.storages.RDBStorage) -> optuna.storages.RDBStorage:
+    """On SQLite, every Optuna transaction takes the write lock when it begins (``BEGIN
+    IMMEDIATE``): its ``SELECT ... FOR UPDATE`` is no lock there, so two processes popping
+    the same waiting trial would both get it. PostgreSQL locks the row itself."""
+    engine = storage.engine
+    if engine.dialect.name != "sqlite":
+        return storage
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the driver begins nothing itself: see below
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners: none is kept
+    return storage
 
 
 def open_study(
