@@ -11,6 +11,8 @@
   pruning makes trials unequal.
 - Worker start: from the process spawn to its "ready" mark in the study (interpreter, imports,
   data, study), and the coordinator's time to the first ask.
+- Core check, before and after: a CPU-bound Python loop alone, then two at once (each slower
+  by 1.0x when the machine gives two processes two cores, 2.0x when they share one).
 - Coordinator: the CPU share of one core the ``train`` process uses while it supervises.
 - ask/tell: mean latencies the workers measured on the workspace's SQLite during the runs, and
   a synthetic loop (ask, 3 suggests, 2 user attributes, tell; TPE as the search uses it, with
@@ -186,6 +188,31 @@ def ask_tell(url: str, n: int) -> dict[str, float]:
     }
 
 
+SPIN = (
+    "import time\nt = time.time()\nx = 0\nfor i in range(15_000_000):\n    x += i\n"
+    "print(time.time() - t)"
+)
+
+
+def core_check() -> dict[str, float]:
+    """Wall seconds of a CPU-bound Python loop alone and with two at once: whether the
+    machine gives two processes two cores right now (1.0: yes, 2.0: they share one)."""
+
+    def spin(n: int) -> list[float]:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE) for _ in range(n)
+        ]
+        return [float(p.communicate()[0]) for p in procs]
+
+    alone = spin(1)[0]
+    both = mean(spin(2))
+    return {
+        "alone_s": round(alone, 2),
+        "two_at_once_s": round(both, 2),
+        "ratio": round(both / alone, 2),
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -257,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("AUTOVISION_DB_URL", "AUTOVISION_BLOB_URL", "AUTOVISION_WORKSPACE"):
         os.environ.pop(var, None)
     load = os.getloadavg()
+    cores_before = core_check()
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         for n in (1, 2):
@@ -275,10 +303,12 @@ def main(argv: list[str] | None = None) -> int:
                     latency["PostgreSQL 127.0.0.1"] = ask_tell(url, args.latency_trials)
             except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
                 latency["PostgreSQL 127.0.0.1"] = {"error": f"not measured: {exc}"}
+    cores_after = core_check()
     speedup = runs[1]["trials_per_hour"] / runs[0]["trials_per_hour"]
     out = {
         "cores": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in load],
+        "core_check": {"before": cores_before, "after": cores_after},
         "space": SPACE,
         "runs": runs,
         "speedup_2_workers": round(speedup, 2),
@@ -289,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "workers.json").write_text(json.dumps(out, indent=2))
     print(_table(runs, latency))
     print(f"\n2 workers / 1 worker, trials per hour: {speedup:.2f}x (load average {load[0]:.1f})")
+    print(
+        "two CPU-bound processes at once, each slower than one alone by "
+        f"{cores_before['ratio']}x before and {cores_after['ratio']}x after (1.0: two free cores)"
+    )
     return 0
 
 
