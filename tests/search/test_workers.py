@@ -248,13 +248,13 @@ def test_one_waiting_trial_goes_to_one_worker(workspace) -> None:
     barrier = threading.Barrier(n)
     got: list[int] = []
 
-    def ask() -> None:
-        study = studies.open_study(workspace.db_url, name, 0)  # its own connections
+    def ask(study: optuna.Study) -> None:
         barrier.wait()
-        trial = study.ask()
-        got.append(trial.number)
+        got.append(study.ask().number)
 
-    threads = [threading.Thread(target=ask) for _ in range(n)]
+    # each with its own storage and connections, as worker processes have
+    opened = [studies.open_study(workspace.db_url, name, 0) for _ in range(n)]
+    threads = [threading.Thread(target=ask, args=(study,)) for study in opened]
     for t in threads:
         t.start()
     for t in threads:
