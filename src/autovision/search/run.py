@@ -90,6 +90,7 @@ class TrainResult:
         "ensemble",
         "tta",
         "max_inference_cost",
+        "workers",
     ),
     result=lambda r: {
         "model": r.model,
@@ -117,6 +118,7 @@ def train(
     ensemble: str = "auto",
     tta: str = "auto",
     max_inference_cost: float = 2.0,
+    workers: int | None = None,
 ) -> TrainResult:
     """Search for the best model of ``dataset_ref`` (``NAME`` or ``NAME@N``) within the budget,
     write its package into ``ws.models_dir`` and register it.
@@ -136,6 +138,9 @@ def train(
     one on validation; ``off``), ``tta`` (``auto``: horizontal-flip averaging when it helps;
     ``off``) and ``max_inference_cost`` (the packaged graph's time per image at most this
     times the chosen trial's) shape the package (see :mod:`autovision.search.combine`).
+    ``workers``: explore with that many trial worker processes sharing the run's study (the
+    final retraining, refit and package stay in this one; see :mod:`autovision.search.workers`);
+    workers on other machines join with ``autovision worker``.
     """
     import torch
 
@@ -190,6 +195,12 @@ def train(
         rt = Runtime.create(ws, data, deterministic=deterministic, base=base)
         if (rec := current_train()) is not None:
             rec.note(device=str(rt.device), gpus=1 if rt.gpu else 0)
+
+        explore = heartbeat = None
+        if workers:
+            from autovision.search import workers as pool
+
+            explore, heartbeat = pool.explore_on(workers), pool.heartbeat_settings()
         search = Search(
             rt,
             state,
@@ -199,6 +210,8 @@ def train(
             started=started,
             keep=combining.keep,
             reserve_models=combining.reserve_models,
+            explore=explore,
+            heartbeat=heartbeat,
         )
         result = search.run()
         if progress:

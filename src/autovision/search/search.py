@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from autovision.errors import ModelError, TrainingError
@@ -81,7 +82,10 @@ class Search:
     """One run's search; :meth:`run` returns the best trial. ``started`` is when the budget
     clock started (``time.monotonic``); ``keep``: how many of the best trials keep their
     checkpoints (the candidates of an ensemble, :mod:`.combine`), ``reserve_models`` how
-    many package exports' worth of time the search keeps for its end (the same module)."""
+    many package exports' worth of time the search keeps for its end (the same module).
+    ``explore``: a function ``(search, study) -> stop reason`` that runs the exploration
+    instead of this process (trial workers, see :mod:`.workers`); the final retraining,
+    refit and export stay here."""
 
     def __init__(
         self,
@@ -94,6 +98,8 @@ class Search:
         started: float | None = None,
         keep: int = 1,
         reserve_models: int = 1,
+        explore: Callable[[Search, Any], str] | None = None,
+        heartbeat: tuple[int, int] | None = None,
     ) -> None:
         self.rt, self.state, self.space, self.budget = rt, state, space, budget
         self.keep = keep  # best trials whose checkpoints are kept (ensemble candidates)
@@ -108,6 +114,9 @@ class Search:
         self.best_score = -np.inf
         self.best_cfg: TrialConfig | None = None
         self.best_n_train = 0
+        self.explore_with = explore  # runs the exploration elsewhere (trial workers)
+        self.heartbeat = heartbeat  # Optuna heartbeat (interval, grace) of the study's storage
+        self.reports: list[dict[str, Any]] = []  # what each trial worker did (explore)
 
     @property
     def cost(self) -> Any:
@@ -216,7 +225,8 @@ class Search:
             return trial.should_prune()
 
         try:
-            out = train(self.rt, cfg, plan, folder, on_epoch)
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                out = train(self.rt, cfg, plan, folder, on_epoch)
         except TimeoutError:  # embedding ran past the deadline (what it computed is cached)
             out = None
         except (RuntimeError, ValueError, ModelError) as exc:
@@ -260,7 +270,7 @@ class Search:
         else:
             study.tell(trial, out.score)
             state = "COMPLETE"
-            if out.score > self.best_score:
+            if studies.best_number(study) == n:
                 self.best_score, self.best_cfg, self.best_n_train = (
                     out.score,
                     trained_cfg,
@@ -306,8 +316,21 @@ class Search:
 
     # ---- the loop -------------------------------------------------------------------------
 
+    def sync_best(self, study: Any) -> None:
+        """Take the best trial so far from the study (resumed, or told by other workers)."""
+        if studies.best_number(study) is not None:
+            bt = study.best_trial
+            self.best_score = bt.value
+            self.best_cfg = TrialConfig.from_dict(bt.user_attrs["config"])
+            self.best_n_train = int(bt.user_attrs.get("n_train", 0))
+
+    def open_study(self) -> Any:
+        return studies.open_study(
+            self.rt.ws.db_url, self.state.study_name, self.state.seed, heartbeat=self.heartbeat
+        )
+
     def run(self) -> SearchResult:
-        study = studies.open_study(self.rt.ws.db_url, self.state.study_name, self.state.seed)
+        study = self.open_study()
         for number in studies.fail_stale(study):
             shutil.rmtree(self.trial_dir(number), ignore_errors=True)
         studies.enqueue_defaults(
@@ -319,11 +342,7 @@ class Search:
         )
         if any(t.user_attrs.get("phase") == "final" for t in studies.trained(study)):
             self.state.final_done = True
-        if studies.best_number(study) is not None:  # resumed
-            bt = study.best_trial
-            self.best_score = bt.value
-            self.best_cfg = TrialConfig.from_dict(bt.user_attrs["config"])
-            self.best_n_train = int(bt.user_attrs.get("n_train", 0))
+        self.sync_best(study)  # resumed
         self._emit(
             "search_start",
             run_id=self.state.run_id,
@@ -332,7 +351,11 @@ class Search:
             trials_before=len(studies.trained(study)),
         )
         finished = self.state.phase == "done"
-        stop = self._explore(study)
+        if self.explore_with is not None and self.state.phase == "explore":
+            stop = self.explore_with(self, study)
+            self.sync_best(study)
+        else:
+            stop = self._explore(study)
         if not finished and stop != TRIALS_DONE and self.budget.timed and not self.budget.trials:
             self._final(study)
             self.state.final_done = True
