@@ -50,3 +50,7 @@ class SchemaError(WorkspaceError):
 
 class PipelineError(AutovisionError):
     """A pipeline file is invalid, a stage cannot run, or a gate stopped the pipeline."""
+
+
+class ClusterError(AutovisionError):
+    """A Ray cluster cannot be reached, or a job on it failed."""

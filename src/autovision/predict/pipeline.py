@@ -79,6 +79,17 @@ def default_errors_path(output: str | os.PathLike[str]) -> Path:
     return out.with_name(f"{stem}.errors.jsonl")
 
 
+def result_paths(
+    output: str | os.PathLike[str], errors: str | os.PathLike[str] | None
+) -> tuple[Path, Path]:
+    """The output file and the errors file (default ``OUTPUT.errors.jsonl``); they must differ."""
+    output = Path(output)
+    errors_path = Path(errors) if errors is not None else default_errors_path(output)
+    if output.resolve() == errors_path.resolve():
+        raise ModelError(f"{output}: the output and errors files must differ")
+    return output, errors_path
+
+
 def resolve_package(model: Any, workspace: Any = None) -> ModelPackage:
     """A :class:`ModelPackage`, a package folder, or a model id of ``workspace``."""
     if isinstance(model, ModelPackage):
@@ -134,10 +145,7 @@ def predict_batch(
     """
     start = time.perf_counter()
     package = resolve_package(model, workspace)
-    output = Path(output)
-    errors_path = Path(errors) if errors is not None else default_errors_path(output)
-    if output.resolve() == errors_path.resolve():
-        raise ModelError(f"{output}: the output and errors files must differ")
+    output, errors_path = result_paths(output, errors)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     done: set[str] = set()
