@@ -104,6 +104,7 @@ class ProgressView:
                 f"trial {e['trial']:>3} [{colour.get(state, 'white')}]{state:<8}[/] "
                 f"{_config_text(cfg):<36} val {_score(e.get('score'))}  "
                 f"best {_score(e.get('best'))}  {self._left(e)}"
+                + (f"  [dim]{e['worker']}[/]" if e.get("worker") else "")
             )
             if state == "SKIPPED":
                 what = f" {_config_text(cfg)}" if cfg else ""
@@ -113,6 +114,11 @@ class ProgressView:
             self.out.print(
                 f"[dim]no refit of trial {e['trial']} on training + validation images "
                 f"({e.get('why', '')}): the trial's own weights are packaged[/]",
+                highlight=False,
+            )
+        elif kind == "workers_start":
+            self.out.print(
+                f"[dim]{e['workers']} trial workers, {e['threads']} thread(s) each[/]",
                 highlight=False,
             )
         elif kind == "export":
@@ -214,6 +220,16 @@ def train(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Explore with N trial worker processes sharing one study (the cores are "
+            "split between them); others join with `autovision worker`.",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -231,6 +247,7 @@ def train(
         resume=resume,
         name=name,
         exclude_issues=exclude_issues,
+        workers=workers,
     )
     if resume and (budget or budget_node_hours or trials):
         err_console.print("note: --resume keeps the run's original budget", highlight=False)

@@ -85,6 +85,7 @@ class TrainResult:
         "base_model",
         "resume",
         "exclude_issues",
+        "workers",
     ),
     result=lambda r: {
         "model": r.model,
@@ -109,6 +110,7 @@ def train(
     space: SearchSpace | None = None,
     name: str | None = None,
     exclude_issues: str | Sequence[str] | None = None,
+    workers: int | None = None,
 ) -> TrainResult:
     """Search for the best model of ``dataset_ref`` (``NAME`` or ``NAME@N``) within the budget,
     write its package into ``ws.models_dir`` and register it.
@@ -124,6 +126,9 @@ def train(
     ``exclude_issues`` (``"label_issues,exact_duplicates"``, or a list) leaves the images those
     issues flag out of the train and validation data (never out of the test split; see
     :mod:`autovision.search.exclude`); a resumed run keeps what its first session left out.
+    ``workers``: explore with that many trial worker processes sharing the run's study (the
+    final retraining, refit and package stay in this one; see :mod:`autovision.search.workers`);
+    workers on other machines join with ``autovision worker``.
     """
     import torch
 
@@ -177,7 +182,21 @@ def train(
         rt = Runtime.create(ws, data, deterministic=deterministic, base=base)
         if (rec := current_train()) is not None:
             rec.note(device=str(rt.device), gpus=1 if rt.gpu else 0)
-        search = Search(rt, state, space, plan_budget, progress=progress, started=started)
+        explore = heartbeat = None
+        if workers:
+            from autovision.search import workers as pool
+
+            explore, heartbeat = pool.explore_on(workers), pool.heartbeat_settings()
+        search = Search(
+            rt,
+            state,
+            space,
+            plan_budget,
+            progress=progress,
+            started=started,
+            explore=explore,
+            heartbeat=heartbeat,
+        )
         result = search.run()
         if progress:
             progress(

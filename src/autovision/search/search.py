@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from autovision.errors import ModelError, TrainingError
@@ -78,7 +79,9 @@ class SearchResult:
 
 class Search:
     """One run's search; :meth:`run` returns the best trial. ``started`` is when the budget
-    clock started (``time.monotonic``)."""
+    clock started (``time.monotonic``). ``explore``: a function ``(search, study) -> stop
+    reason`` that runs the exploration instead of this process (trial workers, see
+    :mod:`.workers`); the final retraining, refit and export stay here."""
 
     def __init__(
         self,
@@ -89,6 +92,8 @@ class Search:
         *,
         progress: Progress | None = None,
         started: float | None = None,
+        explore: Callable[[Search, Any], str] | None = None,
+        heartbeat: tuple[int, int] | None = None,
     ) -> None:
         self.rt, self.state, self.space, self.budget = rt, state, space, budget
         self.data = rt.data
@@ -101,6 +106,9 @@ class Search:
         self.best_score = -np.inf
         self.best_cfg: TrialConfig | None = None
         self.best_n_train = 0
+        self.explore_with = explore  # runs the exploration elsewhere (trial workers)
+        self.heartbeat = heartbeat  # Optuna heartbeat (interval, grace) of the study's storage
+        self.reports: list[dict[str, Any]] = []  # what each trial worker did (explore)
 
     @property
     def cost(self) -> Any:
@@ -209,7 +217,8 @@ class Search:
             return trial.should_prune()
 
         try:
-            out = train(self.rt, cfg, plan, folder, on_epoch)
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                out = train(self.rt, cfg, plan, folder, on_epoch)
         except TimeoutError:  # embedding ran past the deadline (what it computed is cached)
             out = None
         except (RuntimeError, ValueError, ModelError) as exc:
@@ -251,10 +260,12 @@ class Search:
             shutil.rmtree(folder, ignore_errors=True)
             state = "PRUNED"
         else:
+            # the study's best, not this process's: other workers tell trials too
             previous = studies.best_number(study)
+            before = study.best_value if previous is not None else -np.inf
             study.tell(trial, out.score)
             state = "COMPLETE"
-            if out.score > self.best_score:
+            if out.score > before:
                 self.best_score, self.best_cfg, self.best_n_train = (
                     out.score,
                     trained_cfg,
@@ -303,8 +314,21 @@ class Search:
 
     # ---- the loop -------------------------------------------------------------------------
 
+    def sync_best(self, study: Any) -> None:
+        """Take the best trial so far from the study (resumed, or told by other workers)."""
+        if studies.best_number(study) is not None:
+            bt = study.best_trial
+            self.best_score = bt.value
+            self.best_cfg = TrialConfig.from_dict(bt.user_attrs["config"])
+            self.best_n_train = int(bt.user_attrs.get("n_train", 0))
+
+    def open_study(self) -> Any:
+        return studies.open_study(
+            self.rt.ws.db_url, self.state.study_name, self.state.seed, heartbeat=self.heartbeat
+        )
+
     def run(self) -> SearchResult:
-        study = studies.open_study(self.rt.ws.db_url, self.state.study_name, self.state.seed)
+        study = self.open_study()
         for number in studies.fail_stale(study):
             shutil.rmtree(self.trial_dir(number), ignore_errors=True)
         studies.enqueue_defaults(
@@ -316,11 +340,7 @@ class Search:
         )
         if any(t.user_attrs.get("phase") == "final" for t in studies.trained(study)):
             self.state.final_done = True
-        if studies.best_number(study) is not None:  # resumed
-            bt = study.best_trial
-            self.best_score = bt.value
-            self.best_cfg = TrialConfig.from_dict(bt.user_attrs["config"])
-            self.best_n_train = int(bt.user_attrs.get("n_train", 0))
+        self.sync_best(study)  # resumed
         self._emit(
             "search_start",
             run_id=self.state.run_id,
@@ -329,7 +349,11 @@ class Search:
             trials_before=len(studies.trained(study)),
         )
         finished = self.state.phase == "done"
-        stop = self._explore(study)
+        if self.explore_with is not None and self.state.phase == "explore":
+            stop = self.explore_with(self, study)
+            self.sync_best(study)
+        else:
+            stop = self._explore(study)
         if not finished and stop != TRIALS_DONE and self.budget.timed and not self.budget.trials:
             self._final(study)
             self.state.final_done = True

@@ -29,8 +29,36 @@ class WarmPruner(optuna.pruners.BasePruner):
         return bool(decision) and len(trained(study)) >= self.warmup_trials
 
 
-def open_study(db_url: str, name: str, seed: int) -> optuna.Study:
-    """Create or load the study ``name`` in the database at ``db_url``."""
+def storage(db_url: str, heartbeat: tuple[int, int] | None = None) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage on ``db_url``. ``heartbeat`` (interval, grace period in seconds):
+    trials whose process stops beating for the grace period are failed and retried once
+    (:class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`), for searches spread over workers.
+    SQLite waits on a busy database rather than failing (the workspace's is in WAL mode)."""
+    kw: dict[str, Any] = {}
+    if db_url.startswith("sqlite"):
+        kw["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    if heartbeat is None:
+        return optuna.storages.RDBStorage(db_url, **kw)
+    # ask/tell beats through :func:`optuna.storages._heartbeat.get_heartbeat_thread`
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            db_url,
+            heartbeat_interval=heartbeat[0],
+            grace_period=heartbeat[1],
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=1
+            ),
+            **kw,
+        )
+
+
+def open_study(
+    db_url: str, name: str, seed: int, *, heartbeat: tuple[int, int] | None = None
+) -> optuna.Study:
+    """Create or load the study ``name`` in the database at ``db_url`` (``heartbeat``: see
+    :func:`storage`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -43,7 +71,7 @@ def open_study(db_url: str, name: str, seed: int) -> optuna.Study:
     )
     return optuna.create_study(
         study_name=name,
-        storage=optuna.storages.RDBStorage(db_url),
+        storage=storage(db_url, heartbeat),
         sampler=sampler,
         pruner=pruner,
         direction="maximize",
