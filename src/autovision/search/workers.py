@@ -30,6 +30,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,16 +195,34 @@ class WorkerSearch(Search):
             return BUDGET_REACHED  # this worker's own deadline: the others go on
         if self.trials_full:
             return TRIALS_DONE
-        if self.budget.trials is not None:
-            from optuna.trial import TrialState
-
-            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if len(studies.trained(study)) + len(running) >= self.budget.trials:
-                return TRIALS_DONE
+        if self.budget.trials is not None and self._trials_taken(study):
+            return TRIALS_DONE
         reason = super()._explore_stop(study, skips, search_total)
         if reason is not None and not study.user_attrs.get(STOP_ATTR):
             study.set_user_attr(STOP_ATTR, reason)
         return reason
+
+    def _trials_taken(self, study: Any) -> bool:
+        """Whether the ``--trials`` budget is taken. While trials running on other workers
+        fill it, wait for them rather than stop: a dead worker's trial goes stale, is failed
+        and retried (a waiting trial), and this worker trains the retry."""
+        from optuna.trial import TrialState
+
+        while True:
+            trained = len(studies.trained(study))
+            if trained >= self.budget.trials:
+                return True
+            if studies.waiting(study):
+                return False
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if trained + len(running) < self.budget.trials:
+                return False
+            if study.user_attrs.get(STOP_ATTR) or (
+                self.deadline is not None and time.time() >= self.deadline
+            ):
+                return True
+            time.sleep(POLL_S)
+            _fail_stale(study._study if isinstance(study, _TimedStudy) else study)
 
     def work(self, study: _TimedStudy) -> str:
         self.study = study
@@ -423,10 +442,19 @@ def publish(search: Search, study: Any, workers: int) -> None:
     )
 
 
-def coordinate(search: Search, study: Any, *, workers: int, spawn: bool = True) -> str:
+def coordinate(
+    search: Search,
+    study: Any,
+    *,
+    workers: int,
+    spawn: bool = True,
+    alive: Callable[[], bool] | None = None,
+) -> str:
     """Run the exploration of ``search`` on ``workers`` local processes (``spawn=False``:
     none, only workers that join through ``autovision worker``); returns the stop reason
-    once they have all ended. Their cost measurements and fidelity become the search's."""
+    once they have all ended. Their cost measurements and fidelity become the search's.
+    ``alive``: whether workers started elsewhere (Ray tasks) are still running; the
+    exploration ends when they have all ended, as with local processes."""
     publish(search, study, workers)
     ws, state = search.rt.ws, search.state
     folder = state.dir(ws) / "workers"
@@ -448,7 +476,15 @@ def coordinate(search: Search, study: Any, *, workers: int, spawn: bool = True) 
         procs.append((_spawn(kw, out), out, spawned))
     search._emit("workers_start", workers=workers, threads=threads)
     seen: set[int] = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    while any(p.poll() is None for p, _, _ in procs) or (not spawn and not _stopped(study)):
+
+    def running() -> bool:
+        if any(p.poll() is None for p, _, _ in procs):
+            return True
+        if alive is not None:
+            return alive()
+        return not spawn and not _stopped(study)
+
+    while running():
         _fail_stale(study)
         seen = _emit_finished(search, study, seen)
         search.save_state(force=False)
