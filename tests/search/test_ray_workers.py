@@ -6,6 +6,7 @@ The node-removal test runs last: it leaves the module's cluster with its head on
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import warnings
@@ -81,6 +82,9 @@ def test_removed_node_its_trial_is_retried(
     cluster, workspace, make_dataset, tiny_space, monkeypatch
 ) -> None:
     monkeypatch.setenv("AUTOVISION_HEARTBEAT_S", "2")
+    # trials of 5-6 epochs: the node goes away after a trial's first epoch, long before its end
+    space = {**tiny_space, "epochs": [5, 6]}
+    monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(space))
     make_dataset(labels=("a", "b"), counts=(12, 4, 4))
     node = next(iter(cluster.worker_nodes))
     node_id = node.node_id[:12]
@@ -109,7 +113,7 @@ def test_removed_node_its_trial_is_retried(
             for t in running:
                 seen.append(str(t.user_attrs.get("worker")))
                 on_node = str(t.user_attrs.get("worker", "")).endswith("@" + node_id)
-                if on_node and t.intermediate_values:  # training: its heartbeat is on
+                if on_node and len(t.intermediate_values) == 1:  # training: heartbeat on
                     cluster.remove_node(node)
                     removed.append(t.number)
                     return
