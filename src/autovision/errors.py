@@ -52,5 +52,10 @@ class PipelineError(AutovisionError):
     """A pipeline file is invalid, a stage cannot run, or a gate stopped the pipeline."""
 
 
+class StorageError(AutovisionError):
+    """Object storage cannot be used: no credentials, no such bucket, or the endpoint does
+    not answer. The message names the URL."""
+
+
 class ClusterError(AutovisionError):
     """A Ray cluster cannot be reached, or a job on it failed."""

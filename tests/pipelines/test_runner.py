@@ -62,6 +62,13 @@ def test_first_run_all_then_nothing_then_changed_csv(workspace, csv_source, writ
     assert run["status"] == "done" and run["card"] == card
     assert card_of_model(workspace, out["train"]["model"]) == card
     assert card_of_model(workspace, "m-unknown") is None
+    # ... and it is the intended-use section of the model's card, in the package too
+    assert workspace.model(out["train"]["model"])["card"] == {
+        "intended_use": ["sorting leaf photos"],
+        "limitations": ["two colours only"],
+    }
+    md = (Path(workspace.model(out["train"]["model"])["path"]) / "model_card.md").read_text()
+    assert "sorting leaf photos" in md and "two colours only" in md
     train = next(s for s in run["stages"] if s["stage"] == "train")
     assert train["inputs"]["dataset"] == "leaves@1" and train["params"]["trials"] == 1
     assert train["outputs"]["model"] == out["train"]["model"] and train["seconds"] > 0

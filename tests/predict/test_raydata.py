@@ -1,5 +1,6 @@
 """predict_batch_ray and ``autovision predict --ray`` on a two-node Ray cluster: the same
-lines as the local pipeline, bad images in the errors file, resume after an interruption."""
+lines as the local pipeline, bad images in the errors file, resume after an interruption,
+a bucket (a local S3 server) in and out."""
 
 from __future__ import annotations
 
@@ -14,13 +15,21 @@ from autovision.data import problems as P
 from autovision.predict import predict_batch
 from autovision.predict.raydata import predict_batch_ray
 from tests._ray import ray_cluster
+from tests._s3 import s3_server
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def s3():
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(s3):
+    """Started inside the S3 server's settings: its workers see the endpoint and keys."""
     with ray_cluster() as c:
         yield c
 
@@ -129,3 +138,39 @@ def test_cli_ray_options_need_ray(model_ws, tmp_path: Path) -> None:
         app, ["predict", "m-test", str(tmp_path), *out, "--ray", "auto", "--workers", "2", *ws]
     )
     assert res.exit_code == 1 and "with --ray use --actors" in res.output
+
+
+def test_bucket_in_and_out(cluster, s3, package_dir: Path, image_dir) -> None:
+    root = image_dir(n=6, broken=True, name="bucket")
+    client = s3.client()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        key = f"images/{path.relative_to(root).as_posix()}"
+        client.put_object(Bucket=s3.bucket, Key=key, Body=path.read_bytes())
+    src = s3.url("images") + "/"
+    local = predict_batch(package_dir, src, s3.url("local") + "/", batch_size=4)
+    on_ray = predict_batch_ray(
+        package_dir, src, s3.url("ray") + "/", address=cluster.address, batch_size=4
+    )
+    assert on_ray.output == s3.url("ray", "predictions.jsonl")
+    assert (on_ray.predicted, on_ray.failed) == (local.predicted, local.failed) == (6, 3)
+
+    def rows(target: str) -> dict[str, dict]:
+        fs_rows = {}
+        for o in client.list_objects_v2(Bucket=s3.bucket, Prefix=target).get("Contents", []):
+            body = client.get_object(Bucket=s3.bucket, Key=o["Key"])["Body"].read().decode()
+            for line in body.splitlines():
+                row = json.loads(line)
+                fs_rows[row["instance"]["content"]] = row
+        return fs_rows
+
+    want, got = rows("local/predictions-"), rows("ray/predictions-")
+    assert got.keys() == want.keys() and all(k.startswith(src) for k in got)
+    for source, row in got.items():
+        a, b = row["prediction"], want[source]["prediction"]
+        assert a["ids"] == b["ids"], source
+        assert a["confidences"] == pytest.approx(b["confidences"], abs=1e-6), source
+    assert rows("ray/errors-") == rows("local/errors-")
+    again = predict_batch_ray(
+        package_dir, src, s3.url("ray") + "/", address=cluster.address, resume=True
+    )
+    assert (again.skipped, again.predicted, again.failed) == (9, 0, 0)

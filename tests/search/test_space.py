@@ -47,6 +47,25 @@ def test_env_restricts_the_space(monkeypatch: pytest.MonkeyPatch) -> None:
         SearchSpace.from_dict({"backbones": ["resnet9000"]})
 
 
+def test_epochs_of_a_custom_space_are_checked() -> None:
+    """``epochs: [2]`` (one value) once crashed a console training worker with a
+    ValueError; one value is a fixed count, anything else is a TrainingError."""
+    assert SearchSpace.from_dict({"epochs": [2]}).epochs == (2, 2)
+    assert SearchSpace.from_dict({"epochs": 3}).epochs == (3, 3)
+    for bad, why in (
+        ([], "must be N or"),
+        ([1, 2, 3], "must be N or"),
+        ([5, 2], "MIN is above MAX"),
+        (["2", 4], "positive integer"),
+        ([0, 4], "positive integer"),
+        (True, "positive integer"),
+    ):
+        with pytest.raises(TrainingError, match=why):
+            SearchSpace.from_dict({"epochs": bad})
+    with pytest.raises(TrainingError, match="'batch_size' must be a positive integer"):
+        SearchSpace.from_dict({"batch_size": -1})
+
+
 @pytest.mark.parametrize(
     ("profile", "first"), [(PHOTOS, "efficientnet_lite0"), (DIGITS, "compact_cnn")]
 )

@@ -8,6 +8,7 @@ import torch
 from autovision.search.trainer import (
     _ScheduleClock,
     effective_batch_size,
+    improves,
     load_checkpoint,
     save_checkpoint,
 )
@@ -19,6 +20,17 @@ def test_schedule_follows_steps_or_the_deadline() -> None:
     assert late.progress(3) == 100
     clock = _ScheduleClock(100, time.monotonic() + 3600)
     assert clock.progress(40) == 40
+
+
+def test_a_tied_score_with_a_lower_log_loss_is_an_improvement() -> None:
+    """A small validation split saturates accuracy: the epoch kept (and replayed by the
+    refit) is the first with the best score only when no later one ties it at a lower loss."""
+    assert improves(0.9, 0.5, (0.8, 1), 0.1)  # higher score: whatever the loss
+    assert improves(1.0, 0.02, (1.0, 1), 0.68)  # tie, lower loss
+    assert not improves(1.0, 0.68, (1.0, 1), 0.68)  # tie, same loss
+    assert not improves(1.0, None, (1.0, 1), 0.68)  # tie, no loss computed
+    assert not improves(0.9, 0.01, (1.0, 1), 0.68)  # lower score: whatever the loss
+    assert improves(0.0, None, (-np.inf, -1), np.inf)  # the first evaluation
 
 
 def test_small_data_gets_smaller_batches() -> None:

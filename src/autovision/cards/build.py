@@ -106,6 +106,9 @@ def write_package_card(ws: Any, model_ref: str) -> list[Path]:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, folder / name)
         written.append(folder / name)
+    from autovision.workspace import packages
+
+    packages.publish(ws, card["model"]["id"], folder)  # cards and metrics.json to the bucket
     return written
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -38,8 +37,11 @@ def evaluate(
     ] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "test",
     report: Annotated[
-        Path | None,
-        typer.Option(help="Write a self-contained HTML report here.", show_default=False),
+        str | None,
+        typer.Option(
+            help="Write a self-contained HTML report here (a file or an s3:// URL).",
+            show_default=False,
+        ),
     ] = None,
     slice_by: Annotated[
         str | None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -40,8 +39,11 @@ def monitor(
     ] = None,
     alpha: Annotated[float, typer.Option(help="False-alarm rate of the whole family.")] = 0.05,
     report: Annotated[
-        Path | None,
-        typer.Option(help="Write a self-contained HTML drift report here.", show_default=False),
+        str | None,
+        typer.Option(
+            help="Write a self-contained HTML drift report here (a file or an s3:// URL).",
+            show_default=False,
+        ),
     ] = None,
     workspace: WorkspaceOpt = None,
     json_output: JsonOpt = False,

@@ -39,10 +39,15 @@ def predict(
         ),
     ] = None,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to write the JSON lines.")
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the JSON lines: a file, or an s3:// folder or file (parts).",
+        ),
     ] = ...,  # type: ignore[assignment]
     errors: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="Errors file (default OUTPUT.errors.jsonl).", show_default=False),
     ] = None,
     resume: Annotated[
@@ -95,7 +100,7 @@ def predict(
     if split is not None:
         if inputs:
             fail("give either INPUT... or --split, not both")
-        _split_predictions(ws, _model_id(ws, model), output, split, dataset, json_output)
+        _split_predictions(ws, _model_id(ws, model), Path(output), split, dataset, json_output)
         return
     if dataset is not None:
         fail("--dataset goes with --split")
@@ -165,7 +170,7 @@ def _split_predictions(
 
 
 @contextlib.contextmanager
-def _interrupted(output: Path) -> Iterator[None]:
+def _interrupted(output: str) -> Iterator[None]:
     """Ctrl-C: say how to finish the run instead of a traceback."""
     try:
         yield

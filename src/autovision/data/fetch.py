@@ -241,10 +241,9 @@ def read_uri(uri: str, max_bytes: int, timeout: float = DEFAULT_TIMEOUT_S) -> by
         return read_local(uri, max_bytes)
     if scheme in ("http", "https"):
         return fetch_http(uri, max_bytes, timeout)
-    import fsspec
+    from autovision.workspace.storage import read_bytes
 
-    with fsspec.open(uri, "rb") as fh:
-        data = fh.read(max_bytes + 1)
+    data = read_bytes(uri, max_bytes + 1)
     if len(data) > max_bytes:
         raise ReadRefused(P.FILE_TOO_LARGE, _too_large(max_bytes))
     return data

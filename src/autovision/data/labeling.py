@@ -93,7 +93,7 @@ def _predict(ws: Any, mv: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, l
     from autovision.models.package import ModelPackage
     from autovision.models.preprocess import preprocess
 
-    pkg = ModelPackage.load(mv.path)
+    pkg = ModelPackage.load(ws.package_path(mv.id, mv.path))
     out: dict[str, list[float]] = {}
     for start in range(0, len(rows), BATCH):
         shas, images = [], []

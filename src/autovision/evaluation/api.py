@@ -45,10 +45,11 @@ def evaluate(
     metrics_path = model_dir / METRICS_FILE
     if report is not None:
         from autovision.evaluation.report import write_report
+        from autovision.workspace.storage import is_remote, local_then_upload
 
-        report_path = Path(report).resolve()
-        write_report(report_path, result, preds, ws.load_image)
-        result["report"] = str(report_path)
+        with local_then_upload(report) as report_path:  # a local file or an s3:// object
+            write_report(report_path, result, preds, ws.load_image)
+        result["report"] = os.fspath(report) if is_remote(os.fspath(report)) else str(report_path)
     result["metrics_path"] = str(metrics_path)
     _write_json(metrics_path, result)
     from autovision.cards import refresh_package_card

@@ -5,6 +5,7 @@ behind the ``autovision_drift`` gauges."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -98,10 +99,11 @@ def monitor(
     recent = Sample.from_records(_usable(reference, records))
     if report is not None:
         from autovision.monitoring.report import write_report
+        from autovision.workspace.storage import is_remote, local_then_upload
 
-        path = Path(report).resolve()
-        write_report(path, out, reference, recent)
-        out["report"] = str(path)
+        with local_then_upload(report) as path:  # a local file or an s3:// object
+            write_report(path, out, reference, recent)
+        out["report"] = os.fspath(report) if is_remote(os.fspath(report)) else str(path)
     if store:
         from autovision.monitoring.history import plot_data, save_check
 

@@ -32,7 +32,8 @@ class Condition:
             else (">" if self.condition.startswith("max") else "<")
         )
         figure = f"{self.figure:.4g}" if isinstance(self.figure, float) else str(self.figure)
-        return f"{self.what} {figure} {op} {self.condition} {self.limit:g}"
+        text = f"{self.what} {figure} {op} {self.condition} {self.limit:g}"
+        return f"{text} ({self.note})" if self.note else text
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,13 +79,13 @@ class GateResult:
 def _upper(name: str, limit: float, figure: float | None, what: str, note: str = "") -> Condition:
     if figure is None:
         return Condition(name, limit, None, None, what, note or f"no {what} figure")
-    return Condition(name, limit, figure, figure <= limit + _TOL, what)
+    return Condition(name, limit, figure, figure <= limit + _TOL, what, note)
 
 
 def _lower(name: str, limit: float, figure: float | None, what: str, note: str = "") -> Condition:
     if figure is None:
         return Condition(name, limit, None, None, what, note or f"no {what} figure")
-    return Condition(name, limit, figure, figure + _TOL >= limit, what)
+    return Condition(name, limit, figure, figure + _TOL >= limit, what, note)
 
 
 CHECK_COUNTS = {
@@ -107,7 +108,11 @@ def check_gate(params: dict[str, Any], outputs: dict[str, Any]) -> GateResult:
         if gate.get(name) is None:
             continue
         figure = counts.get(key)
-        note = f"the {key} check did not run: set `{key}: true` in the check stage"
+        note = (
+            ""
+            if figure is not None
+            else f"the {key} check did not run: set `{key}: true` in the check stage"
+        )
         out.conditions.append(_upper(name, gate[name], figure, key, note))
     if gate.get("min_images_per_label") is not None:
         labels = outputs.get("labels") or {}
@@ -164,13 +169,26 @@ def evaluate_gate(params: dict[str, Any], outputs: dict[str, Any]) -> GateResult
             out.conditions.append(_upper("max_slice_gap", gate["max_slice_gap"], None, "gap", note))
         else:
             worst: tuple[float, str] | None = None
+            thin = 0  # gaps between values with too few images: reported, not gated on
             for key, metrics in gaps.items():
                 for metric, g in metrics.items():
                     value = g.get("gap") if isinstance(g, dict) else None
-                    if isinstance(value, int | float) and (worst is None or value > worst[0]):
+                    if not isinstance(value, int | float):
+                        continue
+                    if not g.get("enough_support", True):
+                        thin += 1
+                        continue
+                    if worst is None or value > worst[0]:
                         worst = (float(value), f"{metric} gap between values of {key!r}")
             figure, what = worst if worst else (None, "slice gap")
-            out.conditions.append(_upper("max_slice_gap", gate["max_slice_gap"], figure, what))
+            note = ""
+            if thin:
+                note = f"{thin} gap(s) between values with too few images not counted"
+                if worst is None:
+                    note = f"no slice gap has enough images on both sides ({note})"
+            out.conditions.append(
+                _upper("max_slice_gap", gate["max_slice_gap"], figure, what, note)
+            )
     return out
 
 

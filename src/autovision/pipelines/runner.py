@@ -135,6 +135,26 @@ def _split_params(st: Any, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k not in st.gate_keys}
 
 
+def _store_card(ws: Any, model_id: str | None, info: dict[str, Any], say: Log) -> None:
+    """The pipeline's ``card:`` block becomes the intended-use section of the model the
+    train stage made or reused (its card in the package is rewritten when it changed)."""
+    from autovision.cards import set_card_info
+    from autovision.cards.build import check_card_info
+
+    if not model_id:
+        return
+    try:
+        mv = ws.model(model_id)
+        if (mv.get("card") or None) == check_card_info(info, "card"):
+            return
+        set_card_info(ws, model_id, info)
+    except AutovisionError as exc:  # the model is made; its card text can be set later
+        say(f"train: the card block was not stored: {exc}")
+        return
+    ref = f"{mv['name']}@{mv['version']}" if "name" in mv and "version" in mv else model_id
+    say(f"train: the card block is now in the model card of {ref}")
+
+
 def _run_of(ws: Any, record_id: int | None) -> str | None:
     if record_id is None:
         return None
@@ -286,6 +306,8 @@ def _execute(
                 store.update_stage(ws, record_id, status=store.INTERRUPTED, finished_at=utcnow())
             raise
         ctx.outputs[name] = outputs
+        if name == "train" and spec.card is not None:
+            _store_card(ws, outputs.get("model"), spec.card.model_dump(exclude_none=True), say)
         gate = st.gate(params, outputs) if st.gate else None
         gate_dict = gate.to_dict() if gate and gate.conditions else None
         if gate_dict:

@@ -114,7 +114,12 @@ class EvaluateStage(_Strict):
 
     split: str = "test"
     report: bool = False
-    slice_by: str | None = None
+    slice_by: str | None = Field(
+        None, description="Metadata attributes to slice by, comma-separated (skin_tone,camera)."
+    )
+    min_slice_support: int | None = Field(
+        None, ge=1, description="Images a value needs on both sides of a gap for it to count."
+    )
     gate: EvaluateGate | None = None
 
 
@@ -160,11 +165,12 @@ class Stages(_Strict):
 
 
 class Card(_Strict):
-    """What a model card cannot take from the records (free text)."""
+    """What a model card cannot take from the records (free text): stored with the model
+    the train stage makes (or reuses), shown in its card (``autovision models card``)."""
 
-    intended_use: str | None = None
-    limitations: str | None = None
-    ethical_considerations: str | None = None
+    intended_use: str | list[str] | None = None
+    limitations: str | list[str] | None = None
+    ethical_considerations: str | list[str] | None = None
 
 
 class PipelineSpec(_Strict):

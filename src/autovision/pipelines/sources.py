@@ -41,10 +41,11 @@ class SourceLister:
 
     def listing(self, root: str) -> dict[str, str]:
         """``{relative path: sha256}`` of every file under ``root`` (dot-files skipped)."""
-        import fsspec
+        from autovision.workspace.storage import filesystem
 
         try:
-            fs, path = fsspec.core.url_to_fs(root)
+            fs, path = filesystem(root)
+            fs.invalidate_cache(path)  # a poll must see objects added since the last one
             if not fs.exists(path):
                 raise PipelineError(f"{root}: no such file or folder")
             if fs.isfile(path):

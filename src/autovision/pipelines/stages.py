@@ -204,8 +204,15 @@ def run_evaluate(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     report = None
     if p.get("report"):
         report = Path(ctx.ws.model(model)["path"]) / "report.html"
+    max_gap = (p.get("gate") or {}).get("max_slice_gap")  # the flags agree with the gate
     r = evaluate(
-        ctx.ws, model, split=p.get("split", "test"), report=report, slice_by=p.get("slice_by")
+        ctx.ws,
+        model,
+        split=p.get("split", "test"),
+        report=report,
+        slice_by=p.get("slice_by"),
+        max_slice_gap=max_gap,
+        min_slice_support=p.get("min_slice_support"),
     )
     out = {
         "model": model,

@@ -106,21 +106,27 @@ def _walk(root: str) -> Iterator[str]:
 
 
 def _expand_url(url: str) -> Iterator[Entry]:
-    import fsspec
+    from autovision.workspace.storage import filesystem, storage_error, translate_errors
 
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = filesystem(url)
     if _ext(path) in CSV_EXTENSIONS | JSONL_EXTENSIONS:
         yield from _expand_list(url, None)
-    elif _has_magic(path):
-        for p in sorted(fs.glob(path)):
-            if fs.isfile(p):
-                yield fs.unstrip_protocol(p)
-    elif fs.isdir(path):
-        for p in sorted(fs.find(path)):
-            if _ext(p) in IMAGE_EXTENSIONS:
-                yield fs.unstrip_protocol(p)
-    else:
-        yield url
+        return
+    with translate_errors(url):  # a missing bucket or no credentials: one clear error
+        if _has_magic(path):
+            found = [fs.unstrip_protocol(p) for p in sorted(fs.glob(path)) if fs.isfile(p)]
+        elif fs.isdir(path):
+            found = [fs.unstrip_protocol(p) for p in sorted(fs.find(path))]
+            found = [p for p in found if _ext(p) in IMAGE_EXTENSIONS]
+        else:
+            try:
+                fs.info(path)
+            except FileNotFoundError as exc:  # a missing image: its error line says so
+                err = storage_error(url, exc)  # ... but a missing bucket stops the run
+                if err is not None:
+                    raise err from None
+            found = [url]
+    yield from found
 
 
 def _read_text(source: str, local: str | None) -> str | Problem:
@@ -129,9 +135,9 @@ def _read_text(source: str, local: str | None) -> str | Problem:
             with open(local, "rb") as fh:
                 data = fh.read()
         else:
-            import fsspec
+            from autovision.workspace.storage import open_url
 
-            with fsspec.open(source, "rb") as fh:
+            with open_url(source) as fh:
                 data = fh.read()
     except FileNotFoundError:
         return Problem(source, MISSING_FILE, f"{source}: no such file")

@@ -36,10 +36,9 @@ def read_source(source: str) -> bytes:
         if local is not None:
             with open(local, "rb") as fh:
                 return fh.read()
-        import fsspec
+        from autovision.workspace.storage import read_bytes
 
-        with fsspec.open(source, "rb") as fh:
-            return fh.read()
+        return read_bytes(source)
     except FileNotFoundError:
         raise ImageDecodeError(P.MISSING_FILE, "no such file") from None
     except IsADirectoryError:

@@ -27,11 +27,13 @@ from autovision.models.package import ModelPackage
 from autovision.predict.inputs import count_sources, expand_inputs
 from autovision.predict.loading import Loaded, load_into
 from autovision.predict.results import (
+    REMOTE_OUTPUT_NAME,
     ResultWriter,
     completed_sources,
     error_line,
     format_prediction,
     label_thresholds,
+    output_target,
     prediction_line,
 )
 
@@ -44,8 +46,8 @@ ProgressFn = Callable[[int, int | None], None]
 class BatchResult:
     """What a batch prediction run did."""
 
-    output: Path
-    errors: Path
+    output: Path | str  # a str for a remote target
+    errors: Path | str
     total: int
     predicted: int
     failed: int
@@ -72,20 +74,34 @@ class BatchResult:
         }
 
 
-def default_errors_path(output: str | os.PathLike[str]) -> Path:
-    """``preds.jsonl`` -> ``preds.errors.jsonl`` (beside the output)."""
-    out = Path(output)
+def default_errors_path(output: str | os.PathLike[str]) -> Path | str:
+    """``preds.jsonl`` -> ``preds.errors.jsonl`` (beside the output); a remote folder
+    ``s3://b/out/`` -> ``s3://b/out/errors.jsonl``."""
+    target = output_target(output)
+    if isinstance(target, str):
+        folder, _, name = target.rpartition("/")
+        if name == REMOTE_OUTPUT_NAME:
+            return f"{folder}/errors.jsonl"
+        return f"{folder}/{name.rsplit('.', 1)[0]}.errors.jsonl"
+    out = target
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
     return out.with_name(f"{stem}.errors.jsonl")
 
 
+def _same(a: Path | str, b: Path | str) -> bool:
+    if isinstance(a, Path) and isinstance(b, Path):
+        return a.resolve() == b.resolve()
+    return str(a) == str(b)
+
+
 def result_paths(
     output: str | os.PathLike[str], errors: str | os.PathLike[str] | None
-) -> tuple[Path, Path]:
-    """The output file and the errors file (default ``OUTPUT.errors.jsonl``); they must differ."""
-    output = Path(output)
-    errors_path = Path(errors) if errors is not None else default_errors_path(output)
-    if output.resolve() == errors_path.resolve():
+) -> tuple[Path | str, Path | str]:
+    """The output and errors targets (a local path, or an object-store URL whose results go
+    in part objects; errors default to ``OUTPUT.errors.jsonl``); they must differ."""
+    output = output_target(output)
+    errors_path = output_target(errors) if errors is not None else default_errors_path(output)
+    if _same(output, errors_path):
         raise ModelError(f"{output}: the output and errors files must differ")
     return output, errors_path
 

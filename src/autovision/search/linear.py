@@ -28,7 +28,9 @@ from autovision.search.trainer import (
     TrialPlan,
     _loss,
     _outcome,
+    improves,
     preprocessing_for,
+    probs_loss,
     save_checkpoint,
     score_probs,
 )
@@ -146,6 +148,7 @@ def train_linear(
     fit = LogisticHead(x_tr, y_tr, data, cfg, w)
     z_val = fit.standardise(x_val)
     best, stopped, chunk = (-np.inf, -1), "done", 0
+    best_loss = np.inf
     # a refit runs the L-BFGS rounds after which its trial's head scored best, scored once
     chunks = plan.epochs if plan.refit else max(1, steps // CHUNK_STEPS)
     for chunk in range(1, chunks + 1):
@@ -159,9 +162,9 @@ def train_linear(
                 .cpu()
                 .numpy()
             )
-        score, _ = score_probs(data, eval_idx, probs)
-        if score > best[0] + 1e-9:
-            best = (score, chunk)
+        score, m = score_probs(data, eval_idx, probs)
+        if improves(score, probs_loss(m), best, best_loss):
+            best, best_loss = (score, chunk), probs_loss(m) or np.inf
             fit.fold_into(head)
             save_checkpoint(folder, state_dict_cpu(model), probs, eval_idx)
         if on_epoch is not None:

@@ -65,9 +65,11 @@ class SearchSpace:
             backbones=tuple(d["backbones"]) if d.get("backbones") else None,
             modes=tuple(d.get("modes", PRETRAINED_MODES)),
             sizes={k: tuple(int(s) for s in v) for k, v in d.get("sizes", {}).items()},
-            epochs=tuple(d.get("epochs", (4, 30))),  # type: ignore[arg-type]
-            linear_steps=int(d.get("linear_steps", 150)),
-            batch_size=d.get("batch_size"),
+            epochs=_epoch_range(d.get("epochs", (4, 30))),
+            linear_steps=_positive(d.get("linear_steps", 150), "linear_steps"),
+            batch_size=None
+            if d.get("batch_size") is None
+            else _positive(d["batch_size"], "batch_size"),
         )
         for name in space.backbones or ():
             get_backbone_cfg(name)  # unknown names fail here
@@ -92,6 +94,23 @@ class SearchSpace:
 
     def modes_for(self, backbone: str) -> tuple[str, ...]:
         return self.modes if get_backbone_cfg(backbone).pretrained else ("scratch",)
+
+
+def _positive(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TrainingError(f"search space: {key!r} must be a positive integer, not {value!r}")
+    return value
+
+
+def _epoch_range(value: Any) -> tuple[int, int]:
+    """``epochs``: ``N``, ``[N]`` or ``[MIN, MAX]`` (positive integers, MIN <= MAX)."""
+    items = value if isinstance(value, list | tuple) else [value]
+    if not 1 <= len(items) <= 2:
+        raise TrainingError(f"search space: 'epochs' must be N or [MIN, MAX], not {value!r}")
+    lo, hi = (_positive(v, "epochs") for v in (items[0], items[-1]))
+    if lo > hi:
+        raise TrainingError(f"search space: 'epochs' [{lo}, {hi}]: MIN is above MAX")
+    return lo, hi
 
 
 _IMAGE_ONLY = (

@@ -61,7 +61,9 @@ from autovision.search.trainer import (
     before_eval,
     effective_batch_size,
     grad_scaler,
+    improves,
     preprocessing_for,
+    probs_loss,
     save_checkpoint,
     schedule,
     score_probs,
@@ -300,7 +302,7 @@ def train_top_cached(
     scaler = grad_scaler(rt)
     y_rows = torch.from_numpy(y_fit)
     n_labels = len(data.labels)
-    best = (-np.inf, -1)
+    best, best_loss = (-np.inf, -1), np.inf
     stopped, epoch, step, last_loss, beat = "done", 0, 0, 0.0, Heartbeat(plan.heartbeat)
     for epoch in range(1, plan.epochs + 1):
         order = (
@@ -347,12 +349,12 @@ def train_top_cached(
         if not np.isfinite(probs).all():
             stopped = "diverged"
             break
-        score, _ = score_probs(data, eval_idx, probs)
+        score, m = score_probs(data, eval_idx, probs)
         clock.eval_s = time.monotonic() - te
         timings["eval_s"] += clock.eval_s
         timings["eval_images"] += len(eval_idx)
-        if score > best[0] + 1e-9:
-            best = (score, epoch)
+        if improves(score, probs_loss(m), best, best_loss):
+            best, best_loss = (score, epoch), probs_loss(m) or np.inf
             save_checkpoint(folder, state_dict_cpu(model), probs, eval_idx)
         if (why := after_epoch(plan, on_epoch, epoch, score, best, stopped)) is not None:
             stopped = why

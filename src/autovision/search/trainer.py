@@ -239,6 +239,22 @@ def selection_positions(data: TrainData, eval_idx: np.ndarray) -> np.ndarray:
     ]
 
 
+def improves(score: float, loss: float | None, best: tuple[float, int], best_loss: float) -> bool:
+    """Whether an evaluation beats the best so far: a higher selection score, or the same
+    score with a lower log loss (a small validation split saturates accuracy within an
+    epoch or two; the first tied epoch is then often a barely trained model, and a refit
+    replayed to it is no better)."""
+    if score > best[0] + 1e-9:
+        return True
+    return score >= best[0] - 1e-9 and loss is not None and loss < best_loss - 1e-6
+
+
+def probs_loss(m: dict) -> float | None:
+    """The log loss in the metrics of :func:`score_probs` (``None`` when not computed)."""
+    loss = m.get("log_loss")
+    return float(loss) if loss is not None and np.isfinite(loss) else None
+
+
 def score_probs(data: TrainData, eval_idx: np.ndarray, probs: np.ndarray) -> tuple[float, dict]:
     """Selection score on the ranking images; all metrics on every evaluated image."""
     y = data.y_val[eval_idx]
@@ -352,7 +368,7 @@ def train_trial(
         sample_p = sw / sw.sum()
     y_all = torch.from_numpy(y_rows)
     eval_bs = max(bs, min(4 * bs, 512 if cfg.image_size <= 64 else 64))
-    best = (-np.inf, -1)
+    best, best_loss = (-np.inf, -1), np.inf
     timings = {"train_s": 0.0, "train_images": 0, "eval_s": 0.0, "eval_images": 0}
     timings["threads"] = torch.get_num_threads()
     timings["batch_size"] = bs
@@ -389,7 +405,7 @@ def train_trial(
             stopped = verdict
             break
         te = time.monotonic()
-        score, probs, chosen = -np.inf, None, model
+        score, loss, probs, chosen = -np.inf, None, None, model
         # the weights, and their moving average (a refit keeps what its trial chose)
         candidates = (model, ema.module)
         if plan.refit:
@@ -398,17 +414,17 @@ def train_trial(
             p = predict(rt, candidate, px, eval_idx, spec, eval_bs)
             if not np.isfinite(p).all():  # overflowed weights: never a candidate
                 continue
-            sc, _ = score_probs(data, eval_idx, p)
-            if sc > score:
-                score, probs, chosen = sc, p, candidate
+            sc, m = score_probs(data, eval_idx, p)
+            if probs is None or improves(sc, probs_loss(m), (score, 0), loss or np.inf):
+                score, loss, probs, chosen = sc, probs_loss(m), p, candidate
         if probs is None:
             stopped = "diverged"
             break
         clock.eval_s = time.monotonic() - te
         timings["eval_s"] += clock.eval_s / 2
         timings["eval_images"] += len(eval_idx)
-        if score > best[0] + 1e-9:
-            best, averaged = (score, epoch), chosen is not model
+        if improves(score, loss, best, best_loss):
+            best, best_loss, averaged = (score, epoch), loss or np.inf, chosen is not model
             save_checkpoint(folder, state_dict_cpu(chosen), probs, eval_idx)
         if (why := after_epoch(plan, on_epoch, epoch, score, best, stopped)) is not None:
             stopped = why

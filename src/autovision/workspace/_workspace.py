@@ -251,7 +251,11 @@ class Workspace:
             score=score,
             info=info or {},
         )
-        return register_version(self, row, name or dataset)
+        version = register_version(self, row, name or dataset)
+        from autovision.workspace import packages
+
+        packages.publish(self, model_id, path)  # a remote blob store holds the package too
+        return version
 
     def update_model_info(self, model_id: str, **info: Any) -> None:
         """Merge keys into a model's ``info`` (e.g. ``test_metrics`` after evaluation)."""
@@ -275,10 +279,20 @@ class Workspace:
         the dict holds ``model`` (the id), ``name``, ``version`` and ``aliases``."""
         from autovision.versions.store import resolve
 
-        return resolve(self, ref).info
+        info = dict(resolve(self, ref).info)
+        info["path"] = str(self.package_path(info["model"], info["path"]))
+        return info
 
     def model_path(self, ref: str) -> Path:
+        """The package folder of a model on this machine (fetched from a remote blob store
+        into ``cache/packages`` when the workspace's own copy is not here)."""
         return Path(self.model(ref)["path"])
+
+    def package_path(self, model_id: str, stored: str | os.PathLike[str]) -> Path:
+        """``stored`` (a model's folder under ``models/``) or its fetched copy."""
+        from autovision.workspace import packages
+
+        return packages.local_package(self, model_id, stored)
 
 
 def _model_dict(r: ModelRow, root: Path) -> dict[str, Any]:

@@ -9,9 +9,9 @@ import os
 import uuid
 
 import fsspec
-from fsspec.core import url_to_fs
 
 from autovision.security import crypto
+from autovision.workspace import storage
 
 FROM_ENV = object()  # BlobStore(key=FROM_ENV): the key of the environment, or none
 
@@ -33,11 +33,12 @@ class BlobStore:
             crypto.configured_key() if key is FROM_ENV else key  # type: ignore[assignment]
         )
         self.fs: fsspec.AbstractFileSystem
-        self.fs, self.root = url_to_fs(url)
+        self.fs, self.root = storage.filesystem(url)
         self.local = "file" in (
             self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         )
-        self.fs.makedirs(self.root, exist_ok=True)
+        if self.local:  # on S3 a makedirs would create a missing bucket instead of failing
+            self.fs.makedirs(self.root, exist_ok=True)
 
     def _path(self, sha: str) -> str:
         return f"{self.root}/{sha[:2]}/{sha}"
@@ -47,16 +48,19 @@ class BlobStore:
         return self._path(sha)
 
     def exists(self, sha: str) -> bool:
-        return self.fs.exists(self._path(sha))
+        with storage.translate_errors(self.url):
+            return self.fs.exists(self._path(sha))
 
     def put(self, data: bytes, sha: str | None = None) -> str:
         sha = sha or sha256_bytes(data)
         path = self._path(sha)
-        if self.fs.exists(path):
-            return sha
-        self.fs.makedirs(f"{self.root}/{sha[:2]}", exist_ok=True)
-        data = crypto.seal(self.key, data, sha.encode())
-        self._write(path, data)
+        with storage.translate_errors(self.url):
+            if self.fs.exists(path):
+                return sha
+            if self.local:
+                self.fs.makedirs(f"{self.root}/{sha[:2]}", exist_ok=True)
+            data = crypto.seal(self.key, data, sha.encode())
+            self._write(path, data)
         return sha
 
     def _write(self, path: str, data: bytes) -> None:
@@ -76,7 +80,8 @@ class BlobStore:
         if self.local:
             with open(self._path(sha), "rb") as fh:
                 return fh.read()
-        return self.fs.cat_file(self._path(sha))
+        with storage.translate_errors(self.url):
+            return self.fs.cat_file(self._path(sha))
 
     def delete(self, sha: str) -> bool:
         """Remove one blob; False when it was not there."""

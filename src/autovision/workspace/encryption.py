@@ -31,4 +31,8 @@ def encrypt_workspace(ws: Any) -> dict[str, Any]:
                     continue
                 write_model_file(path, read_model_file(path))
                 files += 1
+    from autovision.workspace import packages
+
+    for folder in sorted(ws.models_dir.iterdir()) if ws.models_dir.is_dir() else ():
+        packages.publish(ws, folder.name, folder)  # a remote blob store gets the new bytes
     return {"key_id": key.id, "blobs": blobs, "model_files": files}

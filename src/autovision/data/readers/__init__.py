@@ -60,9 +60,11 @@ def detect_format(source: str) -> str:
         suffix = Path(source.split("?", 1)[0]).suffix.lower()
         if suffix in _SUFFIXES:
             return _SUFFIXES[suffix]
+        if source.endswith("/"):
+            return "folder"  # an object-store prefix: s3://bucket/images/
         raise DatasetError(
-            f"{source}: cannot tell the format of a URL without a .csv or .jsonl suffix; "
-            "pass --format"
+            f"{source}: cannot tell the format of a URL without a .csv or .jsonl suffix "
+            "(end a folder with /); pass --format"
         )
     path = Path(lp).expanduser()
     if path.is_dir():

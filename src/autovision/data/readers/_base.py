@@ -184,9 +184,9 @@ def read_text(source: str, *, kind: str) -> str:
                 raise DatasetError(f"{source}: is a folder, not a {kind} file")
             data = read_local(str(path), MAX_INDEX_BYTES, nofollow=False)
         else:
-            import fsspec
+            from autovision.workspace.storage import open_url
 
-            with fsspec.open(source, "rb") as fh:
+            with open_url(source) as fh:
                 data = fh.read(MAX_INDEX_BYTES + 1)
             if len(data) > MAX_INDEX_BYTES:
                 raise DatasetError(f"{source}: over {MAX_INDEX_BYTES} bytes, not read")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from autovision.data.problems import BAD_LABEL, PATH_NOT_ALLOWED, Problem
-from autovision.data.readers._base import Reader, Record, Scope, check_label
+from autovision.data.readers._base import Reader, Record, Scope, check_label, local_path
 from autovision.errors import DatasetError
 
 
@@ -16,6 +16,9 @@ class FolderReader(Reader):
     name = "folder"
 
     def read(self, source: str, *, scope: Scope | None = None) -> Iterator[Record | Problem]:
+        if local_path(source) is None:
+            yield from _read_remote(source)
+            return
         root = Path(source).expanduser()
         if not root.is_dir():
             raise DatasetError(f"{source}: not a folder")
@@ -59,3 +62,36 @@ class FolderReader(Reader):
             raise DatasetError(
                 f"{source}: no image files in the folder (expected SOURCE/<label>/<image>)"
             )
+
+
+def _read_remote(source: str) -> Iterator[Record | Problem]:
+    """An object-store prefix (``s3://bucket/images/``) laid out as ``<label>/<image>``."""
+    from autovision.workspace.storage import filesystem, translate_errors
+
+    fs, base = filesystem(source)
+    base = base.rstrip("/")
+    with translate_errors(source):
+        try:
+            paths = sorted(fs.find(base))
+        except FileNotFoundError:
+            paths = []
+    prefix = source.rstrip("/")
+    found = False
+    for path in paths:
+        rel = path[len(base) :].lstrip("/")
+        parts = rel.split("/")
+        if not rel or any(p.startswith(".") for p in parts):
+            continue
+        found = True
+        url = f"{prefix}/{rel}"
+        label: str | None = None
+        if len(parts) > 1:
+            label, why = check_label(parts[0])
+            if label is None:
+                yield Problem(url, BAD_LABEL, f"folder name: {why}")
+                continue
+        yield Record(source=url, uri=url, labels=(label,) if label else ())
+    if not found:
+        raise DatasetError(
+            f"{source}: no image files under the prefix (expected SOURCE/<label>/<image>)"
+        )
