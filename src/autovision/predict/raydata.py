@@ -5,9 +5,10 @@ The same steps as :func:`~autovision.predict.pipeline.predict_batch`, spread ove
 1. the driver lists the sources with :func:`~autovision.predict.inputs.expand_inputs` (same
    folders, globs, lists, order and skipped names) and leaves out those already in the output
    or errors file (``resume``);
-2. Ray Data tasks read, decode, resize and normalize each batch with
+2. a Ray Data step reads, decodes, resizes and normalizes each batch with
    :func:`~autovision.predict.loading.load_into`, the local pipeline's own function, so a
-   bad image gets the same reason and the pixels are the same numbers;
+   bad image gets the same reason and the pixels are the same numbers (Ray fuses this step
+   into the actors of step 3, so the pixels never cross the object store);
 3. an actor pool (``map_batches`` with a callable class) loads the model once per actor and
    turns each batch into output and error lines with the functions of
    :mod:`~autovision.predict.results`;
