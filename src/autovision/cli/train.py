@@ -16,6 +16,7 @@ from autovision.cli._common import (
     WorkspaceOpt,
     console,
     err_console,
+    fail,
     handle_errors,
     open_workspace,
     print_json,
@@ -119,6 +120,11 @@ class ProgressView:
             self.out.print(
                 f"[dim]no refit of trial {e['trial']} on training + validation images "
                 f"({e.get('why', '')}): the trial's own weights are packaged[/]",
+                highlight=False,
+            )
+        elif kind == "ray_workers":
+            self.out.print(
+                f"[dim]{e['workers']} trial workers on the Ray cluster at {e['address']}[/]",
                 highlight=False,
             )
         elif kind == "workers_start":
@@ -280,6 +286,21 @@ def train(
             show_default=False,
         ),
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Place the trial workers on this Ray cluster (HOST:PORT, ray://..., auto), as "
+            "many as its resources hold (--workers caps it).",
+            show_default=False,
+        ),
+    ] = None,
+    cpus_per_trial: Annotated[
+        float, typer.Option(min=0.0, help="With --ray: CPUs of each trial worker.")
+    ] = 1.0,
+    gpus_per_trial: Annotated[
+        float, typer.Option(min=0.0, help="With --ray: GPUs of each trial worker.")
+    ] = 0.0,
     workspace: WorkspaceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -287,6 +308,8 @@ def train(
     from autovision.search.run import train as run_train
 
     ws = open_workspace(workspace)
+    if ray_address is None and (cpus_per_trial != 1.0 or gpus_per_trial != 0.0):
+        fail("--cpus-per-trial and --gpus-per-trial go with --ray")
     kwargs = dict(
         budget=budget,
         node_hours=budget_node_hours,
@@ -301,6 +324,9 @@ def train(
         tta=tta.value,
         max_inference_cost=max_inference_cost,
         workers=workers,
+        ray_address=ray_address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
     )
     if resume and (budget or budget_node_hours or trials):
         err_console.print("note: --resume keeps the run's original budget", highlight=False)

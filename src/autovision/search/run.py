@@ -91,6 +91,9 @@ class TrainResult:
         "tta",
         "max_inference_cost",
         "workers",
+        "ray_address",
+        "cpus_per_trial",
+        "gpus_per_trial",
     ),
     result=lambda r: {
         "model": r.model,
@@ -119,6 +122,9 @@ def train(
     tta: str = "auto",
     max_inference_cost: float = 2.0,
     workers: int | None = None,
+    ray_address: str | None = None,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
 ) -> TrainResult:
     """Search for the best model of ``dataset_ref`` (``NAME`` or ``NAME@N``) within the budget,
     write its package into ``ws.models_dir`` and register it.
@@ -141,6 +147,9 @@ def train(
     ``workers``: explore with that many trial worker processes sharing the run's study (the
     final retraining, refit and package stay in this one; see :mod:`autovision.search.workers`);
     workers on other machines join with ``autovision worker``.
+    ``ray_address``: place the trial workers on that Ray cluster instead, as Ray tasks of
+    ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs, as many as it holds (``workers``
+    caps it); see :mod:`autovision.search.ray_workers`.
     """
     import torch
 
@@ -197,7 +206,18 @@ def train(
             rec.note(device=str(rt.device), gpus=1 if rt.gpu else 0)
 
         explore = heartbeat = None
-        if workers:
+        if ray_address:
+            from autovision.search import ray_workers
+            from autovision.search import workers as pool
+
+            explore = ray_workers.explore_on_ray(
+                ray_address,
+                cpus_per_trial=cpus_per_trial,
+                gpus_per_trial=gpus_per_trial,
+                workers=workers,
+            )
+            heartbeat = pool.heartbeat_settings()
+        elif workers:
             from autovision.search import workers as pool
 
             explore, heartbeat = pool.explore_on(workers), pool.heartbeat_settings()

@@ -31,6 +31,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,16 +201,33 @@ class WorkerSearch(Search):
             return BUDGET_REACHED  # this worker's own deadline: the others go on
         if self.trials_full:
             return TRIALS_DONE
-        if self.budget.trials is not None:
-            from optuna.trial import TrialState
-
-            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if len(studies.trained(study)) + len(running) >= self.budget.trials:
-                return TRIALS_DONE
+        if self.budget.trials is not None and self._trials_taken(study):
+            return TRIALS_DONE
         reason = super()._explore_stop(study, skips, search_total)
         if reason is not None and not study.user_attrs.get(STOP_ATTR):
             study.set_user_attr(STOP_ATTR, reason)
         return reason
+
+    def _trials_taken(self, study: Any) -> bool:
+        """Whether the ``--trials`` budget is taken. While trials running on other workers
+        fill it, wait for them rather than stop: a dead worker's trial goes stale, is failed
+        and retried (a waiting trial), and this worker trains the retry."""
+        from optuna.trial import TrialState
+
+        while True:
+            trained = len(studies.trained(study))
+            if trained >= self.budget.trials:
+                return True
+            if studies.waiting(study):
+                return False
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if trained + len(running) < self.budget.trials:
+                return False
+            if study.user_attrs.get(STOP_ATTR) or (
+                self.deadline is not None and time.time() >= self.deadline
+            ):
+                return True
+            time.sleep(POLL_S)  # the coordinator fails stale trials (only it: one retry each)
 
     def work(self, study: _TimedStudy) -> str:
         self.study = study
@@ -446,10 +464,19 @@ def publish(search: Search, study: Any, workers: int) -> None:
     )
 
 
-def coordinate(search: Search, study: Any, *, workers: int, spawn: bool = True) -> str:
+def coordinate(
+    search: Search,
+    study: Any,
+    *,
+    workers: int,
+    spawn: bool = True,
+    alive: Callable[[], bool] | None = None,
+) -> str:
     """Run the exploration of ``search`` on ``workers`` local processes (``spawn=False``:
     none, only workers that join through ``autovision worker``); returns the stop reason
-    once they have all ended. Their cost measurements and fidelity become the search's."""
+    once they have all ended. Their cost measurements and fidelity become the search's.
+    ``alive``: whether workers started elsewhere (Ray tasks) are still running; the
+    exploration ends when they have all ended, as with local processes."""
     publish(search, study, workers)
     ws, state = search.rt.ws, search.state
     folder = state.dir(ws) / "workers"
@@ -471,7 +498,7 @@ def coordinate(search: Search, study: Any, *, workers: int, spawn: bool = True) 
         procs.append((_spawn(kw, out), out, spawned))
     search._emit("workers_start", workers=workers, threads=threads)
     try:
-        return _supervise(search, study, workers, procs, spawn)
+        return _supervise(search, study, workers, procs, spawn, alive)
     except BaseException:  # interrupted: the workers stop asking; local ones are ended
         study.set_user_attr(STOP_ATTR, "interrupted")
         for p, _, _ in procs:
@@ -480,13 +507,28 @@ def coordinate(search: Search, study: Any, *, workers: int, spawn: bool = True) 
         raise
 
 
-def _supervise(search: Search, study: Any, workers: int, procs: list[Any], spawn: bool) -> str:
+def _supervise(
+    search: Search,
+    study: Any,
+    workers: int,
+    procs: list[Any],
+    spawn: bool,
+    alive: Callable[[], bool] | None = None,
+) -> str:
     """Wait for the workers (failing stale trials, reporting finished ones), then take their
     measurements; returns the stop reason."""
     state = search.state
     started = time.monotonic()
     seen: set[int] = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    while any(p.poll() is None for p, _, _ in procs) or (not spawn and _open(search, study)):
+
+    def running() -> bool:
+        if any(p.poll() is None for p, _, _ in procs):
+            return True
+        if alive is not None:
+            return alive()
+        return not spawn and _open(search, study)
+
+    while running():
         _fail_stale(study)
         _go_when_ready(study, workers, procs, started)
         seen = _emit_finished(search, study, seen)
