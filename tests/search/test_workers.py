@@ -223,6 +223,22 @@ def test_stale_trial_is_failed_and_enqueued_again(workspace) -> None:
     assert trials[1].system_attrs["failed_trial"] == 0
 
 
+def test_a_trial_asked_by_a_worker_beats_at_once(workspace) -> None:
+    """A worker killed between ask and its trial's heartbeat thread: the beat recorded at
+    ask makes the trial stale (without it Optuna never fails it, and the search waits)."""
+    from autovision.search import study as studies
+
+    study = studies.open_study(workspace.db_url, "autovision-run-hb0", 0, heartbeat=(1, 2))
+    silent = study.ask()  # asked without a beat: never stale
+    timed = pool._TimedStudy(study)
+    trial = timed.ask()  # then the process "dies" before training
+    time.sleep(3.5)
+    pool._fail_stale(study)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[trial.number] == TrialState.FAIL
+    assert states[silent.number] == TrialState.RUNNING
+
+
 def test_merge_costs_keeps_own_measurements() -> None:
     from autovision.search.planner import CostModel
 

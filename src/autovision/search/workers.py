@@ -109,6 +109,13 @@ class _TimedStudy:
         t = time.perf_counter()
         out = self._study.ask(*a, **kw)
         self.ask_s.append(time.perf_counter() - t)
+        # beat once now: a worker killed before its trial's heartbeat thread starts would
+        # leave a RUNNING trial with no beat at all, which Optuna never finds stale
+        from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+        storage = self._study._storage
+        if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+            storage.record_heartbeat(out._trial_id)
         return out
 
     def tell(self, *a: Any, **kw: Any) -> Any:
