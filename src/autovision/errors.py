@@ -55,3 +55,7 @@ class PipelineError(AutovisionError):
 class StorageError(AutovisionError):
     """Object storage cannot be used: no credentials, no such bucket, or the endpoint does
     not answer. The message names the URL."""
+
+
+class ClusterError(AutovisionError):
+    """A Ray cluster cannot be reached, or a job on it failed."""

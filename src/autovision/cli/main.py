@@ -21,6 +21,7 @@ app = typer.Typer(
 _GROUPS = [
     ("autovision.cli.dataset", "app", "dataset"),
     ("autovision.cli.train", "register", None),
+    ("autovision.cli.worker", "register", None),
     ("autovision.cli.retrain", "register", None),
     ("autovision.cli.models", "app", "models"),
     ("autovision.cli.evaluate", "register", None),

@@ -72,6 +72,20 @@ def predict(
     max_predictions: Annotated[
         int | None, typer.Option(min=1, help="At most this many labels per image.")
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run on this Ray cluster (HOST:PORT, ray://..., auto) with Ray Data.",
+            show_default=False,
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="With --ray: ONNX Runtime actors (default: as many as the CPUs hold)."
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -80,6 +94,7 @@ def predict(
     Single-label: every label, by confidence. Multi-label: the labels over the model's thresholds.
     Unreadable images go to the errors file with a reason; the run goes on.
     --resume skips the images OUTPUT and ERRORS already hold.
+    --ray ADDRESS runs it on a Ray cluster (Ray Data decodes, an actor pool runs the model).
     """
     ws = open_workspace(workspace)
     if split is not None:
@@ -91,24 +106,29 @@ def predict(
         fail("--dataset goes with --split")
     if not inputs:
         fail("nothing to predict: give INPUT... (folders, globs, CSV/JSONL, files) or --split")
+    if ray_address is None and actors is not None:
+        fail("--actors goes with --ray")
+    if ray_address is not None and workers is not None:
+        fail("--workers sets local decoding threads; with --ray use --actors")
     model = _model_id(ws, model)
+    options: dict[str, Any] = {
+        "errors": errors,
+        "resume": resume,
+        "batch_size": batch_size,
+        "workspace": ws,
+        "confidence_threshold": confidence_threshold,
+        "max_predictions": max_predictions,
+    }
+    if ray_address is not None:
+        from autovision.predict.raydata import predict_batch_ray as run
 
-    from autovision.predict import predict_batch
+        options.update(address=ray_address, actors=actors)
+    else:
+        from autovision.predict import predict_batch as run
 
+        options["workers"] = workers
     with _progress_bar(enabled=not json_output) as on_progress, _interrupted(output):
-        result = predict_batch(
-            model,
-            inputs,
-            output,
-            errors=errors,
-            resume=resume,
-            batch_size=batch_size,
-            workers=workers,
-            progress=on_progress,
-            workspace=ws,
-            confidence_threshold=confidence_threshold,
-            max_predictions=max_predictions,
-        )
+        result = run(model, inputs, output, progress=on_progress, **options)
     if json_output:
         print_json({"model": model, **result.to_dict()})
         return

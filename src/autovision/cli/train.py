@@ -16,6 +16,7 @@ from autovision.cli._common import (
     WorkspaceOpt,
     console,
     err_console,
+    fail,
     handle_errors,
     open_workspace,
     print_json,
@@ -124,6 +125,7 @@ class ProgressView:
                 f"trial {e['trial']:>3} [{colour.get(state, 'white')}]{state:<8}[/] "
                 f"{_config_text(cfg):<36} {_trial_score(e)}  "
                 f"best {_score(e.get('best'))}  {self._left(e)}"
+                + (f"  [dim]{e['worker']}[/]" if e.get("worker") else "")
             )
             if state == "SKIPPED":
                 what = f" {_config_text(cfg)}" if cfg else ""
@@ -133,6 +135,16 @@ class ProgressView:
             self.out.print(
                 f"[dim]no refit of trial {e['trial']} on training + validation images "
                 f"({e.get('why', '')}): the trial's own weights are packaged[/]",
+                highlight=False,
+            )
+        elif kind == "ray_workers":
+            self.out.print(
+                f"[dim]{e['workers']} trial workers on the Ray cluster at {e['address']}[/]",
+                highlight=False,
+            )
+        elif kind == "workers_start":
+            self.out.print(
+                f"[dim]{e['workers']} trial workers, {e['threads']} thread(s) each[/]",
                 highlight=False,
             )
         elif kind == "export":
@@ -295,6 +307,31 @@ def train(
     cv_folds: Annotated[
         int, typer.Option("--cv-folds", help="Folds of the cross-validation (at least 2).")
     ] = 5,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Explore with N trial worker processes sharing one study (the cores are "
+            "split between them); others join with `autovision worker`.",
+            show_default=False,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Place the trial workers on this Ray cluster (HOST:PORT, ray://..., auto), as "
+            "many as its resources hold (--workers caps it).",
+            show_default=False,
+        ),
+    ] = None,
+    cpus_per_trial: Annotated[
+        float, typer.Option(min=0.0, help="With --ray: CPUs of each trial worker.")
+    ] = 1.0,
+    gpus_per_trial: Annotated[
+        float, typer.Option(min=0.0, help="With --ray: GPUs of each trial worker.")
+    ] = 0.0,
     workspace: WorkspaceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -302,6 +339,8 @@ def train(
     from autovision.search.run import train as run_train
 
     ws = open_workspace(workspace)
+    if ray_address is None and (cpus_per_trial != 1.0 or gpus_per_trial != 0.0):
+        fail("--cpus-per-trial and --gpus-per-trial go with --ray")
     kwargs = dict(
         budget=budget,
         node_hours=budget_node_hours,
@@ -317,6 +356,10 @@ def train(
         max_inference_cost=max_inference_cost,
         cv=cv.value,
         cv_folds=cv_folds,
+        workers=workers,
+        ray_address=ray_address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
     )
     if resume and (budget or budget_node_hours or trials):
         err_console.print("note: --resume keeps the run's original budget", highlight=False)

@@ -94,6 +94,18 @@ def _same(a: Path | str, b: Path | str) -> bool:
     return str(a) == str(b)
 
 
+def result_paths(
+    output: str | os.PathLike[str], errors: str | os.PathLike[str] | None
+) -> tuple[Path | str, Path | str]:
+    """The output and errors targets (a local path, or an object-store URL whose results go
+    in part objects; errors default to ``OUTPUT.errors.jsonl``); they must differ."""
+    output = output_target(output)
+    errors_path = output_target(errors) if errors is not None else default_errors_path(output)
+    if _same(output, errors_path):
+        raise ModelError(f"{output}: the output and errors files must differ")
+    return output, errors_path
+
+
 def resolve_package(model: Any, workspace: Any = None) -> ModelPackage:
     """A :class:`ModelPackage`, a package folder, or a model id of ``workspace``."""
     if isinstance(model, ModelPackage):
@@ -149,10 +161,7 @@ def predict_batch(
     """
     start = time.perf_counter()
     package = resolve_package(model, workspace)
-    output = output_target(output)
-    errors_path = output_target(errors) if errors is not None else default_errors_path(output)
-    if _same(output, errors_path):
-        raise ModelError(f"{output}: the output and errors files must differ")
+    output, errors_path = result_paths(output, errors)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     done: set[str] = set()

@@ -96,6 +96,10 @@ class TrainResult:
         "max_inference_cost",
         "cv",
         "cv_folds",
+        "workers",
+        "ray_address",
+        "cpus_per_trial",
+        "gpus_per_trial",
     ),
     result=lambda r: {
         "model": r.model,
@@ -125,6 +129,10 @@ def train(
     max_inference_cost: float = 2.0,
     cv: str = "auto",
     cv_folds: int = FOLDS,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
 ) -> TrainResult:
     """Search for the best model of ``dataset_ref`` (``NAME`` or ``NAME@N``) within the budget,
     write its package into ``ws.models_dir`` and register it.
@@ -147,6 +155,12 @@ def train(
     ``cv`` (``auto``: when the rarest label has fewer than 50 validation images; ``on``;
     ``off``) ranks linear trials by ``cv_folds``-fold cross-validation over the training and
     validation images (see :mod:`autovision.search.cv`); a resumed run keeps its own.
+    ``workers``: explore with that many trial worker processes sharing the run's study (the
+    final retraining, refit and package stay in this one; see :mod:`autovision.search.workers`);
+    workers on other machines join with ``autovision worker``.
+    ``ray_address``: place the trial workers on that Ray cluster instead, as Ray tasks of
+    ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs, as many as it holds (``workers``
+    caps it); see :mod:`autovision.search.ray_workers`.
     """
     import torch
 
@@ -203,6 +217,23 @@ def train(
         rt = Runtime.create(ws, data, deterministic=deterministic, base=base)
         if (rec := current_train()) is not None:
             rec.note(device=str(rt.device), gpus=1 if rt.gpu else 0)
+
+        explore = heartbeat = None
+        if ray_address:
+            from autovision.search import ray_workers
+            from autovision.search import workers as pool
+
+            explore = ray_workers.explore_on_ray(
+                ray_address,
+                cpus_per_trial=cpus_per_trial,
+                gpus_per_trial=gpus_per_trial,
+                workers=workers,
+            )
+            heartbeat = pool.heartbeat_settings()
+        elif workers:
+            from autovision.search import workers as pool
+
+            explore, heartbeat = pool.explore_on(workers), pool.heartbeat_settings()
         search = Search(
             rt,
             state,
@@ -212,6 +243,8 @@ def train(
             started=started,
             keep=combining.keep,
             reserve_models=combining.reserve_models,
+            explore=explore,
+            heartbeat=heartbeat,
         )
         result = search.run()
         if progress:

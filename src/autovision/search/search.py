@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from autovision.errors import ModelError, TrainingError
@@ -83,7 +84,10 @@ class Search:
     """One run's search; :meth:`run` returns the best trial. ``started`` is when the budget
     clock started (``time.monotonic``); ``keep``: how many of the best trials keep their
     checkpoints (the candidates of an ensemble, :mod:`.combine`), ``reserve_models`` how
-    many package exports' worth of time the search keeps for its end (the same module)."""
+    many package exports' worth of time the search keeps for its end (the same module).
+    ``explore``: a function ``(search, study) -> stop reason`` that runs the exploration
+    instead of this process (trial workers, see :mod:`.workers`); the final retraining,
+    refit and export stay here."""
 
     def __init__(
         self,
@@ -96,6 +100,8 @@ class Search:
         started: float | None = None,
         keep: int = 1,
         reserve_models: int = 1,
+        explore: Callable[[Search, Any], str] | None = None,
+        heartbeat: tuple[int, int] | None = None,
     ) -> None:
         self.rt, self.state, self.space, self.budget = rt, state, space, budget
         self.keep = keep  # best trials whose checkpoints are kept (ensemble candidates)
@@ -113,6 +119,9 @@ class Search:
         # how trials are ranked (.cv); a run from before --cv existed ranks on validation
         cv = CVSettings.from_dict(state.cv) if state.cv else CVSettings(mode="off")
         self.ranking = Ranking(rt, cv, seed=state.seed)
+        self.explore_with = explore  # runs the exploration elsewhere (trial workers)
+        self.heartbeat = heartbeat  # Optuna heartbeat (interval, grace) of the study's storage
+        self.reports: list[dict[str, Any]] = []  # what each trial worker did (explore)
 
     @property
     def cost(self) -> Any:
@@ -221,16 +230,17 @@ class Search:
             return trial.should_prune()
 
         try:
-            out = train(self.rt, cfg, plan, folder, on_epoch)
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                out = train(self.rt, cfg, plan, folder, on_epoch)
+                # a small validation split: the score told is the cross-validated mean (.cv)
+                steps, left = self.space.linear_steps, self.search_left(cfg)
+                out = self.ranking.rescore(cfg, plan, out, steps=steps, seconds=left)
         except TimeoutError:  # embedding ran past the deadline (what it computed is cached)
             out = None
         except (RuntimeError, ValueError, ModelError) as exc:
             # out of memory, a backbone's weights package missing...: the search goes on
             self._fail(study, trial, folder, f"{type(exc).__name__}: {exc}", shown=str(exc))
             return None
-        # a small validation split: the score told is the cross-validated mean (.cv)
-        steps, left = self.space.linear_steps, self.search_left(cfg)
-        out = self.ranking.rescore(cfg, plan, out, steps=steps, seconds=left)
         self.planner.record(cfg, out.timings if out else None)
         if out is not None and out.score is None and out.stopped == "diverged":
             self._fail(study, trial, folder, "training diverged (non-finite loss or probabilities)")
@@ -269,7 +279,7 @@ class Search:
         else:
             study.tell(trial, out.score)
             state = "COMPLETE"
-            if out.score > self.best_score:
+            if studies.best_number(study) == n:
                 self.best_score, self.best_cfg, self.best_n_train = (
                     out.score,
                     trained_cfg,
@@ -316,8 +326,21 @@ class Search:
 
     # ---- the loop -------------------------------------------------------------------------
 
+    def sync_best(self, study: Any) -> None:
+        """Take the best trial so far from the study (resumed, or told by other workers)."""
+        if studies.best_number(study) is not None:
+            bt = studies.best_trial(study)
+            self.best_score = bt.value
+            self.best_cfg = TrialConfig.from_dict(bt.user_attrs["config"])
+            self.best_n_train = int(bt.user_attrs.get("n_train", 0))
+
+    def open_study(self) -> Any:
+        return studies.open_study(
+            self.rt.ws.db_url, self.state.study_name, self.state.seed, heartbeat=self.heartbeat
+        )
+
     def run(self) -> SearchResult:
-        study = studies.open_study(self.rt.ws.db_url, self.state.study_name, self.state.seed)
+        study = self.open_study()
         for number in studies.fail_stale(study):
             shutil.rmtree(self.trial_dir(number), ignore_errors=True)
         studies.enqueue_defaults(
@@ -329,11 +352,7 @@ class Search:
         )
         if any(t.user_attrs.get("phase") == "final" for t in studies.trained(study)):
             self.state.final_done = True
-        if studies.best_number(study) is not None:  # resumed
-            bt = studies.best_trial(study)
-            self.best_score = bt.value
-            self.best_cfg = TrialConfig.from_dict(bt.user_attrs["config"])
-            self.best_n_train = int(bt.user_attrs.get("n_train", 0))
+        self.sync_best(study)  # resumed
         self._emit(
             "search_start",
             run_id=self.state.run_id,
@@ -342,7 +361,11 @@ class Search:
             trials_before=len(studies.trained(study)),
         )
         finished = self.state.phase == "done"
-        stop = self._explore(study)
+        if self.explore_with is not None and self.state.phase == "explore":
+            stop = self.explore_with(self, study)
+            self.sync_best(study)
+        else:
+            stop = self._explore(study)
         if not finished and stop != TRIALS_DONE and self.budget.timed and not self.budget.trials:
             self._final(study)
             self.state.final_done = True

@@ -30,8 +30,59 @@ class WarmPruner(optuna.pruners.BasePruner):
         return bool(decision) and len(trained(study)) >= self.warmup_trials
 
 
-def open_study(db_url: str, name: str, seed: int) -> optuna.Study:
-    """Create or load the study ``name`` in the database at ``db_url``."""
+def storage(db_url: str, heartbeat: tuple[int, int] | None = None) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage on ``db_url``. ``heartbeat`` (interval, grace period in seconds):
+    trials whose process stops beating for the grace period are failed and retried once
+    (:class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`), for searches spread over workers.
+    SQLite waits on a busy database rather than failing (the workspace's is in WAL mode)."""
+    kw: dict[str, Any] = {}
+    if db_url.startswith("sqlite"):
+        kw["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    if heartbeat is None:
+        return _serialized(optuna.storages.RDBStorage(db_url, **kw))
+    # ask/tell beats through :func:`optuna.storages._heartbeat.get_heartbeat_thread`
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _serialized(
+            optuna.storages.RDBStorage(
+                db_url,
+                heartbeat_interval=heartbeat[0],
+                grace_period=heartbeat[1],
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=1
+                ),
+                **kw,
+            )
+        )
+
+
+def _serialized(storage: optuna.storages.RDBStorage) -> optuna.storages.RDBStorage:
+    """On SQLite, every Optuna transaction takes the write lock when it begins (``BEGIN
+    IMMEDIATE``): its ``SELECT ... FOR UPDATE`` is no lock there, so two processes popping
+    the same waiting trial would both get it. PostgreSQL locks the row itself."""
+    engine = storage.engine
+    if engine.dialect.name != "sqlite":
+        return storage
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the driver begins nothing itself: see below
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners: none is kept
+    return storage
+
+
+def open_study(
+    db_url: str, name: str, seed: int, *, heartbeat: tuple[int, int] | None = None
+) -> optuna.Study:
+    """Create or load the study ``name`` in the database at ``db_url`` (``heartbeat``: see
+    :func:`storage`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -44,7 +95,7 @@ def open_study(db_url: str, name: str, seed: int) -> optuna.Study:
     )
     return optuna.create_study(
         study_name=name,
-        storage=optuna.storages.RDBStorage(db_url),
+        storage=storage(db_url, heartbeat),
         sampler=sampler,
         pruner=pruner,
         direction="maximize",
