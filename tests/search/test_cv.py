@@ -212,7 +212,8 @@ def test_train_ranks_linear_trials_by_cv_and_refits_with_its_rounds(
     assert len(rows) == 2 and all(r["measure"] == "cv" and r["folds"] == 3 for r in rows)
     assert all(r["sd"] is not None and 0 <= r["mean"] <= 1 for r in rows)
     ends = [e for e in events if e["event"] == "trial_end" and e.get("state") == "COMPLETE"]
-    assert all(e["ranking"]["mean"] == e["score"] for e in ends)  # the study's value
+    # the study's value
+    assert all(e["ranking"]["mean"] == pytest.approx(e["score"], abs=1e-6) for e in ends)
     state = RunState.load(workspace.root / "runs" / result.run_id / "state.json")
     study = studies.open_study(workspace.db_url, state.study_name, state.seed)
     chosen = study.trials[result.best["trial"]]
@@ -228,3 +229,31 @@ def test_train_ranks_linear_trials_by_cv_and_refits_with_its_rounds(
     for t in studies.trained(study):  # validation ranks, as before --cv
         assert t.user_attrs.get("ranking") is None
         assert t.value == t.user_attrs["metrics"]["accuracy"]
+
+
+@pytest.mark.slow
+def test_trial_workers_rank_linear_trials_by_cv(workspace, make_dataset, monkeypatch) -> None:
+    """The run state carries ``--cv`` to the workers: their linear trials are told the CV
+    mean, and their progress events report it."""
+    from autovision.search import study as studies
+    from autovision.search import workers as pool
+    from autovision.search.run import train
+    from autovision.search.state import RunState
+
+    space = {
+        "backbones": ["efficientnet_lite0"],
+        "modes": ["linear"],
+        "sizes": {"efficientnet_lite0": [32]},
+    }
+    monkeypatch.setenv("AUTOVISION_SEARCH_SPACE", json.dumps(space))
+    monkeypatch.setenv(pool.ENV_HEARTBEAT, "1")
+    make_dataset(labels=("a", "b"), counts=(8, 4, 2), size=32)
+    events: list[dict] = []
+    result = train(workspace, "tiny", trials=2, workers=2, cv="on", progress=events.append)
+    state = RunState.load(workspace.root / "runs" / result.run_id / "state.json")
+    study = studies.open_study(workspace.db_url, state.study_name, state.seed)
+    ran = studies.trained(study)
+    assert len({t.user_attrs["worker"] for t in ran}) == 2
+    assert all(t.value == pytest.approx(t.user_attrs["ranking"]["mean"]) for t in ran)
+    ends = [e for e in events if e["event"] == "trial_end" and e.get("worker")]
+    assert ends and all(e["ranking"]["mean"] == pytest.approx(e["score"], abs=1e-6) for e in ends)
