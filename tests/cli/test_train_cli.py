@@ -59,6 +59,7 @@ def test_train_json_then_models(tiny_ws) -> None:
         "seconds",
         "excluded",
         "ensemble",
+        "ranking",
     }
     assert out["stop_reason"] == "TRIALS_DONE" and out["trials"] == 1
     assert (out["name"], out["version"]) == ("tiny", 1)  # the dataset's name by default
@@ -92,6 +93,17 @@ def test_train_ensemble_flags(tiny_ws) -> None:
     assert not ens["tta"]["enabled"] and ens["inference_cost"]["max"] == 1.5
     res = run(tiny_ws, "train", "tiny", "--trials", "1", "--ensemble", "always")
     assert res.exit_code != 0 and "always" in res.output
+
+
+def test_train_cv_flags(tiny_ws) -> None:
+    res = run(tiny_ws, "train", "tiny", "--trials", "1", "--json", "--cv", "on", "--cv-folds", "3")
+    assert res.exit_code == 0, res.output
+    ranking = json.loads(res.stdout)["ranking"]
+    assert ranking["measure"] == "cv" and ranking["folds"] == 3 and ranking["cv"] == "on"
+    # image trials (the compact CNN) are still scored on validation
+    assert [r["measure"] for r in ranking["trials"]] == ["validation"]
+    res = run(tiny_ws, "train", "tiny", "--trials", "1", "--cv-folds", "1")
+    assert res.exit_code == 1 and "--cv-folds" in res.output
 
 
 def test_train_errors_are_one_line(workspace, image_bytes) -> None:

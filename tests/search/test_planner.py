@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from autovision.search.planner import CostModel, epochs_that_fit, fit_fidelity
 from autovision.search.space import TrialConfig
 
@@ -131,3 +133,14 @@ def test_a_trial_on_every_training_image_leaves_time_for_its_refit(workspace, ma
     best = cfg.with_(epochs=both.epochs)
     kept = planner.final_wanted(best, best_full=True, search_total=100.0, search_left=1.0)
     assert kept == planner.refit_reserve(best, both.epochs) > planner.refit_seconds(best, 5) > 1.0
+
+
+def test_a_linear_trial_is_priced_with_its_measured_cross_validation() -> None:
+    lite = TrialConfig("efficientnet_lite0", "linear", 224)
+    cost = CostModel(gpu=True)
+    kw = {"n_train": 200, "n_eval": 50, "epochs": 1}
+    plain = cost.trial_seconds(lite, **kw)
+    cost.observe(lite, {"cv_s": 2.0, "cv_images": 250})  # one repeat of the folds
+    assert cost.trial_seconds(lite, **kw) == pytest.approx(plain + 200 * 2.0 / 250)
+    again = CostModel(gpu=True, state=cost.to_dict())  # kept in the run's state
+    assert again.trial_seconds(lite, **kw) == pytest.approx(plain + 1.6)

@@ -29,6 +29,7 @@ KEYS = {
     "seconds",
     "excluded",
     "ensemble",
+    "ranking",
 }
 
 

@@ -6,11 +6,10 @@ within each fold) and a k-nearest-neighbour vote in the same standardised space 
 :func:`knn_probs`). The two are wrong in different places (a linear boundary against local
 neighbourhoods), so their average ranks label errors above the model's own mistakes better than
 either alone, at the cost of a similarity matrix (a fraction of a second on 1,500 images). ``folds``
-stratified folds (``StratifiedGroupKFold``; multi-label: iterstrat's
-``MultilabelStratifiedKFold`` over one representative row per group) with each
-near-duplicate group (exact copies, perceptual-hash neighbours, and content pairs when
-known) inside one fold, so a copy in the training folds cannot vouch for a wrong label.
-cleanlab then flags the items whose given label the probabilities contradict
+stratified folds (:mod:`autovision.data.folds`, shared with the search's cross-validated
+ranking) with each near-duplicate group (exact copies, perceptual-hash neighbours, and
+content pairs when known) inside one fold, so a copy in the training folds cannot vouch
+for a wrong label. cleanlab then flags the items whose given label the probabilities contradict
 (``cleanlab.filter.find_label_issues``) and scores each item's label quality
 (``cleanlab.rank.get_label_quality_scores``: the probability of the given label; low =
 likely wrong); the multi-label forms are ``cleanlab.multilabel_classification``'s.
@@ -37,6 +36,8 @@ from typing import Any
 import numpy as np
 
 from autovision.data.dataset import DatasetVersion, Item
+from autovision.data.folds import duplicate_groups_of, fold_assignment
+from autovision.data.folds import group_ids as _group_ids
 
 FOLDS = 5
 PENALTY = 0.03
@@ -146,42 +147,6 @@ def _head_probs(x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, n: int) -> 
     return out
 
 
-def _group_ids(n: int, ids: Sequence[int], groups: Sequence[Sequence[int]]) -> np.ndarray:
-    """One group number per row: rows in a common duplicate group share one."""
-    row = {i: r for r, i in enumerate(ids)}
-    gid = np.arange(n)
-    for g in groups:
-        rows = [row[i] for i in g if i in row]
-        if len(rows) > 1:
-            gid[rows] = min(rows)
-    return gid
-
-
-def fold_assignment(y: np.ndarray, gid: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold number per row: stratified by label, each group in one fold."""
-    n_groups = len(np.unique(gid))
-    k = max(2, min(folds, n_groups))
-    fold = np.zeros(len(y), dtype=np.int64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a label with fewer members than folds
-        if y.ndim == 1:
-            from sklearn.model_selection import StratifiedGroupKFold
-
-            cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-            for f, (_, test) in enumerate(cv.split(np.zeros(len(y)), y, gid)):
-                fold[test] = f
-            return fold
-        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-        reps, first = np.unique(gid, return_index=True)
-        y_rep = np.stack([y[gid == g].max(0) for g in reps])
-        cv = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-        rep_fold = np.zeros(len(reps), dtype=np.int64)
-        for f, (_, test) in enumerate(cv.split(np.zeros(len(reps)), y_rep)):
-            rep_fold[test] = f
-        return rep_fold[np.searchsorted(reps, gid)]
-
-
 def out_of_fold_probs(
     x: np.ndarray, y: np.ndarray, gid: np.ndarray, n: int, *, folds: int, seed: int
 ) -> np.ndarray:
@@ -241,13 +206,6 @@ def _entry(
         "score": round(float(score), 6),
         "suggested_score": round(float(p[best]), 6),
     }
-
-
-def duplicate_groups_of(items: Sequence[Item], pairs: Sequence[Sequence[int]] = ()) -> list:
-    """Exact and perceptual-hash duplicate groups, merged with content pairs ``[a, b, ...]``."""
-    from autovision.data.duplicates import duplicate_groups, merge_groups
-
-    return merge_groups(duplicate_groups(items), [list(p[:2]) for p in pairs])
 
 
 def find_label_issues(

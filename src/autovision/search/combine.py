@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 from autovision.errors import TrainingError
 from autovision.models.ensemble import Member, architecture, combine, inference_times
 from autovision.search import ensemble as selection
+from autovision.search import study as studies
 from autovision.search.space import TrialConfig
 from autovision.search.trainer import Runtime, load_checkpoint, predict, preprocessing_for
 
@@ -102,10 +103,8 @@ def keep_best_folders(study: Any, folder_of: Callable[[int], Path], keep: int) -
     """Delete the checkpoints of completed trials outside the ``keep`` best (the study's best
     is always kept)."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    done.sort(key=lambda t: (-t.value, t.number))
+    done.sort(key=studies.rank_key)
     kept = {t.number for t in done[: max(1, keep)]}
-    if done:
-        kept.add(study.best_trial.number)
     for t in done:
         if t.number not in kept:
             shutil.rmtree(folder_of(t.number), ignore_errors=True)
@@ -358,7 +357,7 @@ def _candidates(
     out = []
     for t in sorted(
         (t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE),
-        key=lambda t: (-t.value, t.number),
+        key=studies.rank_key,
     ):
         if t.number == best.number or not (folder_of(t.number) / "best.safetensors").exists():
             continue

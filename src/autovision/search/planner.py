@@ -72,6 +72,7 @@ class CostModel:
         self.eval: dict[str, float] = dict(s.get("eval", {}))
         self.embed: dict[str, float] = dict(s.get("embed", {}))
         self.decode: float | None = s.get("decode")
+        self.cv: dict[str, float] = dict(s.get("cv", {}))  # a linear head's folds, per image
         self.cached: set[str] = set(s.get("cached", []))  # keys that train on cached activations
         self.threads = self.cores  # threads of the trial being planned (CPU)
 
@@ -81,6 +82,7 @@ class CostModel:
             "eval": self.eval,
             "embed": self.embed,
             "decode": self.decode,
+            "cv": self.cv,
             "cached": sorted(self.cached),
         }
 
@@ -113,6 +115,8 @@ class CostModel:
             self.eval[cfg.key] = r
         if (r := rate("embed_s", "embed_images")) is not None:
             self.embed[f"{cfg.backbone}/{cfg.image_size}"] = r
+        if (r := rate("cv_s", "cv_images")) is not None:  # one repeat of the folds (.cv)
+            self.cv[cfg.backbone] = r
 
     def observe_decode(self, seconds: float, images: int) -> None:
         if images:
@@ -193,8 +197,9 @@ class CostModel:
     ) -> float:
         """Estimated wall time of one trial."""
         fixed = self.setup_s(cfg) + n_decode * self.decode_s()
-        if cfg.mode == "linear":
-            return fixed + n_embed * self.embed_s(cfg) + 1.0 + 1e-6 * n_train
+        if cfg.mode == "linear":  # the head, and its cross-validation once measured (.cv)
+            folds = n_train * self.cv.get(cfg.backbone, 0.0) * self._slow
+            return fixed + n_embed * self.embed_s(cfg) + 1.0 + 1e-6 * n_train + folds
         per_epoch = n_train * self.train_s(cfg) + n_eval * self.eval_s(cfg)
         return fixed + n_embed * self.embed_s(cfg) + epochs * per_epoch
 

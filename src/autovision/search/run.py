@@ -16,6 +16,8 @@ from autovision.errors import TrainingError
 from autovision.search import cache, metrics
 from autovision.search.budget import Budget
 from autovision.search.combine import Settings, choose
+from autovision.search.cv import FOLDS, CVSettings
+from autovision.search.cv import summary as ranking_summary
 from autovision.search.exclude import excluded_for_training, training_view
 from autovision.search.prepare import TrainData, prepare_data
 from autovision.search.search import Progress, Search
@@ -50,6 +52,7 @@ class TrainResult:
     version: int = 0
     excluded: dict[str, Any] | None = None  # what --exclude-issues left out (None: not used)
     ensemble: dict[str, Any] | None = None  # members, flips, inference cost (search.combine)
+    ranking: dict[str, Any] | None = None  # how trials were ranked, per trial (search.cv)
 
     @property
     def ref(self) -> str:
@@ -71,6 +74,7 @@ class TrainResult:
             "seconds": round(self.seconds, 2),
             "excluded": self.excluded,
             "ensemble": self.ensemble,
+            "ranking": self.ranking,
         }
 
 
@@ -90,6 +94,8 @@ class TrainResult:
         "ensemble",
         "tta",
         "max_inference_cost",
+        "cv",
+        "cv_folds",
         "workers",
         "ray_address",
         "cpus_per_trial",
@@ -121,6 +127,8 @@ def train(
     ensemble: str = "auto",
     tta: str = "auto",
     max_inference_cost: float = 2.0,
+    cv: str = "auto",
+    cv_folds: int = FOLDS,
     workers: int | None = None,
     ray_address: str | None = None,
     cpus_per_trial: float = 1.0,
@@ -144,6 +152,9 @@ def train(
     one on validation; ``off``), ``tta`` (``auto``: horizontal-flip averaging when it helps;
     ``off``) and ``max_inference_cost`` (the packaged graph's time per image at most this
     times the chosen trial's) shape the package (see :mod:`autovision.search.combine`).
+    ``cv`` (``auto``: when the rarest label has fewer than 50 validation images; ``on``;
+    ``off``) ranks linear trials by ``cv_folds``-fold cross-validation over the training and
+    validation images (see :mod:`autovision.search.cv`); a resumed run keeps its own.
     ``workers``: explore with that many trial worker processes sharing the run's study (the
     final retraining, refit and package stay in this one; see :mod:`autovision.search.workers`);
     workers on other machines join with ``autovision worker``.
@@ -158,6 +169,7 @@ def train(
     if name is not None:
         check_model_name(name)
     combining = Settings(ensemble=ensemble, tta=tta, max_inference_cost=max_inference_cost)
+    cv_settings = CVSettings(mode=cv, folds=cv_folds)  # checked before any work
     _import_libraries()
     started = time.monotonic()  # the budget counts from here, after the start-up imports
     if resume:
@@ -196,6 +208,7 @@ def train(
             space=space.to_dict(),
             exclude_issues=excluded["issues"] if excluded else None,
             excluded=excluded,
+            cv=cv_settings.to_dict(),
         )
     state.save(ws)
     deterministic = plan_budget.trials is not None and not plan_budget.timed
@@ -309,6 +322,8 @@ def _export(
         seconds_per_model=search.planner.export_s(cfg),
     )
     model, probs = choice.model, choice.probs
+    study = studies.open_study(ws.db_url, state.study_name, state.seed)
+    ranking = ranking_summary(search.ranking, studies.trained(study))
     idx = np.arange(len(data.val))
     _, validation = score_probs(data, idx, probs)
     thresholds = None
@@ -360,6 +375,7 @@ def _export(
             "space": state.space,
             "device": str(rt.device),
             "sessions": state.sessions,
+            "ranking": search.ranking.describe(),
         },
     }
     if choice.architecture is not None:  # an ensemble and/or flips: one combined graph
@@ -421,6 +437,7 @@ def _export(
         version=version.version,
         excluded=state.excluded,
         ensemble=choice.summary(),
+        ranking=ranking,
     )
 
 

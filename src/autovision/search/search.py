@@ -4,9 +4,10 @@ Strong defaults run first, then configurations drawn by TPE (see :mod:`.study`).
 search explores, then retrains what it chose:
 
 1. *explore*: every trial on the same stratified subsample of the training images (all of
-   them when that fits) and the validation images that rank trials, pruned on intermediate
-   scores, until the time set aside for the retraining (2 or 3) is reached or trials stop
-   improving (``MODEL_CONVERGED``);
+   them when that fits) and the validation images that rank trials (a small validation
+   split: linear trials by cross-validation over training + validation, :mod:`.cv`), pruned
+   on intermediate scores, until the time set aside for the retraining (2 or 3) is reached
+   or trials stop improving (``MODEL_CONVERGED``; equal scores rank by log loss);
 2. *final*: the best configuration, if exploration saw only part of the training images,
    retrained on all of them with as many epochs as the rest of the budget holds (capped), so
    most of a large budget goes to the promising model;
@@ -42,6 +43,7 @@ from autovision.search import study as studies
 from autovision.search import toptune
 from autovision.search.budget import Budget
 from autovision.search.combine import keep_best_folders
+from autovision.search.cv import CVSettings, Ranking
 from autovision.search.linear import train_linear
 from autovision.search.planner import EXPLORE_FIRST_SHARE, Planner
 from autovision.search.space import (
@@ -114,6 +116,9 @@ class Search:
         self.best_score = -np.inf
         self.best_cfg: TrialConfig | None = None
         self.best_n_train = 0
+        # how trials are ranked (.cv); a run from before --cv existed ranks on validation
+        cv = CVSettings.from_dict(state.cv) if state.cv else CVSettings(mode="off")
+        self.ranking = Ranking(rt, cv, seed=state.seed)
         self.explore_with = explore  # runs the exploration elsewhere (trial workers)
         self.heartbeat = heartbeat  # Optuna heartbeat (interval, grace) of the study's storage
         self.reports: list[dict[str, Any]] = []  # what each trial worker did (explore)
@@ -227,6 +232,9 @@ class Search:
         try:
             with get_heartbeat_thread(trial._trial_id, study._storage):
                 out = train(self.rt, cfg, plan, folder, on_epoch)
+                # a small validation split: the score told is the cross-validated mean (.cv)
+                steps, left = self.space.linear_steps, self.search_left(cfg)
+                out = self.ranking.rescore(cfg, plan, out, steps=steps, seconds=left)
         except TimeoutError:  # embedding ran past the deadline (what it computed is cached)
             out = None
         except (RuntimeError, ValueError, ModelError) as exc:
@@ -261,6 +269,7 @@ class Search:
             "metrics": out.metrics,
             "thresholds": out.thresholds,
             "full_validation": plan.eval_idx is None,
+            "ranking": out.ranking,
         }.items():
             trial.set_user_attr(key, value)
         if out.stopped == "pruned":
@@ -287,6 +296,7 @@ class Search:
             best=self._best(),
             seconds=out.seconds,
             stopped=out.stopped,
+            ranking=out.ranking,
         )
         return out
 
@@ -319,7 +329,7 @@ class Search:
     def sync_best(self, study: Any) -> None:
         """Take the best trial so far from the study (resumed, or told by other workers)."""
         if studies.best_number(study) is not None:
-            bt = study.best_trial
+            bt = studies.best_trial(study)
             self.best_score = bt.value
             self.best_cfg = TrialConfig.from_dict(bt.user_attrs["config"])
             self.best_n_train = int(bt.user_attrs.get("n_train", 0))
@@ -368,11 +378,11 @@ class Search:
                 "no trial finished within the budget"
                 + (f" (last error: {why})" if why else "; give it a larger --budget")
             )
-        refit = self._refit(study.best_trial)
+        refit = self._refit(studies.best_trial(study))
         self.state.phase, self.state.stop_reason = "done", stop
         self.save_state()
         return SearchResult(
-            best=study.best_trial,
+            best=studies.best_trial(study),
             folder=self.trial_dir(number),
             trials=len(studies.trained(study)),
             stop_reason=stop,
@@ -434,7 +444,7 @@ class Search:
         ]
         if self.rt.base is not None or not heads:
             return cfg.resize
-        return max(heads, key=lambda t: t.value).user_attrs["config"]["resize"]
+        return min(heads, key=studies.rank_key).user_attrs["config"]["resize"]
 
     def _seed(self, trial: Any) -> int:
         return self.state.seed * 1000 + trial.number
@@ -498,7 +508,7 @@ class Search:
         default configuration when exploration saw only part of the data and the best beats
         the defaults by less than ``FINAL_MARGIN`` (small-sample scores are noisy, and the
         defaults are known to train well on the whole)."""
-        best = study.best_trial
+        best = studies.best_trial(study)
         n = int(best.user_attrs.get("n_train", 0))
         defaults = [
             t for t in trained if t.user_attrs.get("default") and t.state == TrialState.COMPLETE

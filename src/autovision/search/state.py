@@ -45,6 +45,7 @@ class RunState:
     # run trains on the same images even if the checks were recomputed meanwhile)
     exclude_issues: list[str] | None = None
     excluded: dict[str, Any] | None = None
+    cv: dict[str, Any] = field(default_factory=dict)  # --cv, --cv-folds (search.cv.CVSettings)
     status: str = "running"  # running | finished
     spent_s: float = 0.0
     trials_done: int = 0

@@ -14,6 +14,7 @@ from autovision.search.space import TrialConfig, params_for
 
 PRUNE_WARMUP = 4  # finished trials before pruning starts
 N_STARTUP = 4  # trials before TPE models the space (the enqueued defaults count)
+LOSS_DELTA = 0.02  # relative log-loss improvement that counts when scores tie (converged)
 
 
 class WarmPruner(optuna.pruners.BasePruner):
@@ -135,9 +136,34 @@ def trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("trained")]
 
 
+def trial_loss(trial: Any) -> float:
+    """The log loss that breaks ties between equal scores: the cross-validated mean loss
+    (:mod:`.cv`) when the trial has one, else its validation log loss (inf: none)."""
+    attrs = trial.user_attrs
+    loss = (attrs.get("ranking") or {}).get("loss_mean")
+    if loss is None:
+        loss = (attrs.get("metrics") or {}).get("log_loss")
+    return float(loss) if loss is not None and loss == loss else float("inf")
+
+
+def rank_key(trial: Any) -> tuple[float, float, int]:
+    """Sort key of completed trials, best first: the higher score, then (equal scores: a
+    small validation split saturates accuracy) the lower log loss, then the earlier."""
+    return (-float(trial.value), trial_loss(trial), trial.number)
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The study's best trial by :func:`rank_key` (Optuna's own keeps the first of equal
+    scores); ``ValueError`` when no trial completed."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise ValueError("no trial completed")
+    return min(done, key=rank_key)
+
+
 def best_number(study: optuna.Study) -> int | None:
     try:
-        return study.best_trial.number
+        return best_trial(study).number
     except ValueError:
         return None
 
@@ -170,14 +196,28 @@ def cut_in_first_epoch(trial: Any) -> bool:
     return attrs.get("stopped") == "deadline" and int(attrs.get("epochs_run", 0)) <= 1
 
 
-def converged(trials: list[Any], patience: int, delta: float) -> bool:
-    """``patience`` trials in a row without improving the best score by ``delta`` (trials cut
-    by their deadline within the first epoch are no evidence either way)."""
+SATURATED = 1.0 - 1e-9  # a ranking score at its ceiling (accuracy or F1 of 1.0)
+
+
+def converged(
+    trials: list[Any], patience: int, delta: float, loss_delta: float = LOSS_DELTA
+) -> bool:
+    """``patience`` trials in a row without improving on the best: a score higher by
+    ``delta``, or an equal score (within ``delta``) with a log loss lower by the share
+    ``loss_delta``. Ties and saturation are not convergence: equal scores still rank by
+    log loss, and a best score at its ceiling with no log loss to rank by never converges
+    (the measure has no room left to show an improvement). Trials cut by their deadline
+    within the first epoch are no evidence either way."""
     scored = [t for t in trials if t.value is not None and not cut_in_first_epoch(t)]
     if len(scored) <= patience:
         return False
-    best_i, best_v = 0, float("-inf")
+    best_i, best_v, best_loss = 0, float("-inf"), float("inf")
     for i, t in enumerate(scored):
+        loss = trial_loss(t)
         if t.value > best_v + delta:
-            best_i, best_v = i, t.value
+            best_i, best_v, best_loss = i, t.value, loss
+        elif t.value >= best_v - delta and loss < best_loss * (1 - loss_delta):
+            best_i, best_v, best_loss = i, max(best_v, t.value), loss
+    if best_v >= SATURATED and best_loss == float("inf"):
+        return False
     return len(scored) - 1 - best_i >= patience

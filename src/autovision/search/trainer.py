@@ -157,6 +157,7 @@ class TrialOutcome:
     stopped: str  # done | early_stop | deadline | pruned
     timings: dict[str, float] = field(default_factory=dict)
     averaged: bool = False  # the best epoch's weights are the moving average's
+    ranking: dict[str, Any] | None = None  # cross-validated score (search.cv), else None
 
 
 class _ScheduleClock:

@@ -628,6 +628,7 @@ def _emit_finished(search: Search, study: Any, seen: set[int]) -> set[int]:
             worker=a.get("worker"),
             best=study.best_value if best is not None else None,
             why=a.get("skipped") or a.get("error"),
+            ranking=a.get("ranking"),
         )
     return seen
 
