@@ -118,6 +118,21 @@ def resolve_package(model: Any, workspace: Any = None) -> ModelPackage:
     return ModelPackage.load(path)
 
 
+def open_run(
+    model: Any, workspace: Any, output: Any, errors: Any, batch_size: int, resume: bool
+) -> tuple[ModelPackage, Any, Any, set[str]]:
+    """What a batch prediction (local or on Ray) starts from: the package, the output and
+    errors targets, and (``resume``) the sources they already hold."""
+    package = resolve_package(model, workspace)
+    output, errors_path = result_paths(output, errors)
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    done: set[str] = set()
+    if resume:
+        done = completed_sources(output) | completed_sources(errors_path)
+    return package, output, errors_path, done
+
+
 def _batches(entries: Iterable[Any], size: int) -> Iterator[list[Any]]:
     it = iter(entries)
     while batch := list(itertools.islice(it, size)):
@@ -160,13 +175,9 @@ def predict_batch(
     :func:`~autovision.predict.results.label_thresholds`.
     """
     start = time.perf_counter()
-    package = resolve_package(model, workspace)
-    output, errors_path = result_paths(output, errors)
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    done: set[str] = set()
-    if resume:
-        done = completed_sources(output) | completed_sources(errors_path)
+    package, output, errors_path, done = open_run(
+        model, workspace, output, errors, batch_size, resume
+    )
     total = None
     if progress is not None and not isinstance(inputs, Iterator):
         total = count_sources(inputs)

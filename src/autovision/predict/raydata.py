@@ -44,10 +44,9 @@ from autovision.models.package import ModelPackage
 from autovision.models.preprocess import Preprocessing
 from autovision.predict.inputs import expand_inputs
 from autovision.predict.loading import load_into
-from autovision.predict.pipeline import BatchResult, ProgressFn, resolve_package, result_paths
+from autovision.predict.pipeline import BatchResult, ProgressFn, open_run
 from autovision.predict.results import (
     ResultWriter,
-    completed_sources,
     error_line,
     format_prediction,
     label_thresholds,
@@ -189,13 +188,9 @@ def predict_batch_ray(
     (shared storage or object storage URLs).
     """
     start = time.perf_counter()
-    package = resolve_package(model, workspace)
-    output, errors_path = result_paths(output, errors)
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    done: set[str] = set()
-    if resume:
-        done = completed_sources(output) | completed_sources(errors_path)
+    package, output, errors_path, done = open_run(
+        model, workspace, output, errors, batch_size, resume
+    )
     sources: list[str] = []
     problems: list[Problem] = []
     skipped = 0
