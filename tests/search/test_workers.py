@@ -73,6 +73,7 @@ def _wait(cond, timeout: float, what: str):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("db_url")  # on SQLite and on PostgreSQL (the cluster's database)
 def test_two_workers_share_one_study(workspace, make_dataset, tiny_space, monkeypatch) -> None:
     monkeypatch.setenv(pool.ENV_HEARTBEAT, "1")
     make_dataset(counts=(12, 4, 4))
